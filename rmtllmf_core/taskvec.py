@@ -1,0 +1,122 @@
+"""Flat task-vector arithmetic: one layout maps an encoder's state dict to a 1-D vector and back.
+
+Every stage after the channel (perturb, fuse, defend) works on flat float32 tensors of shape
+[P] or [T, P]; only evaluation loads a flat vector back into the working encoder.
+Parameter names follow open_clip's VisionTransformer (conv1, class_embedding,
+positional_embedding, ln_pre, transformer.resblocks.{i}.*, ln_post, proj).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+
+# The groups R-MTLLMF's freeze reloads from the base model (paper Sec. III).
+EMBEDDING_GROUPS = ("patch_embedding", "positional_embedding", "class_embedding")
+
+_BLOCK = re.compile(r"(?:^|\.)resblocks\.(\d+)\.")
+
+
+def group_of(name: str) -> str:
+    """The coarse group of a parameter: an embedding, a transformer block, or the pre/post norms."""
+    if name.startswith("conv1."):
+        return "patch_embedding"
+    if name == "positional_embedding":
+        return "positional_embedding"
+    if name == "class_embedding":
+        return "class_embedding"
+    block = _BLOCK.search(name)
+    if block:
+        return f"block{int(block.group(1))}"
+    if name.startswith("ln_pre."):
+        return "ln_pre"
+    return "head"  # ln_post, proj, and anything after the last block
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    offsets: tuple[int, ...]  # len(names) + 1 boundaries into the flat vector
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, torch.Tensor]) -> "ParamLayout":
+        names = tuple(state)
+        shapes = tuple(tuple(state[n].shape) for n in names)
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        return cls(names, shapes, tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes)])))
+
+    @property
+    def numel(self) -> int:
+        return self.offsets[-1]
+
+    def slice(self, name: str) -> slice:
+        i = self.names.index(name)
+        return slice(self.offsets[i], self.offsets[i + 1])
+
+    def flatten(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        missing = [n for n in self.names if n not in state]
+        if missing:
+            raise KeyError(f"state dict lacks {missing[:3]}")
+        return torch.cat([state[n].detach().reshape(-1).float() for n in self.names])
+
+    def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views into `vec` (no copy), shaped like the state dict."""
+        return {n: vec[a:b].view(s) for n, s, a, b in zip(self.names, self.shapes, self.offsets, self.offsets[1:])}
+
+    def groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(group_of(n) for n in self.names))
+
+    def mask(self, groups: Iterable[str]) -> torch.Tensor:
+        """Boolean [P]: True on every parameter in one of `groups`."""
+        wanted = set(groups)
+        out = torch.zeros(self.numel, dtype=torch.bool)
+        for n, a, b in zip(self.names, self.offsets, self.offsets[1:]):
+            if group_of(n) in wanted:
+                out[a:b] = True
+        return out
+
+    @cached_property
+    def tensor_index(self) -> torch.Tensor:
+        """Long [P]: which tensor each flat element belongs to (for per-tensor statistics)."""
+        sizes = torch.tensor(np.diff(self.offsets))
+        return torch.repeat_interleave(torch.arange(len(self.names)), sizes)
+
+    @cached_property
+    def block_index(self) -> torch.Tensor:
+        """Long [P]: transformer block of each element, -1 before the first block, n_blocks after the last."""
+        idx = []
+        for n in self.names:
+            g = group_of(n)
+            idx.append(int(g[5:]) if g.startswith("block") else (-1 if g != "head" else 10**6))
+        blocks = [i for i in idx if 0 <= i < 10**6]
+        last = (max(blocks) + 1) if blocks else 0
+        idx = [last if i == 10**6 else i for i in idx]
+        return torch.repeat_interleave(torch.tensor(idx), torch.tensor(np.diff(self.offsets)))
+
+    def per_tensor_mean_square(self, vec: torch.Tensor) -> torch.Tensor:
+        """[..., n_tensors] mean of squares of each tensor of `vec` ([..., P])."""
+        sums = torch.zeros(*vec.shape[:-1], len(self.names), dtype=vec.dtype)
+        sums.index_add_(-1, self.tensor_index, vec * vec)
+        return sums / torch.tensor(np.diff(self.offsets), dtype=vec.dtype)
+
+    def expand_per_tensor(self, values: torch.Tensor) -> torch.Tensor:
+        """[..., n_tensors] -> [..., P], each tensor's value repeated over its elements."""
+        return values.index_select(-1, self.tensor_index)
+
+
+def stack(layout: ParamLayout, vectors: Mapping[str, Mapping[str, torch.Tensor]], tasks: Iterable[str]) -> torch.Tensor:
+    """[T, P] flat task vectors in the order of `tasks`."""
+    return torch.stack([layout.flatten(vectors[t]) for t in tasks])
+
+
+def cosine_matrix(vectors: torch.Tensor) -> np.ndarray:
+    """[T, T] cosine similarity between the rows of [T, P] (0 where a row is zero)."""
+    v = vectors.double()
+    norms = v.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    unit = v / norms
+    return (unit @ unit.T).clamp(-1, 1).numpy()
