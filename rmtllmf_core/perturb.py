@@ -1,0 +1,354 @@
+"""Perturb: a user's MSE becomes an error on its received task vector (PAPER-NOTES sec. 3).
+
+Every function here is pure and seeded (one ``torch.Generator`` built from ``seed``) and works on
+the flat float32 ``[T, P]`` stack of clean task vectors (row q = user q = task q), vectorised over
+parameters; the only Python loops are over users (T <= 64).
+
+Three error models, chosen by ``PerturbConfig.model``:
+
+``gaussian`` (the paper's)
+    ``tau_hat_q = tau_q + eps_q`` with ``eps_q ~ N(0, mse_q * scale_q^2)`` independently per user
+    and per parameter. ``scale_q`` follows ``PerturbConfig.scale`` (see :func:`noise_std`).
+
+``correlated`` (ours)
+    All users transmit at once through the same receiver, so their errors are jointly Gaussian with
+    the MMSE-SIC receiver's Q x Q complex error covariance ``C = E[e e^H]``. How a complex symbol
+    error becomes an error on real parameters: each complex symbol carries two consecutive
+    parameters, the even one on I (real part), the odd one on Q (imaginary part), and the error of
+    every symbol slot is a fresh draw of ``e ~ CN(0, 2 K)`` with ``K_qr = C_qr / sqrt(C_qq C_rr)``
+    the normalised (coherence) matrix. Hence, per parameter, each user's error has unit variance
+    before scaling, ``Cov(Re e_q, Re e_r) = Cov(Im e_q, Im e_r) = Re K_qr`` (the correlation of two
+    users' errors on the same parameter, which is what cosine similarities see) and
+    ``Cov(Re e_q, Im e_r) = -Im K_qr`` (I/Q cross-talk between neighbouring parameters). Each row is
+    then multiplied by the same per-element std as ``gaussian``, so user q's variance is exactly
+    ``mse_q * scale_q^2``: only the correlation is taken from ``C``, the variances always come from
+    ``mse`` (``C``'s diagonal is the same MMSE). The standard normals are drawn exactly as in
+    ``gaussian`` and a diagonal ``C`` gives ``K = I``, so the model reduces to ``gaussian`` bit for
+    bit (same seed, same numbers).
+
+``digital`` (ours)
+    Each tensor of each task vector is quantised uniformly to ``bits_per_param`` bits over its own
+    [min, max] (the two floats travel as error-free side information); each word is cut into
+    6-bit Gray-mapped 64-QAM symbols (most significant symbol first; per symbol, the high 3 bits
+    pick the I level and the low 3 bits the Q level, each through a 3-bit Gray code of the 8 PAM
+    levels). A square 64-QAM symbol is two independent 8-PAM decisions, so errors are drawn per
+    axis with the exact AWGN probabilities at the user's SINR ``g`` (= Es/N0 after the MMSE
+    filter): an inner level slips to each neighbour with probability ``Q(sqrt(3 g / 63))``, an edge
+    level to its one neighbour with the same probability. Averaged over equiprobable symbols that is
+    exactly the square-QAM SER ``1 - (1 - 2 (1 - 1/8) Q(sqrt(3 g / 63)))^2``; every error lands on
+    the neighbouring constellation point (a diagonal one when both axes fail), which under Gray
+    mapping flips one bit per failed axis. Sparse events are drawn as a Bernoulli process
+    (geometric gaps) so a clean link costs nothing. Words are decoded and dequantised. Without
+    ``sinr_db`` the SINR is the receiver's own, ``1 / mse_q - 1`` (MMSE = 1 / (1 + SINR)).
+    ``scale`` does not apply (the quantiser normalises each tensor itself).
+
+``mse_q == 0`` returns row q untouched for every model (an ideal link; for ``digital`` this also
+skips quantisation, so a zero-noise run equals the clean fusion exactly).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .taskvec import ParamLayout
+
+MODELS = ("gaussian", "correlated", "digital")
+SCALES = ("absolute", "per_tensor", "per_vector")
+BITS_PER_PARAM = (6, 12, 18, 24)
+BITS_PER_SYMBOL = 6  # 64-QAM
+QAM_ORDER = 64
+PAM_LEVELS = 8  # per axis of square 64-QAM
+
+# 3-bit Gray code of the 8 PAM levels: level i carries bits GRAY[i]; adjacent levels differ in one bit.
+GRAY = torch.tensor([i ^ (i >> 1) for i in range(PAM_LEVELS)], dtype=torch.int64)
+GRAY_INVERSE = torch.argsort(GRAY)  # bits -> level
+
+
+# ----------------------------------------------------------------------------------- validation
+
+def _check_choice(value, allowed: tuple, field: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(field, f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _check_vectors(clean, layout) -> torch.Tensor:
+    if not isinstance(layout, ParamLayout):
+        raise InputError("perturb.layout", f"must be a ParamLayout; got {type(layout).__name__}")
+    if not isinstance(clean, torch.Tensor) or clean.ndim != 2 or not clean.is_floating_point():
+        raise InputError("perturb.clean", "must be a floating [T, P] tensor of task vectors")
+    if clean.shape[0] < 1 or clean.shape[1] != layout.numel:
+        raise InputError("perturb.clean", f"shape {tuple(clean.shape)} does not match [T >= 1, {layout.numel}]")
+    clean = clean.detach().to(torch.float32)
+    if not torch.isfinite(clean).all():
+        raise InputError("perturb.clean", "contains NaN or infinite entries")
+    return clean
+
+
+def _check_mse(mse, n_users: int) -> np.ndarray:
+    try:
+        arr = np.asarray(mse.detach().cpu() if isinstance(mse, torch.Tensor) else mse, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("perturb.mse", "must be a sequence of numbers, one per user") from None
+    if arr.shape != (n_users,):
+        raise InputError("perturb.mse", f"needs one value per user: shape ({n_users},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InputError("perturb.mse", "every MSE must be finite and >= 0")
+    return arr
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
+    return int(seed)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------- gaussian
+
+def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torch.Tensor:
+    """Per-element std of the Gaussian error model: ``sqrt(mse_q) * scale_q``.
+
+    ``absolute``: scale 1, returns [T, 1]. ``per_vector``: rms of the whole tau_q, returns [T, 1].
+    ``per_tensor``: rms of the tensor of tau_q the element belongs to, returns [T, P].
+    The result broadcasts against ``clean``. Also used by the shrinkage defense.
+    """
+    clean = _check_vectors(clean, layout)
+    mse = _check_mse(mse, clean.shape[0])
+    return _noise_std(clean, mse, layout, _check_choice(scale, SCALES, "perturb.scale"))
+
+
+def _noise_std(clean: torch.Tensor, mse: np.ndarray, layout: ParamLayout, scale: str) -> torch.Tensor:
+    var = torch.as_tensor(mse, dtype=torch.float64)
+    if scale == "absolute":
+        return var.sqrt().to(torch.float32).unsqueeze(1)
+    if scale == "per_vector":
+        # float64 accumulation: 1-2 M squares summed in float32 would lose digits
+        power = torch.linalg.vector_norm(clean, dim=1, dtype=torch.float64).square() / clean.shape[1]
+        return (var * power).sqrt().to(torch.float32).unsqueeze(1)
+    power = layout.per_tensor_mean_square(clean).to(torch.float64)  # [T, n_tensors]
+    return layout.expand_per_tensor((var.unsqueeze(1) * power).sqrt().to(torch.float32))
+
+
+def _standard_normal(n_users: int, n_params: int, gen: torch.Generator) -> torch.Tensor:
+    # An even number of columns so `correlated` can pair them into I/Q and consume the very same draw.
+    return torch.randn(n_users, n_params + n_params % 2, generator=gen, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------- correlated
+
+def correlation_factor(error_covariance, n_users: int) -> Optional[np.ndarray]:
+    """Complex L with ``L L^H = K``, K the unit-diagonal coherence of the error covariance.
+
+    Returns None when the covariance is diagonal (independent users: the ``gaussian`` model).
+    Users with zero error power are left uncorrelated with everyone.
+    """
+    field = "perturb.error_covariance"
+    try:
+        cov = np.asarray(error_covariance, dtype=np.complex128)
+    except (TypeError, ValueError):
+        raise InputError(field, "must be a Q x Q (complex) matrix") from None
+    if cov.shape != (n_users, n_users):
+        raise InputError(field, f"must be {n_users} x {n_users} (one row per user); got {cov.shape}")
+    if not np.all(np.isfinite(cov)):
+        raise InputError(field, "contains NaN or infinite entries")
+    size = max(float(np.abs(cov).max()), 1e-300)
+    if np.abs(cov - cov.conj().T).max() > 1e-6 * size:
+        raise InputError(field, "must be Hermitian")
+    diag = cov.diagonal().real
+    if np.any(diag < -1e-9 * size):
+        raise InputError(field, "diagonal (error powers) must be >= 0")
+    if np.count_nonzero(cov - np.diag(cov.diagonal())) == 0:
+        return None
+    d = np.sqrt(np.clip(diag, 0.0, None))
+    live = d > 0
+    coh = np.eye(n_users, dtype=np.complex128)
+    coh[np.ix_(live, live)] = cov[np.ix_(live, live)] / np.outer(d[live], d[live])
+    coh = 0.5 * (coh + coh.conj().T)
+    np.fill_diagonal(coh, 1.0)
+    if np.abs(coh - np.eye(n_users)).max() == 0:
+        return None
+    try:
+        return np.linalg.cholesky(coh)
+    except np.linalg.LinAlgError:
+        pass
+    # Semi-definite (e.g. fewer noise dimensions than users): a square-root factor from eigh.
+    w, v = np.linalg.eigh(coh)
+    if w.min() < -1e-6 * max(w.max(), 1.0):
+        raise InputError(field, f"is not positive semi-definite (eigenvalue {w.min():.3g} of its coherence)")
+    factor = v * np.sqrt(np.clip(w, 0.0, None))
+    return factor / np.linalg.norm(factor, axis=1, keepdims=True)  # unit diagonal of L L^H again
+
+
+def _correlate(z: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
+    """Even/odd columns of z are Re/Im of unit complex normals (times sqrt 2); returns Re/Im of L z."""
+    lr = torch.as_tensor(factor.real, dtype=torch.float32)
+    li = torch.as_tensor(factor.imag, dtype=torch.float32)
+    a, b = z[:, 0::2], z[:, 1::2]
+    out = torch.empty_like(z)
+    out[:, 0::2] = lr @ a - li @ b
+    out[:, 1::2] = li @ a + lr @ b
+    return out
+
+
+# ----------------------------------------------------------------------------------- digital
+
+def q_function(x):
+    """Gaussian tail Q(x) = P(N(0,1) > x), elementwise on numpy arrays."""
+    from scipy.special import erfc
+
+    return 0.5 * erfc(np.asarray(x, dtype=np.float64) / math.sqrt(2.0))
+
+
+def qam64_axis_tail(sinr) -> np.ndarray:
+    """Q(d / 2 sigma) of one 8-PAM axis of unit-energy 64-QAM at linear SINR (Es/N0)."""
+    sinr = np.asarray(sinr, dtype=np.float64)
+    return q_function(np.sqrt(3.0 * np.clip(sinr, 0.0, None) / (QAM_ORDER - 1)))
+
+
+def qam64_ser(sinr) -> np.ndarray:
+    """Exact symbol error rate of Gray-mapped square 64-QAM on AWGN at linear SINR (Es/N0)."""
+    p_axis = 2.0 * (1.0 - 1.0 / PAM_LEVELS) * qam64_axis_tail(sinr)
+    return 1.0 - (1.0 - p_axis) ** 2
+
+
+def qam64_ber(sinr) -> np.ndarray:
+    """Bit error rate of this link's error model: one flipped bit per failed axis, 6 bits a symbol."""
+    return 2.0 * 2.0 * (1.0 - 1.0 / PAM_LEVELS) * qam64_axis_tail(sinr) / BITS_PER_SYMBOL
+
+
+def _bernoulli_positions(n_trials: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Sorted positions of the successes of n_trials Bernoulli(p) trials, via geometric gaps."""
+    if p <= 0.0 or n_trials == 0:
+        return torch.empty(0, dtype=torch.int64)
+    if p >= 1.0:
+        return torch.arange(n_trials)
+    chunks, last = [], -1.0
+    expected = n_trials * p
+    while True:
+        m = int(expected + 8.0 * math.sqrt(expected) + 16)
+        gaps = torch.empty(m, dtype=torch.float64).geometric_(p, generator=gen)  # >= 1
+        pos = last + torch.cumsum(gaps, 0)
+        chunks.append(pos[pos < n_trials])
+        if pos[-1] >= n_trials:
+            break
+        last = float(pos[-1])
+    return torch.cat(chunks).to(torch.int64)
+
+
+def _transmit_words(words: torch.Tensor, bits: int, sinr: float, gen: torch.Generator) -> torch.Tensor:
+    """Send int64 words of `bits` bits over Gray-mapped 64-QAM at linear SINR; returns received words."""
+    n_sym = bits // BITS_PER_SYMBOL
+    trials_per_word = 2 * n_sym  # one per axis (I, Q) of each symbol
+    tail = float(qam64_axis_tail(sinr))
+    # An event is a slip of the axis level by +-1 (prob. 2 Q); a slip off the edge is no error,
+    # which leaves each edge level its exact error probability Q and each inner level 2 Q.
+    pos = _bernoulli_positions(words.numel() * trials_per_word, min(2.0 * tail, 1.0), gen)
+    if pos.numel() == 0:
+        return words
+    param = pos // trials_per_word
+    rem = pos % trials_per_word
+    symbol, axis = rem // 2, rem % 2
+    shift = bits - BITS_PER_SYMBOL * (symbol + 1) + 3 * (axis == 0).to(torch.int64)  # I = high 3 bits
+    field = (words[param] >> shift) & 7
+    level = GRAY_INVERSE[field]
+    step = torch.randint(0, 2, (pos.numel(),), generator=gen, dtype=torch.int64) * 2 - 1
+    moved = level + step
+    moved = torch.where((moved >= 0) & (moved < PAM_LEVELS), moved, level)
+    # Each (word, symbol, axis) is hit at most once and owns its 3 bits, so adding the field
+    # differences rewrites exactly those bits (no carries).
+    return words.index_add(0, param, (GRAY[moved] - field) << shift)
+
+
+def _digital_row(x: torch.Tensor, layout: ParamLayout, bits: int, sinr: float, gen: torch.Generator) -> torch.Tensor:
+    idx = layout.tensor_index
+    n = len(layout.names)
+    lo = torch.full((n,), math.inf, dtype=torch.float32).scatter_reduce(0, idx, x, "amin")
+    hi = torch.full((n,), -math.inf, dtype=torch.float32).scatter_reduce(0, idx, x, "amax")
+    top = 2**bits - 1
+    lo64 = lo.to(torch.float64)
+    step = (hi.to(torch.float64) - lo64) / top  # per tensor; 0 for a constant tensor
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    # float64: a 24-bit word does not fit a float32 mantissa with room to round
+    words = torch.round((x.to(torch.float64) - lo64[idx]) / safe[idx]).clamp_(0, top).to(torch.int64)
+    words = _transmit_words(words, bits, sinr, gen)
+    return (lo64[idx] + words.to(torch.float64) * step[idx]).to(torch.float32)
+
+
+def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
+    if sinr_db is None:
+        with np.errstate(divide="ignore"):
+            return np.where(mse > 0, 1.0 / np.where(mse > 0, mse, 1.0) - 1.0, np.inf).clip(0.0, None)
+    try:
+        arr = np.asarray(sinr_db.detach().cpu() if isinstance(sinr_db, torch.Tensor) else sinr_db, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("perturb.sinr_db", "must be a sequence of numbers in dB, one per user") from None
+    if arr.shape != mse.shape:
+        raise InputError("perturb.sinr_db", f"needs one value per user: shape {mse.shape}, got {arr.shape}")
+    if np.any(np.isnan(arr)) or np.any(arr == -np.inf):
+        raise InputError("perturb.sinr_db", "must be a number of dB (or +inf for an error-free link)")
+    return 10.0 ** (arr / 10.0)
+
+
+# ----------------------------------------------------------------------------------- entry point
+
+def perturb(
+    clean: torch.Tensor,
+    mse,
+    *,
+    layout: ParamLayout,
+    model: str,
+    scale: str,
+    seed: int,
+    error_covariance=None,
+    sinr_db=None,
+    bits_per_param: int = 12,
+) -> torch.Tensor:
+    """Received task vectors [T, P] (float32, new tensor) from the clean ones and per-user MSEs.
+
+    ``error_covariance`` (Q x Q, complex allowed) is required by ``correlated``; ``sinr_db``
+    (per user, dB) and ``bits_per_param`` are used by ``digital``. See the module docstring.
+    """
+    clean = _check_vectors(clean, layout)
+    n_users, n_params = clean.shape
+    mse = _check_mse(mse, n_users)
+    model = _check_choice(model, MODELS, "perturb.model")
+    scale = _check_choice(scale, SCALES, "perturb.scale")
+    gen = _generator(_check_seed(seed))
+
+    if model == "digital":
+        if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
+            raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {bits_per_param!r}")
+        sinr = _sinr_linear(sinr_db, mse)
+        # One child seed per user, drawn up front, so user q's link does not depend on the others'.
+        user_seeds = torch.randint(0, 2**62, (n_users,), generator=gen).tolist()
+        out = clean.clone()
+        for q in range(n_users):
+            if mse[q] > 0:
+                out[q] = _digital_row(clean[q], layout, int(bits_per_param), float(sinr[q]), _generator(user_seeds[q]))
+        return out
+
+    factor = None
+    if model == "correlated":
+        if error_covariance is None:
+            raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
+        factor = correlation_factor(error_covariance, n_users)
+
+    if not np.any(mse > 0):
+        return clean.clone()
+    std = _noise_std(clean, mse, layout, scale)
+    z = _standard_normal(n_users, n_params, gen)
+    if factor is not None:
+        z = _correlate(z, factor)
+    out = torch.addcmul(clean, std, z[:, :n_params])
+    zero = torch.as_tensor(mse == 0)
+    if zero.any():
+        out[zero] = clean[zero]  # exact, not clean + 0 * noise (which may flip -0.0)
+    return out

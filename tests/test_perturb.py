@@ -1,0 +1,347 @@
+"""perturb.py against closed forms: variances, correlations, 64-QAM error rates, exact zero-noise."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from rmtllmf_core.errors import InputError
+from rmtllmf_core.perturb import (
+    GRAY,
+    GRAY_INVERSE,
+    MODELS,
+    SCALES,
+    noise_std,
+    perturb,
+    q_function,
+    qam64_ber,
+    qam64_ser,
+)
+from rmtllmf_core.taskvec import ParamLayout
+
+
+def make_layout(sizes=(("conv1.weight", 3000), ("transformer.resblocks.0.attn.w", 20000), ("ln_post.weight", 7000))):
+    return ParamLayout.from_state({n: torch.zeros(s) for n, s in sizes})
+
+
+def clean_vectors(layout, n_users=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # tensors with very different power, so the three scales really differ
+    gains = torch.tensor([0.5, 0.01, 2.0])
+    return torch.randn(n_users, layout.numel, generator=g) * layout.expand_per_tensor(gains)
+
+
+MSE = np.array([0.02, 0.2, 0.7])
+
+
+# ----------------------------------------------------------------------------- noise_std
+
+def test_noise_std_closed_forms():
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    absolute = noise_std(clean, MSE, layout, "absolute")
+    assert absolute.shape == (3, 1)
+    assert torch.allclose(absolute[:, 0], torch.tensor(np.sqrt(MSE), dtype=torch.float32))
+
+    per_vector = noise_std(clean, MSE, layout, "per_vector")
+    rms = clean.double().pow(2).mean(1).sqrt()
+    assert torch.allclose(per_vector[:, 0].double(), torch.tensor(np.sqrt(MSE)) * rms, rtol=1e-6)
+
+    per_tensor = noise_std(clean, MSE, layout, "per_tensor")
+    assert per_tensor.shape == clean.shape
+    for name in layout.names:
+        sl = layout.slice(name)
+        want = torch.tensor(np.sqrt(MSE)) * clean[:, sl].double().pow(2).mean(1).sqrt()
+        got = per_tensor[:, sl]
+        assert torch.allclose(got, want.float().unsqueeze(1).expand_as(got), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- gaussian statistics
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_gaussian_empirical_variance_matches_mse_times_scale_squared(scale):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    eps = (perturb(clean, MSE, layout=layout, model="gaussian", scale=scale, seed=3) - clean).double()
+    for name in layout.names:
+        sl = layout.slice(name)
+        if scale == "absolute":
+            power = torch.ones(3, dtype=torch.float64)
+        elif scale == "per_vector":
+            power = clean.double().pow(2).mean(1)
+        else:
+            power = clean[:, sl].double().pow(2).mean(1)
+        target = torch.tensor(MSE) * power
+        n = sl.stop - sl.start
+        # sample variance of n normals: relative std sqrt(2/n); allow 6 sigma
+        assert torch.allclose(eps[:, sl].var(1), target, rtol=6 * math.sqrt(2 / n)), name
+        assert eps[:, sl].mean(1).abs().max() < 6 * (target / n).sqrt().max()
+
+
+# ----------------------------------------------------------------------------- zero noise, determinism
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_zero_mse_returns_clean_exactly(model, scale):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    out = perturb(clean, np.zeros(3), layout=layout, model=model, scale=scale, seed=1,
+                  error_covariance=np.eye(3) * 0.0 + 0.01 * np.ones((3, 3)) + 0.01 * np.eye(3))
+    assert torch.equal(out, clean)
+    assert out.data_ptr() != clean.data_ptr()  # a new tensor: the caller may edit it
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_zero_mse_user_untouched_among_noisy_ones(model):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    cov = np.array([[0.1, 0.05, 0.02], [0.05, 0.2, 0.01], [0.02, 0.01, 0.3]])
+    out = perturb(clean, [0.1, 0.0, 0.3], layout=layout, model=model, scale="per_tensor", seed=5, error_covariance=cov)
+    assert torch.equal(out[1], clean[1])
+    assert not torch.equal(out[0], clean[0]) and not torch.equal(out[2], clean[2])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_seeded_determinism(model):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    cov = np.array([[0.1, 0.05j, 0.0], [-0.05j, 0.2, 0.0], [0.0, 0.0, 0.3]])
+    kw = dict(layout=layout, model=model, scale="per_tensor", error_covariance=cov, sinr_db=[15.0, 20.0, 25.0])
+    a = perturb(clean, MSE, seed=11, **kw)
+    b = perturb(clean, MSE, seed=11, **kw)
+    c = perturb(clean, MSE, seed=12, **kw)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert a.dtype == torch.float32 and a.shape == clean.shape
+
+
+# ----------------------------------------------------------------------------- correlated
+
+def test_correlated_with_diagonal_covariance_is_gaussian_bit_for_bit():
+    layout = make_layout((("conv1.weight", 1001), ("ln_post.weight", 2000)))  # odd P on purpose
+    clean = clean_vectors(layout)
+    for scale in SCALES:
+        g = perturb(clean, MSE, layout=layout, model="gaussian", scale=scale, seed=4)
+        c = perturb(clean, MSE, layout=layout, model="correlated", scale=scale, seed=4,
+                    error_covariance=np.diag(MSE).astype(complex))
+        assert torch.equal(g, c)
+
+
+def random_covariance(n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, n + 1)) + 1j * rng.normal(size=(n, n + 1))
+    shared = rng.normal(size=(n, 1)) + 1j * rng.normal(size=(n, 1))
+    return a @ a.conj().T * 0.05 + shared @ shared.conj().T  # a strong common component
+
+
+@pytest.mark.parametrize("scale", ["absolute", "per_tensor"])
+def test_correlated_empirical_correlation_matches_target(scale):
+    layout = make_layout((("transformer.resblocks.0.w", 60000), ("ln_post.weight", 40000)))
+    n = 4
+    clean = torch.randn(n, layout.numel, generator=torch.Generator().manual_seed(1))
+    cov = random_covariance(n, 7)
+    mse = cov.diagonal().real * 0.1  # only the correlation is taken from cov
+    out = perturb(clean, mse, layout=layout, model="correlated", scale=scale, seed=2, error_covariance=cov)
+    std = noise_std(clean, mse, layout, scale).expand_as(clean)
+    z = ((out - clean) / std).double()
+    coh = cov / np.sqrt(np.outer(cov.diagonal().real, cov.diagonal().real))
+    tol = 6 / math.sqrt(layout.numel / 2)
+    # same parameter, two users: correlation Re K (both on I and on Q)
+    emp = (z @ z.T / layout.numel).numpy()
+    assert np.allclose(np.diag(emp), 1.0, atol=tol * math.sqrt(2))
+    assert np.allclose(emp, coh.real, atol=tol)
+    # I of user q against Q of user r in the same symbol: -Im K
+    cross = (z[:, 0::2] @ z[:, 1::2].T / (layout.numel / 2)).numpy()
+    assert np.allclose(cross, -coh.imag, atol=tol)
+    # and the variance of each user is still mse * scale^2
+    eps = (out - clean).double()
+    assert torch.allclose(eps.pow(2).mean(1), (std.double() ** 2).mean(1), rtol=0.03)
+
+
+def test_correlated_singular_covariance_is_accepted():
+    layout = make_layout((("ln_post.weight", 20000),))
+    clean = torch.zeros(3, layout.numel)
+    h = np.array([[1.0], [1j], [-1.0]])
+    cov = h @ h.conj().T  # rank one: everyone sees the same noise (up to phase)
+    out = perturb(clean, [0.1, 0.1, 0.1], layout=layout, model="correlated", scale="absolute", seed=0, error_covariance=cov)
+    re = out[:, 0::2].double()
+    # user 1's I error is user 0's Q error rotated: e1 = j e0 => Re e1 = -Im e0
+    assert torch.allclose(re[2], -re[0], atol=1e-5)
+    assert torch.allclose(re[1], -out[0, 1::2].double(), atol=1e-5)
+
+
+def test_correlated_bad_covariances():
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    kw = dict(layout=layout, model="correlated", scale="absolute", seed=0)
+    with pytest.raises(InputError) as e:
+        perturb(clean, MSE, **kw)
+    assert e.value.field == "perturb.error_covariance"
+    for bad in (np.eye(2), np.array([[1, 2, 0], [0, 1, 0], [0, 0, 1]]), np.array([[1, 2, 0], [2, 1, 0], [0, 0, 1]]),
+                np.full((3, 3), np.nan), "nope"):
+        with pytest.raises(InputError) as e:
+            perturb(clean, MSE, error_covariance=bad, **kw)
+        assert e.value.field == "perturb.error_covariance"
+
+
+# ----------------------------------------------------------------------------- digital
+
+def test_gray_code_neighbours_differ_by_one_bit():
+    for i in range(7):
+        assert bin(int(GRAY[i] ^ GRAY[i + 1])).count("1") == 1
+    assert sorted(GRAY.tolist()) == list(range(8))
+    assert torch.equal(GRAY[GRAY_INVERSE], torch.arange(8))
+    # the 8 x 8 constellation: symbol bits = I bits (high 3) | Q bits (low 3)
+    bits = (GRAY[:, None] << 3) | GRAY[None, :]
+    for i in range(8):
+        for j in range(8):
+            for di, dj in ((0, 1), (1, 0)):
+                if i + di < 8 and j + dj < 8:
+                    assert bin(int(bits[i, j] ^ bits[i + di, j + dj])).count("1") == 1
+
+
+def test_ser_formula_matches_known_values():
+    # square M-QAM: SER = 1 - (1 - 2 (1 - 1/sqrt M) Q(sqrt(3 g / (M - 1))))^2
+    g = 10 ** 2.0
+    p = 2 * (1 - 1 / 8) * 0.5 * math.erfc(math.sqrt(3 * g / 63) / math.sqrt(2))
+    assert qam64_ser(g) == pytest.approx(1 - (1 - p) ** 2, rel=1e-12)
+    assert q_function(0.0) == pytest.approx(0.5)
+    assert qam64_ser(np.inf) == 0.0
+
+
+def word_layout(n=60000):
+    return make_layout((("transformer.resblocks.0.w", n), ("ln_post.weight", n)))
+
+
+def integer_words(layout, bits, n_users, seed):
+    """Clean vectors whose 'bits'-bit quantisation is the identity: integers spanning [0, 2^bits - 1]."""
+    g = torch.Generator().manual_seed(seed)
+    top = 2**bits - 1
+    w = torch.randint(0, top + 1, (n_users, layout.numel), generator=g)
+    for name in layout.names:
+        sl = layout.slice(name)
+        w[:, sl.start], w[:, sl.start + 1] = 0, top
+    return w
+
+
+@pytest.mark.parametrize("sinr_db", [5.0, 12.0, 18.0, 22.0])
+def test_digital_symbol_and_bit_error_rates_match_closed_form(sinr_db):
+    layout = word_layout()
+    bits = 12
+    words = integer_words(layout, bits, 1, seed=int(sinr_db))
+    out = perturb(words.float(), [0.1], layout=layout, model="digital", scale="per_tensor", seed=9,
+                  sinr_db=[sinr_db], bits_per_param=bits)
+    received = torch.round(out).to(torch.int64)
+    assert torch.equal(out, received.float())  # only whole levels come back
+    diff = words ^ received
+    n_sym = bits // 6
+    sym_err = sum(((diff >> (6 * k)) & 63 != 0).sum().item() for k in range(n_sym))
+    bit_err = sum(((diff >> b) & 1).sum().item() for b in range(bits))
+    n_symbols = layout.numel * n_sym
+    sinr = 10 ** (sinr_db / 10)
+    ser, ber = float(qam64_ser(sinr)), float(qam64_ber(sinr))
+    assert abs(sym_err / n_symbols - ser) < 5 * math.sqrt(ser * (1 - ser) / n_symbols) + 1e-5
+    n_bits = layout.numel * bits
+    assert abs(bit_err / n_bits - ber) < 5 * math.sqrt(ber / n_bits) * 2 + 1e-5
+
+
+def test_digital_errors_land_on_neighbouring_points():
+    layout = word_layout(20000)
+    words = integer_words(layout, 12, 1, seed=3)
+    out = perturb(words.float(), [0.1], layout=layout, model="digital", scale="absolute", seed=1,
+                  sinr_db=[8.0], bits_per_param=12)
+    received = torch.round(out).to(torch.int64)
+    for shift in (0, 3, 6, 9):  # each axis of each symbol
+        a = GRAY_INVERSE[(words >> shift) & 7]
+        b = GRAY_INVERSE[(received >> shift) & 7]
+        assert (a - b).abs().max() <= 1
+        assert (a != b).any()
+
+
+@pytest.mark.parametrize("bits", [6, 12, 18, 24])
+def test_digital_error_free_link_only_quantises(bits):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    out = perturb(clean, MSE, layout=layout, model="digital", scale="per_tensor", seed=0,
+                  sinr_db=[np.inf] * 3, bits_per_param=bits)
+    for name in layout.names:
+        sl = layout.slice(name)
+        x = clean[:, sl].double()
+        half_step = (x.max(1).values - x.min(1).values) / (2**bits - 1) / 2
+        err = (out[:, sl].double() - x).abs().max(1).values
+        assert torch.all(err <= half_step * (1 + 1e-6) + 1e-7)
+
+
+def test_digital_default_sinr_is_the_receivers():
+    layout = word_layout(5000)
+    clean = integer_words(layout, 12, 2, seed=0).float()
+    mse = np.array([0.05, 0.01])
+    a = perturb(clean, mse, layout=layout, model="digital", scale="absolute", seed=3)
+    b = perturb(clean, mse, layout=layout, model="digital", scale="absolute", seed=3, sinr_db=10 * np.log10(1 / mse - 1))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, clean)
+
+
+def test_digital_constant_tensor_survives():
+    layout = make_layout((("conv1.weight", 10), ("ln_post.weight", 10)))
+    clean = torch.cat([torch.full((1, 10), 0.25), torch.linspace(-1, 1, 10)[None]], 1)
+    out = perturb(clean, [0.01], layout=layout, model="digital", scale="absolute", seed=0, sinr_db=[np.inf])
+    assert torch.equal(out[0, :10], clean[0, :10])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"model": "bogus"}, "perturb.model"),
+        ({"scale": "per_layer"}, "perturb.scale"),
+        ({"bits_per_param": 7, "model": "digital"}, "perturb.bits_per_param"),
+        ({"mse": [0.1, -0.1, 0.2]}, "perturb.mse"),
+        ({"mse": [0.1, 0.2]}, "perturb.mse"),
+        ({"mse": [0.1, float("nan"), 0.2]}, "perturb.mse"),
+        ({"clean": torch.zeros(3, 5)}, "perturb.clean"),
+        ({"clean": torch.full((3, 30000), float("inf"))}, "perturb.clean"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"sinr_db": [1.0, 2.0], "model": "digital"}, "perturb.sinr_db"),
+        ({"layout": "not a layout"}, "perturb.layout"),
+    ],
+)
+def test_bad_inputs_name_the_field(change, field):
+    layout = make_layout()
+    kw = dict(clean=clean_vectors(layout), mse=MSE, layout=layout, model="gaussian", scale="absolute", seed=0)
+    kw.update(change)
+    clean, mse = kw.pop("clean"), kw.pop("mse")
+    with pytest.raises(InputError) as e:
+        perturb(clean, mse, **kw)
+    assert e.value.field == field
+
+
+def test_noise_std_bad_scale():
+    layout = make_layout()
+    with pytest.raises(InputError) as e:
+        noise_std(clean_vectors(layout), MSE, layout, "relative")
+    assert e.value.field == "perturb.scale"
+
+
+# ----------------------------------------------------------------------------- properties
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    n_users=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    model=st.sampled_from(MODELS),
+    scale=st.sampled_from(SCALES),
+)
+def test_property_shapes_zero_noise_and_finite(sizes, n_users, seed, model, scale):
+    layout = make_layout(tuple((f"transformer.resblocks.{i}.w", s) for i, s in enumerate(sizes)))
+    clean = torch.randn(n_users, layout.numel, generator=torch.Generator().manual_seed(seed))
+    cov = np.eye(n_users) * 0.5 + 0.5
+    zero = perturb(clean, np.zeros(n_users), layout=layout, model=model, scale=scale, seed=seed, error_covariance=cov)
+    assert torch.equal(zero, clean)
+    noisy = perturb(clean, np.full(n_users, 0.3), layout=layout, model=model, scale=scale, seed=seed,
+                    error_covariance=cov, bits_per_param=6)
+    assert noisy.shape == clean.shape and noisy.dtype == torch.float32 and torch.isfinite(noisy).all()
