@@ -5,6 +5,7 @@ infinities refused, and `parse()` turns pydantic's error into one message naming
 """
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import InputError
 
 T = TypeVar("T", bound="Config")
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.+)$", re.S)
 
 
 class Config(BaseModel):
@@ -41,6 +43,10 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
     message = first.get("msg", "invalid value")
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
+    named = _FIELD_PREFIX.match(message)
+    if named:  # a cross-field check says which field it is about: "fuse: must ..."
+        field = ".".join(parts + [named.group(1)])
+        message = named.group(2)
     given = first.get("input")
     if first.get("type") not in ("missing", "extra_forbidden") and not isinstance(given, (dict, list)):
         text = repr(given)

@@ -1,0 +1,161 @@
+"""The Scenario: one frozen, validated, JSON-serialisable value describing a whole experiment.
+
+scenario -> wireless -> perturb -> fuse -> defend -> evaluate. The app's widgets, the URL, an
+uploaded file and the CLI all build a Scenario through `Scenario.parse`, the one place where
+types and ranges are checked; its canonical JSON (with the zoo's fingerprint and the engine's
+version) is the cache key.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from .taskvec import EMBEDDING_GROUPS
+from .validation import Config
+from .wireless import WirelessConfig
+
+MAX_USERS = 64
+SEED_MAX = 2**32 - 1
+
+NoiseModel = Literal["gaussian", "correlated", "digital"]
+NoiseScale = Literal["absolute", "per_tensor", "per_vector"]
+FusionMethod = Literal["task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average"]
+LambdaMode = Literal["fixed", "heuristic", "validation"]
+FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
+
+
+class PerturbConfig(Config):
+    """How a user's MSE becomes an error on its received task vector (PAPER-NOTES sec. 3)."""
+
+    model: NoiseModel = "gaussian"
+    # what the MSE is relative to: the raw parameter (`absolute`), each tensor's power, or the whole vector's
+    scale: NoiseScale = "per_tensor"
+    bits_per_param: Literal[6, 12, 18, 24] = Field(12, description="digital link: quantiser bits, 6 per 64-QAM symbol")
+
+
+class FusionConfig(Config):
+    """Generalised task arithmetic: sparsify, elect signs, weight, scale (see fusion.py)."""
+
+    method: FusionMethod = "task_arithmetic"
+    lambda_mode: LambdaMode = "validation"
+    lambda_: float = Field(0.3, ge=0.0, le=1.0, alias="lambda", description="scaling of the summed vectors")
+    density: float = Field(0.2, gt=0.0, le=1.0, description="TIES: fraction of entries kept per vector")
+    drop_rate: float = Field(0.9, ge=0.0, lt=1.0, description="DARE: fraction of entries dropped")
+    consensus_min_tasks: int = Field(2, ge=1, le=MAX_USERS, description="consensus: tasks that must agree")
+    tall_mask_lambda: float = Field(0.4, gt=0.0, le=10.0, description="consensus: TALL mask threshold")
+
+    model_config = Config.model_config | {"populate_by_name": True, "serialize_by_alias": True}
+
+
+class DefenseConfig(Config):
+    """R-MTLLMF's two switches, and two cheap defenses beyond the paper."""
+
+    freeze: bool = False
+    freeze_groups: tuple[FreezeGroup, ...] = EMBEDDING_GROUPS
+    realign: bool = False
+    shots_per_class: int = Field(10, ge=1, le=20)
+    realign_steps: int = Field(30, ge=1, le=500)
+    realign_lr: float = Field(1e-4, gt=0.0, le=1e-2)
+    shrinkage: bool = False  # linear MMSE estimate of each task vector from its known MSE
+    trim_keep_fraction: float = Field(1.0, gt=0.0, le=1.0, description="keep this fraction of largest entries")
+
+    @field_validator("freeze_groups")
+    @classmethod
+    def _canonical_groups(cls, groups):
+        if len(set(groups)) != len(groups):
+            raise ValueError("each group at most once")
+        return tuple(g for g in EMBEDDING_GROUPS if g in groups)
+
+
+class EvalConfig(Config):
+    samples_per_task: int = Field(200, ge=10, le=10_000)
+    significance: float = Field(0.05, gt=0.0, lt=0.5, description="hypothesis test level alpha")
+    clean_realign_control: bool = True  # realign the clean fusion too: how much is repair vs extra training
+
+
+class Scenario(Config):
+    zoo: str = Field("tiny", min_length=1, max_length=200)
+    tasks: tuple[str, ...] = Field(..., min_length=1, max_length=MAX_USERS, description="user q sends task q")
+    # which users' task vectors the base station fuses (default: all); every user still transmits
+    fuse: Optional[tuple[str, ...]] = None
+    wireless: WirelessConfig = Field(default_factory=lambda: WirelessConfig.parse({}))
+    perturb: PerturbConfig = PerturbConfig()
+    fusion: FusionConfig = FusionConfig()
+    defense: DefenseConfig = DefenseConfig()
+    evaluation: EvalConfig = EvalConfig()
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks):
+        for t in tasks:
+            if not (1 <= len(t) <= 64) or not t.replace("_", "").replace("-", "").isalnum():
+                raise ValueError("task names are 1-64 letters, digits, '_' or '-'")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("each task at most once")
+        return tasks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _users_follow_tasks(cls, data: Any):
+        # One user per task: unless the wireless part fixes its own user count, take it from tasks.
+        if isinstance(data, dict) and isinstance(data.get("tasks"), (list, tuple)):
+            wireless = data.get("wireless", {})
+            if isinstance(wireless, dict) and not any(
+                k in wireless for k in ("num_users", "distances_m", "channel")
+            ) and not isinstance(wireless.get("tx_power_w", wireless.get("tx_power_dbm")), list):
+                data = {**data, "wireless": {**wireless, "num_users": len(data["tasks"])}}
+        return data
+
+    @model_validator(mode="after")
+    def _fuse_is_a_subset(self):
+        if self.fuse is None:
+            return self
+        unknown = [t for t in self.fuse if t not in self.tasks]
+        if unknown or not self.fuse or len(set(self.fuse)) != len(self.fuse):
+            raise ValueError(f"fuse: must name distinct tasks among tasks ({', '.join(self.tasks)}); got {list(self.fuse)}")
+        # canonical: in user order, and None when every task is fused
+        ordered = tuple(t for t in self.tasks if t in self.fuse)
+        object.__setattr__(self, "fuse", None if len(ordered) == len(self.tasks) else ordered)
+        return self
+
+    @property
+    def fused_tasks(self) -> tuple[str, ...]:
+        return self.fuse or self.tasks
+
+    @model_validator(mode="after")
+    def _one_user_per_task(self):
+        if self.wireless.num_users != len(self.tasks):
+            raise ValueError(
+                f"tasks: has {len(self.tasks)} entries but the uplink has {self.wireless.num_users} users; "
+                "give one task per user"
+            )
+        return self
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def key(self) -> str:
+        """Hash of the canonical form (the zoo fingerprint and engine version join it in the cache)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> "Scenario":
+        """A validated copy with dotted-path changes, e.g. replace(**{"wireless.attack": "white"})."""
+        return Scenario.parse(apply_changes(self.to_dict(), changes))
+
+
+def apply_changes(data: dict, changes: dict[str, Any]) -> dict:
+    out = copy.deepcopy(data)
+    for path, value in changes.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
