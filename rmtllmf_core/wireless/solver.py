@@ -99,8 +99,8 @@ def solve_worst_jammer(
     user_rev=None,
     init: Jammer | None = None,
     iterations: int = DEFAULT_ITERATIONS,
-    t_min: float = 20.0,
-    t_max: float = 2000.0,
+    t_min: float = 10.0,
+    t_max: float = 200.0,
 ):
     """Numerical worst-case jammer for normalised channels g_rev (..., N, Q), columns in REVERSE
     decoding order (decoded-last first). `user_rev`: per-draw column index for objective "user".
@@ -111,9 +111,10 @@ def solve_worst_jammer(
     basis, _, _ = np.linalg.svd(g_rev, full_matrices=False)  # V: range(G) (all of C^N if N <= Q)
     m = basis.shape[-1]
     t_sub = hermitian(basis) @ g_rev
-    if budget <= 0.0:
-        zero = np.zeros(batch + (m,))
-        return Jammer(basis, zero, {"objective": _exact(_rates_and_gradient(np.zeros(batch + (m, m)), t_sub, False)[0], objective, user_rev), "gap": np.zeros(batch), "iterations": 0})
+    if budget <= 0.0 or m == 1:  # nothing to choose: no power, or one direction takes it all
+        power = np.full(batch + (m,), max(budget, 0.0))
+        rates, _ = _rates_and_gradient(np.full(batch + (m, m), max(budget, 0.0)), t_sub, False)
+        return Jammer(basis, power, {"objective": _exact(rates, objective, user_rev), "gap": np.zeros(batch), "iterations": 0})
 
     # start: the given jammer projected on the subspace, mixed with white so B has full rank
     # (Burer-Monteiro cannot grow a direction that starts at exactly zero)
@@ -145,6 +146,7 @@ def solve_worst_jammer(
         gnorm = np.linalg.norm(gb, axis=(-2, -1))
         if step is None:
             step = 0.2 / np.maximum(gnorm, 1e-300)  # first move: ~20% of ||B||
+        step = np.minimum(step, 1.0 / np.maximum(gnorm, 1e-300))  # never move more than ||B|| = 1
         trial = b - step[..., None, None] * gb
         trial = trial / np.linalg.norm(trial, axis=(-2, -1), keepdims=True)
         phi_t = phi_of(trial)
