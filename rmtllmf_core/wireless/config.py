@@ -151,9 +151,9 @@ class WirelessConfig(Config):
             channel = data.get("channel")
             if isinstance(channel, dict) and isinstance(channel.get("re"), list) and channel["re"] and isinstance(channel["re"][0], list):
                 data["num_users"] = len(channel["re"][0])
-            elif isinstance(data.get("distances_m"), list):
+            elif isinstance(data.get("distances_m"), list) and data["distances_m"]:
                 data["num_users"] = len(data["distances_m"])
-            elif isinstance(data.get("tx_power_w"), list):
+            elif isinstance(data.get("tx_power_w"), list) and data["tx_power_w"]:
                 data["num_users"] = len(data["tx_power_w"])
         if "num_rx_antennas" not in data:
             channel = data.get("channel")
@@ -177,6 +177,16 @@ class WirelessConfig(Config):
         if channel is not None and channel.shape[0] != value:
             raise ValueError(f"is {value} but the channel has {channel.shape[0]} rows (N_R x Q)")
         return value
+
+    @field_validator("tx_power_w", mode="before")
+    @classmethod
+    def _power_shape(cls, value):
+        # checked here (not by the Union) so an error names `tx_power_w`, not a union branch
+        if _finite_number(value):
+            return float(value)
+        if isinstance(value, list) and value and all(map(_finite_number, value)):
+            return [float(v) for v in value]
+        raise ValueError(f"must be a finite number of W or a non-empty list of them, one per user")
 
     @field_validator("tx_power_w")
     @classmethod

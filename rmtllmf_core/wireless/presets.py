@@ -23,8 +23,13 @@ PRESETS: dict[str, dict] = {
 
 
 def preset(name: str, **overrides) -> WirelessConfig:
+    """A preset as a validated config, with field overrides (W or dBm)."""
     from ..errors import InputError
 
     if name not in PRESETS:
         raise InputError("wireless.preset", f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    return WirelessConfig.parse({**copy.deepcopy(PRESETS[name]), **overrides})
+    data = copy.deepcopy(PRESETS[name])
+    for key in overrides:  # an override in dBm replaces the preset's value in W
+        if key.endswith("_dbm"):
+            data.pop(key[: -len("_dbm")] + "_w", None)
+    return WirelessConfig.parse({**data, **overrides})

@@ -1,0 +1,103 @@
+"""`python -m rmtllmf_core channel`: JSON output, readable table, exit codes on bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rmtllmf_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = {
+    "channel": {"re": [[1.0, 0.2, 0.1], [0.1, 0.9, 0.4], [0.3, -0.4, 0.8], [0.2, 0.1, -0.5]],
+                "im": [[0.0, 0.1, 0.2], [0.2, 0.0, -0.3], [0.0, 0.5, 0.1], [0.1, 0.0, 0.3]]},
+    "tx_power_w": 1e-4,
+    "noise_power_w": 1e-6,
+    "jammer_power_w": 1e-5,
+    "attack": "targeted",
+    "target_user": 2,
+}
+
+
+def write(tmp_path, data, name="s.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def test_json_output_schema(tmp_path, capsys):
+    assert main(["channel", "--scenario", write(tmp_path, SCENARIO), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [u["index"] for u in out["users"]] == [0, 1, 2]
+    for u in out["users"]:
+        assert {"index", "sic_rank", "sinr_db", "rate_nats", "mse"} <= set(u)
+        assert u["mse"] == pytest.approx(np.exp(-u["rate_nats"]))
+    assert sorted(u["sic_rank"] for u in out["users"]) == [0, 1, 2]
+    assert out["sum_rate_nats"] == pytest.approx(sum(u["rate_nats"] for u in out["users"]))
+    assert out["jammer_trace_w"] == pytest.approx(1e-5)
+    cov = np.array(out["error_covariance"]["re"]) + 1j * np.array(out["error_covariance"]["im"])
+    assert cov.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(cov).real, [u["mse"] for u in out["users"]], rtol=1e-10)
+
+
+@pytest.mark.parametrize("attack", ["none", "white", "worst_sum_rate", "worst_strongest_user", "worst_max_user_numeric"])
+def test_every_attack_runs_from_the_command(tmp_path, capsys, attack):
+    data = {**SCENARIO, "attack": attack}
+    data.pop("target_user")
+    assert main(["channel", "--scenario", write(tmp_path, data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["attack"] == attack
+
+
+def test_geometry_scenario_table_and_draws(tmp_path, capsys):
+    data = {"num_users": 4, "num_rx_antennas": 8, "tx_power_dbm": -10, "d_min_m": 100, "d_max_m": 500,
+            "jammer_power_dbm": -120, "attack": "worst_sum_rate", "seed": 3}
+    path = write(tmp_path, data)
+    assert main(["channel", "--scenario", path, "--draws", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "SINR dB" in text and "sum rate" in text and "Monte Carlo over 50" in text
+    assert main(["channel", "--scenario", path, "--draws", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["monte_carlo"]["draws"] == 20 and len(out["monte_carlo"]["users"]["mse"]["mean"]) == 4
+    assert all("x_m" in u for u in out["users"])
+
+
+BAD = [
+    ({**SCENARIO, "attack": "nuke"}, "wireless.attack"),
+    ({**SCENARIO, "target_user": 3}, "wireless.target_user"),
+    ({**SCENARIO, "tx_power_w": -1}, "wireless.tx_power_w"),
+    ({**SCENARIO, "jammer_power_w": -1e-5}, "wireless.jammer_power_w"),
+    ({**SCENARIO, "channel": {"re": [[1.0, 2.0], [3.0]]}}, "wireless.channel.re"),
+    ({**SCENARIO, "num_users": 4}, "wireless.num_users"),
+    ("{not json", "scenario"),
+    ("[1, 2]", "scenario"),
+    ('{"tx_power_w": NaN}', "wireless.tx_power_w"),
+]
+
+
+@pytest.mark.parametrize("data,field", BAD, ids=[f"{i}-{f}" for i, (_, f) in enumerate(BAD)])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, data, field):
+    assert main(["channel", "--scenario", write(tmp_path, data), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}: ")
+
+
+def test_missing_file_and_bad_draws(tmp_path, capsys):
+    assert main(["channel", "--scenario", str(tmp_path / "absent.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: scenario: ")
+    assert main(["channel", "--scenario", write(tmp_path, SCENARIO), "--draws", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: draws: ")
+
+
+def test_real_process_exit_codes(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "rmtllmf_core", "channel", "--scenario", write(tmp_path, SCENARIO), "--json"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["users"][2]["index"] == 2
+    bad = subprocess.run([sys.executable, "-m", "rmtllmf_core", "channel", "--scenario", write(tmp_path, {"attack": "x"}, "b.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
