@@ -1,0 +1,328 @@
+"""run(scenario) -> result: the one entry point of the engine, memoised on disk.
+
+scenario -> wireless (per-user MSE) -> perturb (received task vectors) -> fuse -> defend ->
+evaluate -> plain JSON data. Each stage is a pure function of its inputs and a seed derived
+from the scenario's seed; the only state is the loaded zoo (weights) and the result cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import ENGINE_VERSION, defense, evaluate, fusion, perturb
+from .cache import ResultCache
+from .errors import InputError
+from .scenario import Scenario
+from .taskvec import ParamLayout, cosine_matrix
+from .wireless import evaluate_uplink
+from .zoo.types import Zoo
+
+Progress = Callable[[float, str], None]
+LAMBDA_VALIDATION_SAMPLES = 50  # per task: enough to rank lambdas, cheap enough for a cold run
+
+
+def sub_seed(seed: int, stage: str) -> int:
+    """Independent, reproducible seed per stage, so adding a stage never shifts another's noise."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stage}".encode()).digest()[:4], "little")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-process state: the zoo and what is derived from it once (flat vectors, evaluators, memos).
+
+@dataclass(eq=False)
+class Engine:
+    zoo: Zoo
+    layout: ParamLayout
+    base_flat: torch.Tensor
+    vectors: Mapping[str, torch.Tensor]  # task -> clean flat task vector
+    _evaluators: OrderedDict = field(default_factory=OrderedDict)
+    _memo: OrderedDict = field(default_factory=OrderedDict)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # one working encoder per engine
+
+    @classmethod
+    def from_zoo(cls, zoo: Zoo) -> "Engine":
+        layout = ParamLayout.from_state(zoo.base_state)
+        return cls(
+            zoo=zoo,
+            layout=layout,
+            base_flat=layout.flatten(zoo.base_state),
+            vectors={t: layout.flatten(zoo.task_vectors[t]) for t in zoo.task_names},
+        )
+
+    def evaluator(self, tasks: Sequence[str], samples: int, split: str = "test") -> "evaluate.Evaluator":
+        key = (tuple(tasks), samples, split)
+        return _lru(self._evaluators, key, lambda: evaluate.Evaluator(self.zoo, list(tasks), samples, split=split), 64)
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """In-process memo of derived values (predictions, chosen lambdas), bounded for a long-lived server."""
+        return _lru(self._memo, key, compute, 2048)
+
+    def individual(self, task: str, samples: int) -> tuple[float, torch.Tensor]:
+        """Accuracy and predictions of the individually fine-tuned encoder on its own task."""
+        def compute():
+            ev = self.evaluator([task], samples)
+            return _accuracy_and_predictions(ev, self.base_flat + self.vectors[task])
+        return self.memo(("individual", task, samples), compute)
+
+    def zeroshot(self, task: str, samples: int) -> float:
+        return self.memo(("zeroshot", task, samples), lambda: _accuracy_and_predictions(
+            self.evaluator([task], samples), self.base_flat)[0][task])
+
+
+def _lru(store: OrderedDict, key, compute, size: int):
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = store[key] = compute()
+    while len(store) > size:
+        store.popitem(last=False)
+    return value
+
+
+def _accuracy_and_predictions(ev, flat: torch.Tensor):
+    logits = ev.logits(flat)
+    preds = {t: l.argmax(dim=1) for t, l in logits.items()}
+    return ev.accuracy_from_predictions(preds), preds
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def register_zoo(zoo: Zoo) -> Engine:
+    """Make an already loaded zoo available by its name (tests, uploaded zoos)."""
+    with _engines_lock:
+        _engines[zoo.name] = Engine.from_zoo(zoo)
+        return _engines[zoo.name]
+
+
+def get_engine(zoo_name: str = "tiny") -> Engine:
+    """The engine of a zoo, loaded once per process."""
+    with _engines_lock:
+        if zoo_name not in _engines:
+            from .zoo import load_zoo
+
+            _engines[zoo_name] = Engine.from_zoo(load_zoo(zoo_name))
+        return _engines[zoo_name]
+
+
+def get_zoo(zoo_name: str = "tiny") -> Zoo:
+    return get_engine(zoo_name).zoo
+
+
+_default_cache: ResultCache | None = None
+
+
+def default_cache() -> ResultCache:
+    global _default_cache
+    if _default_cache is None:
+        _default_cache = ResultCache()
+    return _default_cache
+
+
+def result_key(scenario: Scenario, zoo: Zoo) -> str:
+    payload = f"{ENGINE_VERSION}\n{zoo.fingerprint}\n{scenario.canonical_json()}"
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) -> dict | None:
+    """The stored result, or None; never computes."""
+    scenario = Scenario.parse(scenario)
+    engine = get_engine(scenario.zoo)
+    return (cache if cache is not None else default_cache()).get(result_key(scenario, engine.zoo))
+
+
+def run(
+    scenario: Scenario | Mapping,
+    *,
+    cache: ResultCache | None = None,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+) -> dict:
+    """Validate, look up, and if needed compute the whole pipeline for one scenario."""
+    scenario = Scenario.parse(scenario)
+    engine = get_engine(scenario.zoo)
+    _check_tasks(scenario, engine.zoo)
+    cache = cache if cache is not None else default_cache()
+    key = result_key(scenario, engine.zoo)
+    if use_cache:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    with engine.lock:
+        result = compute(scenario, engine, progress=progress or (lambda f, m: None))
+    result["key"] = key
+    if use_cache and not cache.set(key, result):
+        result.setdefault("warnings", []).append(cache.last_error)
+    return result
+
+
+def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
+    unknown = [t for t in scenario.tasks if t not in zoo.tasks]
+    if unknown:
+        raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
+
+
+def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor) -> float:
+    """The fusion's lambda: fixed, the per-N heuristic, or the best clean fusion on validation data.
+
+    Chosen once on the clean vectors and used for every condition, so conditions differ only in
+    the noise and the defense.
+    """
+    f = scenario.fusion
+    n_tasks = len(scenario.fused_tasks)
+    if f.method == "average":
+        return 1.0 / n_tasks
+    if f.lambda_mode == "fixed":
+        return f.lambda_
+    if f.lambda_mode == "heuristic":
+        return fusion.heuristic_lambda(n_tasks)
+
+    def search():
+        ev = engine.evaluator(scenario.fused_tasks, LAMBDA_VALIDATION_SAMPLES, split="val")
+        merged = _merge(scenario, engine, clean, 1.0)
+        scores = []
+        for lam in fusion.LAMBDA_GRID:
+            acc = _accuracy_and_predictions(ev, engine.base_flat + lam * merged)[0]
+            scores.append(float(np.mean(list(acc.values()))))
+        return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
+
+    opts = f.model_dump(exclude={"lambda_mode", "lambda_"})
+    return engine.memo(("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), scenario.seed), search)
+
+
+def _merge(scenario: Scenario, engine: Engine, vectors: torch.Tensor, lam: float) -> torch.Tensor:
+    f = scenario.fusion
+    return fusion.merge(
+        vectors, layout=engine.layout, method=f.method, lambda_=lam, density=f.density,
+        drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
+        tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"),
+    )
+
+
+def compute(scenario: Scenario, engine: Engine, *, progress: Progress) -> dict:
+    timing: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str, fraction: float):
+        nonlocal clock
+        now = time.perf_counter()
+        timing[stage] = round(now - clock, 4)
+        clock = now
+        progress(fraction, stage)
+
+    users, layout, base = list(scenario.tasks), engine.layout, engine.base_flat
+    tasks = list(scenario.fused_tasks)  # the base station fuses these users' vectors
+    fused_rows = [users.index(t) for t in tasks]
+    n_eval = scenario.evaluation.samples_per_task
+    d = scenario.defense
+
+    # wireless: one drop of the uplink -> per-user MSE and the receiver's cross-user error covariance
+    uplink = evaluate_uplink(scenario.wireless)
+    mse = np.asarray(uplink.mse, dtype=float)
+    lap("wireless", 0.05)
+
+    # perturb: every user's received task vector (noise drawn for all users, so a user's noise does
+    # not depend on which subset is fused), then keep the fused users
+    p = scenario.perturb
+    clean_all = torch.stack([engine.vectors[t] for t in users])
+    received_all = perturb.perturb(
+        clean_all, mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
+        error_covariance=np.asarray(uplink.error_covariance), sinr_db=np.asarray(uplink.sinr_db),
+        bits_per_param=p.bits_per_param,
+    )
+    clean, received = clean_all[fused_rows], received_all[fused_rows]
+    lap("perturb", 0.1)
+
+    # the cheap defenses act on each received vector before fusion
+    restored = received
+    if d.shrinkage:
+        restored = defense.shrink(restored, perturb.noise_std(clean, mse[fused_rows], layout, p.scale), layout)
+    if d.trim_keep_fraction < 1.0:
+        restored = defense.trim(restored, d.trim_keep_fraction)
+
+    # fuse
+    lam = choose_lambda(scenario, engine, clean)
+    lap("lambda", 0.25)
+    fused_clean = base + _merge(scenario, engine, clean, lam)
+    fused_attacked = base + _merge(scenario, engine, received, lam)
+    fused_defended = base + _merge(scenario, engine, restored, lam) if restored is not received else fused_attacked
+    lap("fuse", 0.3)
+
+    # defend: R-MTLLMF's freeze then realign
+    frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
+    if d.freeze:
+        fused_defended = defense.freeze(fused_defended, base, layout, d.freeze_groups)
+    realign_opts = dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr,
+                        frozen_mask=frozen, seed=sub_seed(scenario.seed, "realign"))
+    if d.realign:
+        fused_defended = defense.realign(engine.zoo, fused_defended, layout, tasks, **realign_opts,
+                                         progress=lambda f: progress(0.3 + 0.3 * f, "realign"))
+    lap("defend", 0.6)
+
+    # evaluate
+    ev = engine.evaluator(tasks, n_eval)
+    individual = {t: engine.individual(t, n_eval) for t in tasks}
+    accuracy = {
+        "finetuned": {t: individual[t][0][t] for t in tasks},
+        "zeroshot": {t: engine.zeroshot(t, n_eval) for t in tasks},
+    }
+    logits: dict[str, dict[str, torch.Tensor]] = {}
+    for cond, flat in (("clean", fused_clean), ("attacked", fused_attacked), ("defended", fused_defended)):
+        logits[cond] = ev.logits(flat)
+    if d.realign and scenario.evaluation.clean_realign_control:
+        # The control: the same realignment on the *clean* fusion (no noise, same frozen parts).
+        def control():
+            start = defense.freeze(fused_clean, base, layout, d.freeze_groups) if d.freeze else fused_clean
+            flat = defense.realign(engine.zoo, start, layout, tasks, **realign_opts)
+            return ev.logits(flat)
+        # it does not depend on the channel, so moving a wireless slider never recomputes it
+        control_key = ("control", tuple(tasks), scenario.fusion.model_dump_json(), d.model_dump_json(),
+                       lam, scenario.seed, n_eval)
+        logits["clean_realigned"] = engine.memo(control_key, control)
+    progress(0.9, "evaluate")
+
+    preds = {cond: {t: l.argmax(dim=1) for t, l in lg.items()} for cond, lg in logits.items()}
+    for cond, pr in preds.items():
+        accuracy[cond] = ev.accuracy_from_predictions(pr)
+    normalized = {cond: evaluate.normalized(acc, accuracy["finetuned"]) for cond, acc in accuracy.items()}
+    individual_preds = {t: individual[t][1][t] for t in tasks}
+    wde = {cond: evaluate.disagreement(individual_preds, preds[cond]) for cond in preds}
+    alpha = scenario.evaluation.significance
+    rejection = {cond: evaluate.rejection_rate(logits["clean"], logits[cond], alpha)
+                 for cond in ("attacked", "defended")}
+
+    # cosine similarity of clean, received and defended vectors (frozen parts reset: the base's own)
+    defended_vectors = restored.clone()
+    if d.freeze:
+        defended_vectors[:, frozen] = 0.0
+    lap("evaluate", 1.0)
+
+    return {
+        "engine_version": ENGINE_VERSION,
+        "zoo": {"name": engine.zoo.name, "fingerprint": engine.zoo.fingerprint},
+        "scenario": scenario.to_dict(),
+        "tasks": tasks,
+        "wireless": uplink.to_dict(),
+        "lambda": lam,
+        "accuracy": accuracy,
+        "normalized": normalized,
+        "average_normalized": {cond: float(np.mean(list(v.values()))) for cond, v in normalized.items()},
+        "wde": wde,
+        "rejection_rate": rejection,
+        "cosine": {
+            "clean": cosine_matrix(clean).tolist(),
+            "received": cosine_matrix(received).tolist(),
+            "defended": cosine_matrix(defended_vectors).tolist(),
+        },
+        "timing_s": timing,
+    }
