@@ -7,6 +7,7 @@ ones; inputs are never modified.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -39,3 +40,174 @@ def freeze(fused_flat: torch.Tensor, base_flat: torch.Tensor, layout: ParamLayou
         raise InputError("defense.freeze_groups", f"unknown group(s) {unknown}; this encoder has {list(layout.groups())}")
     mask = layout.mask(groups)
     return torch.where(mask, base_flat, fused_flat)  # a new tensor; the base's bits where frozen
+
+
+# ---------------------------------------------------------------- shrink (ours)
+
+def shrink(received: torch.Tensor, noise_std: torch.Tensor | float, layout: ParamLayout) -> torch.Tensor:
+    """Linear MMSE estimate of each clean task vector from its noisy version, tensor by tensor.
+
+    Model per tensor k of vector t: received = tau + noise, the entries of tau zero-mean with power
+    s (unknown) and the noise independent of tau with known variance n (the mean of `noise_std`^2
+    over the tensor's entries). The LMMSE estimate is g * received with the Wiener gain
+    g = s / (s + n), s estimated as max(mean(received^2) - n, 0). A tensor with no noise keeps
+    g = 1; a tensor that looks like pure noise (s = 0) is zeroed, the prior mean.
+    `noise_std` broadcasts to [T, P] (e.g. [T, 1] for one std per vector, as `perturb.noise_std` gives).
+    """
+    rows = received.dim() == 1
+    received_2d = received.unsqueeze(0) if rows else received
+    _check_flat("received", received_2d, layout, rows=True)
+    std = torch.as_tensor(noise_std, dtype=torch.float64)
+    try:
+        torch.broadcast_shapes(std.shape, received_2d.shape)
+    except RuntimeError:
+        raise InputError("noise_std", f"shape {list(std.shape)} does not broadcast to {list(received_2d.shape)}") from None
+    if (std < 0).any() or not torch.isfinite(std).all():
+        raise InputError("noise_std", "must be finite and >= 0")
+    t, n_tensors = received_2d.shape[0], len(layout.names)
+    constant_rows = std.dim() == 0 or std.shape[-1] == 1      # one std per vector: no per-element pass
+    std = std.expand(received_2d.shape)                          # a view, no copy
+    # per-tensor statistics in float64, one row at a time (a [T, P] float64 copy can be gigabytes)
+    power = torch.empty(t, n_tensors, dtype=torch.float64)
+    noise = torch.empty(t, n_tensors, dtype=torch.float64)
+    for i in range(t):
+        power[i] = layout.per_tensor_mean_square(received_2d[i].double())
+        noise[i] = std[i, 0].square() if constant_rows else layout.per_tensor_mean_square(std[i])
+    signal = (power - noise).clamp_min(0.0)
+    total = signal + noise
+    gain = torch.where(total > 0, signal / total.where(total > 0, torch.ones_like(total)), torch.ones_like(total))
+    out = layout.expand_per_tensor(gain.to(received.dtype)) * received_2d
+    return out[0] if rows else out
+
+
+# ---------------------------------------------------------------- trim (ours)
+
+def trim(received: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """Keep the ceil(keep_fraction * P) largest-magnitude entries of each vector (row), zero the rest.
+
+    Noise spreads evenly over all entries while a task vector's energy sits in few, so trimming drops
+    mostly noise (TIES' trim step, applied per received vector). Ties at the cut keep exactly k entries.
+    """
+    if not 0.0 < keep_fraction <= 1.0:
+        raise InputError("defense.trim_keep_fraction", f"must lie in (0, 1], got {keep_fraction}")
+    rows = received.dim() == 1
+    vec = received.unsqueeze(0) if rows else received
+    if vec.dim() != 2:
+        raise InputError("received", f"expected [T, P] or [P], got {list(received.shape)}")
+    p = vec.shape[1]
+    k = min(p, max(1, math.ceil(keep_fraction * p - 1e-9)))  # the epsilon keeps 0.5 * 10 at 5, not 6
+    if k == p:
+        out = vec.clone()
+    else:
+        idx = vec.abs().topk(k, dim=1, sorted=False).indices
+        out = torch.zeros_like(vec).scatter_(1, idx, vec.gather(1, idx))
+    return out[0] if rows else out
+
+
+# ---------------------------------------------------------------- realign (R-MTLLMF)
+
+@lru_cache(maxsize=16)
+def few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
+    """The episodic memory: the first `shots_per_class` samples of each class of each task's `pool`
+    split (fixed, so k-shot sets are nested across k), concatenated.
+
+    Returns (images [N, ...], labels within the task [N], task index [N], class offset [T]
+    of each task's columns in the concatenated heads, heads [sum C, D]).
+    """
+    with torch.inference_mode(False):  # the cached tensors must be usable by autograd later
+        return _few_shot_set(zoo, tasks, shots_per_class)
+
+
+def _few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
+    images, labels, task_index, offsets, heads = [], [], [], [], []
+    offset = 0
+    for i, t in enumerate(tasks):
+        x, y = zoo.split(t, "pool", None)
+        head = zoo.heads[t]
+        for c in range(head.shape[0]):
+            idx = (y == c).nonzero().squeeze(1)[:shots_per_class]
+            if len(idx) < shots_per_class:
+                raise InputError("defense.shots_per_class",
+                                 f"task {t!r} has only {len(idx)} pool samples of class {c}; at most that many shots")
+            images.append(x[idx])
+            labels.append(torch.full((shots_per_class,), c, dtype=torch.long))
+            task_index.append(torch.full((shots_per_class,), i, dtype=torch.long))
+        offsets.append(offset)
+        offset += head.shape[0]
+        heads.append(head)
+    # clones: tensors the zoo made under inference_mode cannot take part in autograd
+    return (torch.cat(images).float().clone(), torch.cat(labels), torch.cat(task_index),
+            torch.tensor(offsets), torch.cat(heads).float().clone())
+
+
+def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], *, shots_per_class: int,
+            steps: int, lr: float, frozen_mask: torch.Tensor, seed: int,
+            progress: Callable[[float], None] | None = None, batch_size: int = 128,
+            weight_decay: float = 0.01) -> torch.Tensor:
+    """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `shots_per_class`
+    samples per class of every task's pool split, with each task's frozen head, and return the new
+    flat encoder. Entries where `frozen_mask` is True come back bit for bit.
+
+    - loss: cross-entropy of `logit_scale * <f(x), head_t[c]>` over the classes of x's own task t
+      (one batched forward for samples of all tasks; the other tasks' columns are masked out);
+    - optimiser: AdamW (betas 0.9/0.999, `weight_decay` 0.01) on the trainable entries only: the
+      frozen entries are not optimisation variables at all, so neither gradients, moments nor weight
+      decay can move them;
+    - schedule: cosine decay from `lr` at the first step towards 0 at the last, no warm-up: the
+      start is a trained model and the budget is a few dozen steps, where a warm-up would waste most;
+    - batches: `batch_size` samples drawn without replacement from a fresh seeded permutation each
+      epoch (`seed` -> torch.Generator), so the result is a deterministic function of the inputs;
+    - model: the zoo's own encoder through `torch.func.functional_call` (no copy of the model).
+    `progress(fraction)` is called after each step.
+    """
+    _check_flat("flat", flat, layout)
+    tasks = tuple(tasks)
+    if not tasks:
+        raise InputError("tasks", "at least one task")
+    unknown = [t for t in tasks if t not in zoo.heads]
+    if unknown:
+        raise InputError("tasks", f"unknown task(s) {unknown}; the zoo has {list(zoo.task_names)}")
+    for name, value, low in (("defense.shots_per_class", shots_per_class, 1), ("defense.realign_steps", steps, 1),
+                             ("batch_size", batch_size, 1)):
+        if not isinstance(value, int) or value < low:
+            raise InputError(name, f"an integer >= {low}, got {value!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise InputError("defense.realign_lr", f"must be > 0, got {lr}")
+    if frozen_mask.shape != (layout.numel,) or frozen_mask.dtype != torch.bool:
+        raise InputError("frozen_mask", f"expected a bool tensor of shape [{layout.numel}]")
+
+    images, labels, task_index, offsets, heads = few_shot_set(zoo, tasks, shots_per_class)  # cached
+    targets = labels + offsets[task_index]                      # column of the true class in `heads`
+    column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor([zoo.heads[t].shape[0] for t in tasks]))
+    scale = float(zoo.logit_scale)
+    n = len(labels)
+    batch = min(batch_size, n)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    with torch.inference_mode(False), torch.enable_grad():
+        fixed = flat.detach().float().clone()                   # frozen entries come from here, untouched
+        train_idx = (~frozen_mask).nonzero().squeeze(1)
+        theta = fixed[train_idx].clone().requires_grad_(True)  # the only optimisation variable
+        opt = torch.optim.AdamW([theta], lr=lr, weight_decay=weight_decay)
+        order, cursor = torch.randperm(n, generator=gen), 0
+        with module_lock(zoo.encoder):
+            for step in range(steps):
+                if cursor + batch > n:                          # a new epoch: a fresh seeded permutation
+                    order, cursor = torch.randperm(n, generator=gen), 0
+                idx = order[cursor:cursor + batch]
+                cursor += batch
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                full = fixed.index_put((train_idx,), theta)     # out of place: gradients reach theta only
+                feats = F.normalize(torch.func.functional_call(zoo.encoder, layout.unflatten(full), (images[idx],)), dim=-1)
+                logits = scale * feats @ heads.T
+                logits = logits.masked_fill(column_task[None, :] != task_index[idx, None], float("-inf"))
+                loss = F.cross_entropy(logits, targets[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if progress is not None:
+                    progress((step + 1) / steps)
+        out = fixed.clone()
+        out[train_idx] = theta.detach()
+    return out.to(flat.dtype)

@@ -1,10 +1,13 @@
 """Defenses: freeze (R-MTLLMF), realign (R-MTLLMF), shrink and trim (ours)."""
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from micro_zoo import make_micro_zoo
 from rmtllmf_core import defense
 from rmtllmf_core.errors import InputError
+from rmtllmf_core.evaluate import Evaluator, average
 from rmtllmf_core.taskvec import EMBEDDING_GROUPS, ParamLayout, stack
 
 
@@ -44,3 +47,164 @@ def test_freeze_rejects_unknown_groups_and_shapes(flats):
         defense.freeze(base, base, layout, ["nope"])
     with pytest.raises(InputError):
         defense.freeze(base[:-1], base, layout, EMBEDDING_GROUPS)
+
+
+# ---------------------------------------------------------------- shrink
+
+def _shrink_by_hand(received, var, layout):
+    """The LMMSE formula written out tensor by tensor, in float64."""
+    out = torch.empty_like(received, dtype=torch.float64)
+    for t in range(received.shape[0]):
+        for name in layout.names:
+            sl = layout.slice(name)
+            r = received[t, sl].double()
+            n = var[t, sl].double().mean()
+            s = max(float((r * r).mean() - n), 0.0)
+            gain = 1.0 if s + n == 0 else s / (s + float(n))
+            out[t, sl] = gain * r
+    return out
+
+
+def test_shrink_matches_the_formula(flats):
+    layout, _, vectors = flats
+    g = torch.Generator().manual_seed(1)
+    # one std per vector, and one per element (here: per tensor, as `per_tensor` noise has)
+    per_vector = torch.tensor([[0.01], [0.05], [0.0]])
+    per_element = layout.expand_per_tensor(0.03 * torch.rand(3, len(layout.names), generator=g))
+    for std in (per_vector, per_element, torch.tensor(0.02)):
+        received = vectors + std * torch.randn(vectors.shape, generator=g)
+        before = received.clone()
+        out = defense.shrink(received, std, layout)
+        assert torch.equal(received, before)
+        var = torch.as_tensor(std).expand(received.shape) ** 2
+        assert torch.allclose(out.double(), _shrink_by_hand(received, var, layout), rtol=1e-5, atol=1e-8)
+    # no noise: untouched; one vector alone ([P]) works like a row
+    assert torch.equal(defense.shrink(vectors, torch.zeros(3, 1), layout), vectors)
+    assert torch.allclose(defense.shrink(vectors[1], torch.tensor(0.05), layout),
+                          defense.shrink(vectors, torch.tensor(0.05), layout)[1])
+
+
+def test_shrink_zeroes_pure_noise_and_reduces_the_error(flats):
+    layout, _, vectors = flats
+    g = torch.Generator().manual_seed(2)
+    noise = torch.randn(vectors.shape, generator=g)
+    rms = vectors.pow(2).mean().sqrt()
+    received = vectors + 3 * rms * noise
+    restored = defense.shrink(received, 3 * rms, layout)
+    assert (restored - vectors).norm() < 0.8 * (received - vectors).norm()
+    # a received vector of pure noise much stronger than any signal is pulled to ~0
+    loud = defense.shrink(100 * noise[:1], torch.tensor(100.0), layout)
+    assert loud.norm() < 0.2 * (100 * noise[:1]).norm()
+    with pytest.raises(InputError, match="noise_std"):
+        defense.shrink(vectors, -torch.ones(1), layout)
+    with pytest.raises(InputError, match="noise_std"):
+        defense.shrink(vectors, torch.ones(2, 1), layout)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 10.0))
+def test_shrink_only_scales_each_tensor_down(seed, std):
+    layout = ParamLayout(("a", "b"), ((3,), (2, 2)), (0, 3, 7))
+    received = torch.randn(2, 7, generator=torch.Generator().manual_seed(seed))
+    out = defense.shrink(received, torch.tensor(std), layout)
+    ratio = torch.where(received != 0, out / received, torch.zeros_like(out))
+    for sl in (slice(0, 3), slice(3, 7)):
+        r = ratio[:, sl]
+        assert ((r >= 0) & (r <= 1 + 1e-6)).all()
+        assert torch.allclose(r, r[:, :1].expand_as(r))  # one gain per tensor
+
+
+# ---------------------------------------------------------------- trim
+
+def test_trim_keeps_the_largest_entries_of_each_vector():
+    received = torch.tensor([[0.1, -5.0, 0.3, 2.0, -0.2, 0.0, 1.0, -0.05],
+                             [1.0, 2.0, 3.0, 4.0, -5.0, -6.0, 7.0, 8.0]])
+    before = received.clone()
+    out = defense.trim(received, 0.25)  # 2 of 8 per row
+    assert torch.equal(out, torch.tensor([[0.0, -5.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0],
+                                          [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0, 8.0]]))
+    assert torch.equal(received, before)
+    assert torch.equal(defense.trim(received, 1.0), received)
+    assert (defense.trim(received, 0.3) != 0).sum(dim=1).tolist() == [3, 3]  # ceil(2.4)
+    assert torch.equal(defense.trim(received[1], 0.125), torch.tensor([0.0] * 7 + [8.0]))
+    # ties at the cut: exactly k entries survive
+    assert (defense.trim(torch.ones(1, 10), 0.5) != 0).sum().item() == 5
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(InputError, match="trim_keep_fraction"):
+            defense.trim(received, bad)
+
+
+# ---------------------------------------------------------------- realign
+
+def _noisy_fused(flats, std=0.03, seed=0):
+    layout, base, vectors = flats
+    g = torch.Generator().manual_seed(seed)
+    return base + 0.5 * vectors.sum(0) + std * torch.randn(base.shape, generator=g)
+
+
+def test_realign_leaves_frozen_entries_and_inputs_untouched(zoo, flats):
+    layout, base, _ = flats
+    fused = defense.freeze(_noisy_fused(flats), base, layout, EMBEDDING_GROUPS)
+    before = fused.clone()
+    mask = layout.mask(EMBEDDING_GROUPS)
+    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=5, steps=10, lr=1e-2,
+                          frozen_mask=mask, seed=0)
+    assert torch.equal(fused, before)
+    assert torch.equal(out[mask], fused[mask])                  # bit for bit, weight decay included
+    assert (out[~mask] != fused[~mask]).float().mean() > 0.9   # everything else was trained
+    for n, p in zoo.encoder.named_parameters():                 # the zoo's base weights are intact
+        assert torch.equal(p, zoo.base_state[n])
+
+
+def test_realign_improves_accuracy(zoo, flats):
+    layout, _, _ = flats
+    ev = Evaluator(zoo, zoo.task_names, 128)
+    fused = _noisy_fused(flats, std=0.05)
+    before = average(ev.accuracy(fused))
+    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=10, steps=30, lr=3e-3,
+                          frozen_mask=torch.zeros(layout.numel, dtype=torch.bool), seed=0)
+    after = average(ev.accuracy(out))
+    assert after > before + 0.1, (before, after)
+
+
+def test_realign_is_deterministic_from_the_seed(zoo, flats):
+    layout, _, _ = flats
+    fused = _noisy_fused(flats)
+    mask = layout.mask(["positional_embedding"])
+    calls = []
+    opts = dict(shots_per_class=3, steps=6, lr=1e-3, frozen_mask=mask, batch_size=8)
+    a = defense.realign(zoo, fused, layout, zoo.task_names, seed=7, progress=calls.append, **opts)
+    b = defense.realign(zoo, fused, layout, zoo.task_names, seed=7, **opts)
+    c = defense.realign(zoo, fused, layout, zoo.task_names, seed=8, **opts)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert calls == pytest.approx([(i + 1) / 6 for i in range(6)])
+
+
+def test_realign_on_a_task_subset_and_bad_input(zoo, flats):
+    layout, base, _ = flats
+    none = torch.zeros(layout.numel, dtype=torch.bool)
+    out = defense.realign(zoo, base, layout, zoo.task_names[:1], shots_per_class=2, steps=2, lr=1e-3,
+                          frozen_mask=none, seed=0)
+    assert out.shape == base.shape and not torch.equal(out, base)
+    with pytest.raises(InputError, match="shots_per_class"):
+        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=21, steps=1, lr=1e-3,
+                        frozen_mask=none, seed=0)  # the micro pool holds 20 per class
+    with pytest.raises(InputError, match="tasks"):
+        defense.realign(zoo, base, layout, ["nope"], shots_per_class=1, steps=1, lr=1e-3, frozen_mask=none, seed=0)
+    with pytest.raises(InputError, match="frozen_mask"):
+        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=1, lr=1e-3,
+                        frozen_mask=none[:-1], seed=0)
+    with pytest.raises(InputError, match="realign_steps"):
+        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=0, lr=1e-3,
+                        frozen_mask=none, seed=0)
+
+
+def test_realign_works_under_inference_mode(zoo, flats):
+    # the engine may call it from evaluation code; training must still get gradients
+    layout, base, _ = flats
+    with torch.inference_mode():
+        fused = base + 0.0
+        out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=2, steps=2, lr=1e-3,
+                              frozen_mask=torch.zeros(layout.numel, dtype=torch.bool), seed=0)
+    assert not torch.equal(out, base)
