@@ -12,6 +12,8 @@ from rmtllmf_core.perturb import (
     GRAY_INVERSE,
     MODELS,
     SCALES,
+    _gray_decode3,
+    _gray_encode,
     noise_std,
     perturb,
     q_function,
@@ -192,6 +194,8 @@ def test_gray_code_neighbours_differ_by_one_bit():
         assert bin(int(GRAY[i] ^ GRAY[i + 1])).count("1") == 1
     assert sorted(GRAY.tolist()) == list(range(8))
     assert torch.equal(GRAY[GRAY_INVERSE], torch.arange(8))
+    levels = torch.arange(8)
+    assert torch.equal(_gray_encode(levels), GRAY) and torch.equal(_gray_decode3(GRAY), levels)
     # the 8 x 8 constellation: symbol bits = I bits (high 3) | Q bits (low 3)
     bits = (GRAY[:, None] << 3) | GRAY[None, :]
     for i in range(8):
@@ -246,11 +250,12 @@ def test_digital_symbol_and_bit_error_rates_match_closed_form(sinr_db):
     assert abs(bit_err / n_bits - ber) < 5 * math.sqrt(ber / n_bits) * 2 + 1e-5
 
 
-def test_digital_errors_land_on_neighbouring_points():
+@pytest.mark.parametrize("sinr_db", [8.0, 18.0])  # every axis drawn / only the events drawn
+def test_digital_errors_land_on_neighbouring_points(sinr_db):
     layout = word_layout(20000)
     words = integer_words(layout, 12, 1, seed=3)
     out = perturb(words.float(), [0.1], layout=layout, model="digital", scale="absolute", seed=1,
-                  sinr_db=[8.0], bits_per_param=12)
+                  sinr_db=[sinr_db], bits_per_param=12)
     received = torch.round(out).to(torch.int64)
     for shift in (0, 3, 6, 9):  # each axis of each symbol
         a = GRAY_INVERSE[(words >> shift) & 7]
