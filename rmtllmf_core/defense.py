@@ -176,6 +176,11 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
     if frozen_mask.shape != (layout.numel,) or frozen_mask.dtype != torch.bool:
         raise InputError("frozen_mask", f"expected a bool tensor of shape [{layout.numel}]")
 
+    if frozen_mask.all():  # nothing to train
+        if progress is not None:
+            progress(1.0)
+        return flat.detach().clone()
+
     images, labels, task_index, offsets, heads = few_shot_set(zoo, tasks, shots_per_class)  # cached
     targets = labels + offsets[task_index]                      # column of the true class in `heads`
     column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor([zoo.heads[t].shape[0] for t in tasks]))

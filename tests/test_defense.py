@@ -1,4 +1,6 @@
 """Defenses: freeze (R-MTLLMF), realign (R-MTLLMF), shrink and trim (ours)."""
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -134,6 +136,20 @@ def test_trim_keeps_the_largest_entries_of_each_vector():
             defense.trim(received, bad)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.01, 1.0))
+def test_trim_keeps_k_entries_none_smaller_than_a_dropped_one(seed, keep):
+    received = torch.randn(3, 40, generator=torch.Generator().manual_seed(seed))
+    out = defense.trim(received, keep)
+    k = math.ceil(keep * 40 - 1e-9)
+    kept = out != 0
+    assert kept.sum(dim=1).tolist() == [k] * 3
+    assert torch.equal(out[kept], received[kept])
+    for row, mask in zip(received.abs(), kept):
+        if not mask.all():
+            assert row[mask].min() >= row[~mask].max()
+
+
 # ---------------------------------------------------------------- realign
 
 def _noisy_fused(flats, std=0.03, seed=0):
@@ -198,6 +214,14 @@ def test_realign_on_a_task_subset_and_bad_input(zoo, flats):
     with pytest.raises(InputError, match="realign_steps"):
         defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=0, lr=1e-3,
                         frozen_mask=none, seed=0)
+
+
+def test_realign_with_everything_frozen_is_the_identity(zoo, flats):
+    layout, base, _ = flats
+    calls = []
+    out = defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=3, lr=1e-3,
+                          frozen_mask=torch.ones(layout.numel, dtype=torch.bool), seed=0, progress=calls.append)
+    assert torch.equal(out, base) and out is not base and calls == [1.0]
 
 
 def test_realign_works_under_inference_mode(zoo, flats):

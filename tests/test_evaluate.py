@@ -108,6 +108,19 @@ def test_task_subset_equals_the_full_batch(setup):
         ev.logits(flat[:-1])
 
 
+def test_evaluator_is_safe_across_threads(setup):
+    # app sessions share one encoder: concurrent functional calls must not see each other's weights
+    from concurrent.futures import ThreadPoolExecutor
+
+    ev, base, vectors = setup
+    flats = [base + 0.2 * k * vectors.sum(0) for k in range(6)]
+    expected = [ev.logits(f) for f in flats]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(ev.logits, flats))
+    for e, g in zip(expected, got):
+        assert all(torch.equal(e[t], g[t]) for t in e)
+
+
 def test_evaluator_rejects_bad_input(zoo):
     with pytest.raises(InputError, match="tasks"):
         Evaluator(zoo, [], 10)
