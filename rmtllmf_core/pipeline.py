@@ -159,7 +159,7 @@ def run(
         if hit is not None:
             return hit
     with engine.lock:
-        result = compute(scenario, engine, progress=progress or (lambda f, m: None))
+        result = compute(scenario, engine, progress=progress or (lambda f, m: None), cache=cache if use_cache else None)
     result["key"] = key
     if use_cache and not cache.set(key, result):
         result.setdefault("warnings", []).append(cache.last_error)
@@ -172,7 +172,7 @@ def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
         raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
 
 
-def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor) -> float:
+def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache: ResultCache | None = None) -> float:
     """The fusion's lambda: fixed, the per-N heuristic, or the best clean fusion on validation data.
 
     Chosen once on the clean vectors and used for every condition, so conditions differ only in
@@ -197,7 +197,21 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor) -> fl
         return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
 
     opts = f.model_dump(exclude={"lambda_mode", "lambda_"})
-    return engine.memo(("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), scenario.seed), search)
+    memo_key = ("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), scenario.seed)
+    if cache is None:
+        return engine.memo(memo_key, search)
+    # persisted too: the search is the slowest part of a cold run and depends only on zoo and fusion
+    disk_key = "lambda/" + hashlib.sha256(f"{ENGINE_VERSION}{engine.zoo.fingerprint}{memo_key}".encode()).hexdigest()
+
+    def persisted():
+        stored = cache.get(disk_key)
+        if isinstance(stored, float) and 0.0 <= stored <= 1.0:
+            return stored
+        value = search()
+        cache.set(disk_key, value)
+        return value
+
+    return engine.memo(memo_key, persisted)
 
 
 def _merge(scenario: Scenario, engine: Engine, vectors: torch.Tensor, lam: float) -> torch.Tensor:
@@ -209,7 +223,7 @@ def _merge(scenario: Scenario, engine: Engine, vectors: torch.Tensor, lam: float
     )
 
 
-def compute(scenario: Scenario, engine: Engine, *, progress: Progress) -> dict:
+def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> dict:
     timing: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -251,7 +265,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress) -> dict:
         restored = defense.trim(restored, d.trim_keep_fraction)
 
     # fuse
-    lam = choose_lambda(scenario, engine, clean)
+    lam = choose_lambda(scenario, engine, clean, cache)
     lap("lambda", 0.25)
     fused_clean = base + _merge(scenario, engine, clean, lam)
     fused_attacked = base + _merge(scenario, engine, received, lam)

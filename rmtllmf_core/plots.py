@@ -61,3 +61,37 @@ def ablation_bars(rows: Sequence[Mapping]) -> go.Figure:
     fig.update_layout(barmode="group")
     return _layout(fig, "Ablation: R-MTLLMF's parts and shots per class", "shots per class",
                    "avg normalised accuracy (%)")
+
+
+def cosine_heatmaps(result: Mapping, titles: Sequence[str] = ("clean", "received", "defended")) -> go.Figure:
+    """Cosine similarity of clean, received and defended task vectors side by side (paper Fig. 3-4)."""
+    from plotly.subplots import make_subplots
+
+    tasks = list(result["tasks"])
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=[f"{t} task vectors" for t in titles],
+                        horizontal_spacing=0.06)
+    for i, name in enumerate(titles, start=1):
+        z = result["cosine"][name]
+        fig.add_trace(go.Heatmap(z=z, x=tasks, y=tasks, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                                 text=[[f"{v:.2f}" for v in row] for row in z], texttemplate="%{text}",
+                                 showscale=(i == len(titles)), hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=i)
+        fig.update_yaxes(autorange="reversed", row=1, col=i)
+    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=60))
+    return fig
+
+
+def accuracy_bars(result: Mapping, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended")
+                  ) -> go.Figure:
+    """Accuracy per task for each condition, side by side."""
+    labels = {"finetuned": "individual fine-tuning", "zeroshot": "base (zero-shot)", "clean": "clean fusion",
+              "clean_realigned": "clean fusion + realign", "attacked": "attacked, no defense",
+              "defended": "attacked + defense"}
+    fig = go.Figure()
+    for i, cond in enumerate(c for c in conditions if c in result["accuracy"]):
+        acc = result["accuracy"][cond]
+        fig.add_trace(go.Bar(x=list(acc), y=[100 * v for v in acc.values()], name=labels.get(cond, cond),
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(barmode="group", yaxis_range=[0, 100])
+    return _layout(fig, "Accuracy per task", "task", "accuracy (%)")
