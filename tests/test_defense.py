@@ -73,7 +73,8 @@ def test_shrink_matches_the_formula(flats):
     # one std per vector, and one per element (here: per tensor, as `per_tensor` noise has)
     per_vector = torch.tensor([[0.01], [0.05], [0.0]])
     per_element = layout.expand_per_tensor(0.03 * torch.rand(3, len(layout.names), generator=g))
-    for std in (per_vector, per_element, torch.tensor(0.02)):
+    per_entry = 0.03 * torch.rand(3, layout.numel, generator=g)
+    for std in (per_vector, per_element, per_entry, torch.tensor(0.02)):
         received = vectors + std * torch.randn(vectors.shape, generator=g)
         before = received.clone()
         out = defense.shrink(received, std, layout)
