@@ -1,7 +1,7 @@
 """Scenario presets, as data: the paper's three channel conditions on a zoo's tasks.
 
 Each preset is a partial scenario (nested dicts) laid over the defaults; `tasks` comes from the zoo.
-The wireless part is the calibrated `paper` uplink (see rmtllmf_core/wireless/presets.py).
+The wireless part is one of the calibrated `paper` uplinks (see rmtllmf_core/wireless/presets.py).
 """
 from __future__ import annotations
 
@@ -9,24 +9,15 @@ import copy
 
 from .errors import InputError
 from .scenario import Scenario
-from .units import dbm_to_w
 from .wireless import PRESETS as WIRELESS_PRESETS
 
 RMTLLMF = {"freeze": True, "realign": True, "shots_per_class": 10}
 
+# each names its calibrated uplink in rmtllmf_core.wireless.PRESETS (jammer budgets live there)
 SCENARIO_PRESETS: dict[str, dict] = {
-    "paper_ideal": {
-        "wireless": {"attack": "none", "jammer_power_w": 0.0},
-        "defense": RMTLLMF,
-    },
-    "paper_worst_sum_rate": {
-        "wireless": {"attack": "worst_sum_rate", "jammer_power_w": float(dbm_to_w(-130.0))},
-        "defense": RMTLLMF,
-    },
-    "paper_worst_strongest_user": {
-        "wireless": {"attack": "worst_strongest_user", "jammer_power_w": float(dbm_to_w(-100.0))},
-        "defense": RMTLLMF,
-    },
+    "paper_ideal": {"wireless": "paper", "defense": RMTLLMF},
+    "paper_worst_sum_rate": {"wireless": "paper_worst_sum_rate", "defense": RMTLLMF},
+    "paper_worst_strongest_user": {"wireless": "paper_worst_strongest_user", "defense": RMTLLMF},
 }
 PRESET_TITLES = {
     "paper_ideal": "Paper: ideal channel",
@@ -46,7 +37,7 @@ def preset_dict(name: str, tasks: tuple[str, ...], zoo: str = "tiny") -> dict:
     if name not in SCENARIO_PRESETS:
         raise InputError("preset", f"unknown preset {name!r}; allowed: {', '.join(SCENARIO_PRESETS)}")
     spec = copy.deepcopy(SCENARIO_PRESETS[name])
-    wireless = {**copy.deepcopy(WIRELESS_PRESETS["paper"]), "num_users": len(tasks), **spec.pop("wireless")}
+    wireless = {**copy.deepcopy(WIRELESS_PRESETS[spec.pop("wireless")]), "num_users": len(tasks)}
     return {"zoo": zoo, "tasks": list(tasks), "wireless": wireless, **spec}
 
 
