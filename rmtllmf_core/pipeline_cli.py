@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="out/sweep", help="output folder (default: %(default)s)")
     s.add_argument("--attacks", default="none,worst_sum_rate,worst_strongest_user", help="comma-separated")
     s.add_argument("--defenses", default="none,rmtllmf", help="comma-separated; see sweeps.DEFENSES")
-    s.add_argument("--jammer-dbm", default="-140,-130,-120,-110,-100", help="snr: jammer powers (dBm), comma-separated")
+    s.add_argument("--jammer-dbm", default="-140,-130,-120,-110,-100", help="snr: jammer powers (dBm), comma-separated; write --jammer-dbm=-140,-120")
     s.add_argument("--sizes", default=None, help="tasks: combination sizes, e.g. 2,4,8 (default 2..N)")
     s.add_argument("--shots", default="1,5,10,20", help="ablation: shots per class, comma-separated")
     s.set_defaults(func=cmd_sweep)

@@ -1,0 +1,77 @@
+"""`run` and `sweep` commands: JSON out, files written, bad input -> exit 2 and one line."""
+import json
+
+import pytest
+
+from micro_zoo import make_micro_zoo
+from rmtllmf_core import pipeline
+from rmtllmf_core.cli import main
+from rmtllmf_core.presets import preset_dict
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    z = make_micro_zoo(n_tasks=3)
+    pipeline.register_zoo(z)
+    return z
+
+
+@pytest.fixture
+def scenario_file(tmp_path, zoo):
+    data = preset_dict("paper_worst_sum_rate", zoo.task_names, zoo=zoo.name)
+    data["evaluation"] = {"samples_per_task": 30}
+    data["defense"]["realign_steps"] = 3
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_run_prints_the_result_as_json(scenario_file, capsys):
+    assert main(["run", "--scenario", str(scenario_file), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["average_normalized"]) >= {"clean", "attacked", "defended"}
+    assert result["wireless"]["users"][0]["mse"] > 0
+
+
+def test_run_prints_a_table(scenario_file, capsys):
+    assert main(["run", "--scenario", str(scenario_file)]) == 0
+    assert "avg normalised" in capsys.readouterr().out
+
+
+def test_sweep_writes_csv_json_and_html(scenario_file, tmp_path):
+    out = tmp_path / "out"
+    code = main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(out),
+                 "--attacks", "worst_sum_rate", "--defenses", "none", "--jammer-dbm=-140,-120"])
+    assert code == 0
+    rows = json.loads((out / "snr.json").read_text())
+    assert [r["jammer_power_dbm"] for r in rows] == [-140.0, -120.0]
+    assert rows[1]["mean_mse"] > rows[0]["mean_mse"]
+    assert (out / "snr.csv").read_text().startswith("attack,defense,jammer_power_dbm")
+    assert "plotly" in (out / "snr.html").read_text()[:100_000].lower()
+
+
+@pytest.mark.parametrize("content, field", [
+    ("{not json", "scenario"),
+    ("[1, 2]", "scenario"),
+    ('{"tasks": ["a"], "fusion": {"lambda": 3}}', "fusion.lambda"),
+    ('{"tasks": [], "zoo": "x"}', "tasks"),
+])
+def test_bad_scenarios_exit_2_with_one_line(tmp_path, capsys, content, field):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert main(["run", "--scenario", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}:")
+
+
+def test_unknown_task_exits_2(tmp_path, capsys, zoo):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"zoo": zoo.name, "tasks": ["nope"]}))
+    assert main(["run", "--scenario", str(path)]) == 2
+    assert "tasks:" in capsys.readouterr().err
+
+
+def test_sweep_rejects_bad_lists(scenario_file, tmp_path, capsys):
+    assert main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(tmp_path),
+                 "--jammer-dbm=-140,loud"]) == 2
+    assert "jammer-dbm" in capsys.readouterr().err
