@@ -21,9 +21,12 @@ class Jammer:
     basis: np.ndarray  # (..., N, r), orthonormal columns
     power: np.ndarray  # (..., r), per eigenmode, in units of s2
     info: dict | None = None
+    isotropic: bool = False  # basis = I and equal powers (none, white): whitening is a scaling
 
     def whiten(self, g):
         """(I + C)^{-1/2} G without forming (I + C)."""
+        if self.isotropic:
+            return g / np.sqrt(1.0 + self.power[..., :1, None])
         shrink = 1.0 / np.sqrt(1.0 + self.power) - 1.0
         return g + self.basis @ (shrink[..., :, None] * (hermitian(self.basis) @ g))
 
@@ -34,13 +37,13 @@ class Jammer:
 def no_jammer(g):
     n = g.shape[-2]
     batch = g.shape[:-2]
-    return Jammer(np.broadcast_to(np.eye(n, dtype=complex), batch + (n, n)), np.zeros(batch + (n,)))
+    return Jammer(np.broadcast_to(np.eye(n, dtype=complex), batch + (n, n)), np.zeros(batch + (n,)), isotropic=True)
 
 
 def white(g, budget):
     n = g.shape[-2]
     batch = g.shape[:-2]
-    return Jammer(np.broadcast_to(np.eye(n, dtype=complex), batch + (n, n)), np.full(batch + (n,), budget / n))
+    return Jammer(np.broadcast_to(np.eye(n, dtype=complex), batch + (n, n)), np.full(batch + (n,), budget / n), isotropic=True)
 
 
 def aligned(g_raw_column, budget):

@@ -86,36 +86,8 @@ def design_jammer(attack: str, channel, tx_power_w, noise_w: float, jammer_w: fl
         order, rank = sic_order(channel, tx_power_w)
         rev = order[..., ::-1]
         g_rev = np.take_along_axis(g, rev[..., None, :], axis=-1)
-        # warm start from the better of the two closed forms for this objective
-        candidates = [atk.worst_sum_rate(g, budget), atk.aligned(atk.select_user_column(channel, rev[..., 0]), budget)]
-        best, best_val = None, None
-        for cand in candidates:
-            rate, _ = sic_mmse(cand.whiten(g), rank)
-            val = rate.max(axis=-1)
-            if best is None:
-                best, best_val = cand, val
-            else:
-                pick = val < best_val
-                best = _pick_jammer(pick, cand, best)
-                best_val = np.where(pick, val, best_val)
-        return solve_worst_jammer(g_rev, budget, "max", init=best, iterations=iterations)
+        return solve_worst_jammer(g_rev, budget, "max", iterations=iterations)
     raise ValueError(f"unknown attack {attack!r}")  # validated upstream
-
-
-def _pick_jammer(pick, a: atk.Jammer, b: atk.Jammer) -> atk.Jammer:
-    """Per draw, a where pick else b (padding the rank so the shapes agree)."""
-    r = max(a.power.shape[-1], b.power.shape[-1])
-
-    def pad(j):
-        extra = r - j.power.shape[-1]
-        if extra == 0:
-            return np.asarray(j.basis), np.asarray(j.power)
-        basis = np.concatenate([np.broadcast_to(j.basis, j.basis.shape[:-1] + (j.basis.shape[-1],)), np.zeros(j.basis.shape[:-1] + (extra,), complex)], axis=-1)
-        return basis, np.concatenate([j.power, np.zeros(j.power.shape[:-1] + (extra,))], axis=-1)
-
-    ab, ap = pad(a)
-    bb, bp = pad(b)
-    return atk.Jammer(np.where(pick[..., None, None], ab, bb), np.where(pick[..., None], ap, bp))
 
 
 def _batch(cfg: WirelessConfig, channel, *, attack=None, with_filters=False, iterations=DEFAULT_ITERATIONS):

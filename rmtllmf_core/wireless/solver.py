@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attacks import Jammer
+from .attacks import Jammer, worst_sum_rate_noise
 from .receiver import hermitian
 
-DEFAULT_ITERATIONS = 60
+DEFAULT_ITERATIONS = 40
 
 
 def _solve_lower(lower, rhs):
@@ -97,36 +97,48 @@ def solve_worst_jammer(
     objective: str,
     *,
     user_rev=None,
-    init: Jammer | None = None,
+    init="auto",
     iterations: int = DEFAULT_ITERATIONS,
     t_min: float = 10.0,
-    t_max: float = 200.0,
+    t_max: float = 100.0,
+    momentum: float = 0.8,
 ):
     """Numerical worst-case jammer for normalised channels g_rev (..., N, Q), columns in REVERSE
     decoding order (decoded-last first). `user_rev`: per-draw column index for objective "user".
+    `init`: "auto" (best closed form for the objective), a Jammer, or None (white).
     Returns a Jammer (units of s2) whose `info` holds the objective and the certificate.
     """
     batch = g_rev.shape[:-2]
-    n, q = g_rev.shape[-2:]
-    basis, _, _ = np.linalg.svd(g_rev, full_matrices=False)  # V: range(G) (all of C^N if N <= Q)
+    q = g_rev.shape[-1]
+    basis, sv, _ = np.linalg.svd(g_rev, full_matrices=False)  # V: range(G) (all of C^N if N <= Q)
     m = basis.shape[-1]
-    t_sub = hermitian(basis) @ g_rev
+    t_sub = hermitian(basis) @ g_rev  # = diag(sv) W^H: the channel in subspace coordinates
     if budget <= 0.0 or m == 1:  # nothing to choose: no power, or one direction takes it all
         power = np.full(batch + (m,), max(budget, 0.0))
         rates, _ = _rates_and_gradient(np.full(batch + (m, m), max(budget, 0.0)), t_sub, False)
         return Jammer(basis, power, {"objective": _exact(rates, objective, user_rev), "gap": np.zeros(batch), "iterations": 0})
 
-    # start: the given jammer projected on the subspace, mixed with white so B has full rank
-    # (Burer-Monteiro cannot grow a direction that starts at exactly zero)
-    white_phi = np.broadcast_to(np.eye(m) * (budget / m), batch + (m, m))
-    if init is not None:
+    eye = np.eye(m)
+    if init == "auto":
+        # warm start: the better, for this objective, of the two closed forms (both live in the
+        # subspace: the sum-rate jammer is diagonal in the SVD basis, the strongest-user one is
+        # aligned with the first column)
+        phi_sr = eye * worst_sum_rate_noise(sv**2, budget)[..., None, :]
+        d = t_sub[..., :, 0] / np.maximum(np.linalg.norm(t_sub[..., :, 0], axis=-1, keepdims=True), 1e-300)
+        phi_su = budget * d[..., :, None] * np.conj(d[..., None, :])
+        val_sr = _exact(_rates_and_gradient(phi_sr, t_sub, False)[0], objective, user_rev)
+        val_su = _exact(_rates_and_gradient(phi_su, t_sub, False)[0], objective, user_rev)
+        phi0 = np.where((val_su < val_sr)[..., None, None], phi_su, phi_sr)
+    elif init is not None:
         proj = hermitian(basis) @ init.basis
         phi0 = (proj * init.power[..., None, :]) @ hermitian(proj)
-        phi0 = 0.9 * phi0 * (budget / np.maximum(np.real(np.trace(phi0, axis1=-2, axis2=-1)), 1e-300))[..., None, None] + 0.1 * white_phi
     else:
-        phi0 = white_phi
-    w, v = np.linalg.eigh(phi0)
-    b = v * np.sqrt(np.maximum(w, 0.0))[..., None, :]
+        phi0 = np.zeros(batch + (m, m))
+    # mix in 10% white so B has full rank (Burer-Monteiro cannot grow a direction that starts at
+    # exactly zero), then B = chol(Phi0): Phi0 = B B^H
+    scale = budget / np.maximum(np.real(np.trace(phi0, axis1=-2, axis2=-1)), 1e-300)
+    phi0 = 0.9 * phi0 * np.where(scale < 1e300, scale, 0.0)[..., None, None] + 0.1 * (budget / m) * eye
+    b = np.linalg.cholesky(phi0)
     b = b / np.linalg.norm(b, axis=(-2, -1), keepdims=True)
 
     def phi_of(bb):
@@ -136,23 +148,26 @@ def solve_worst_jammer(
     phi = phi_of(b)
     rates, kmat = _rates_and_gradient(phi, t_sub)
     step = None
+    vel = np.zeros_like(b)
     best_b, best_val = b.copy(), _exact(rates, objective, user_rev)
     for it in range(iterations):
         temp = schedule[it]
         f, weight = _aggregate(rates, objective, user_rev, temp)
         grad = -(kmat * weight[..., None, :]) @ hermitian(kmat)  # d f / d Phi (Hermitian, <= 0)
-        lin = np.real(np.trace(grad @ phi, axis1=-2, axis2=-1))
-        gb = 2.0 * budget * (grad @ b) - 2.0 * lin[..., None, None] * b  # Riemannian-free BM gradient
+        lin = np.real(np.einsum("...ij,...ji->...", grad, phi))
+        gb = 2.0 * budget * (grad @ b) - 2.0 * lin[..., None, None] * b  # Burer-Monteiro gradient
         gnorm = np.linalg.norm(gb, axis=(-2, -1))
         if step is None:
             step = 0.2 / np.maximum(gnorm, 1e-300)  # first move: ~20% of ||B||
         step = np.minimum(step, 1.0 / np.maximum(gnorm, 1e-300))  # never move more than ||B|| = 1
-        trial = b - step[..., None, None] * gb
+        vel = momentum * vel - step[..., None, None] * gb  # heavy ball, restarted on a failed step
+        trial = b + vel
         trial = trial / np.linalg.norm(trial, axis=(-2, -1), keepdims=True)
         phi_t = phi_of(trial)
         rates_t, k_t = _rates_and_gradient(phi_t, t_sub)
         f_t, _ = _aggregate(rates_t, objective, user_rev, temp)
         ok = f_t <= f
+        vel = np.where(ok[..., None, None], vel, 0.0)
         step = np.where(ok, step * 1.5, step * 0.5)
         sel = ok[..., None, None]
         b = np.where(sel, trial, b)
