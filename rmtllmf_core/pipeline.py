@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -56,24 +56,25 @@ class Engine:
             vectors={t: layout.flatten(zoo.task_vectors[t]) for t in zoo.task_names},
         )
 
-    def evaluator(self, tasks: Sequence[str], samples: int, split: str = "test") -> "evaluate.Evaluator":
-        key = (tuple(tasks), samples, split)
-        return _lru(self._evaluators, key, lambda: evaluate.Evaluator(self.zoo, list(tasks), samples, split=split), 64)
+    def evaluator(self, samples: int, split: str = "test") -> "evaluate.Evaluator":
+        """Every task's first `samples` of `split`; any subset of tasks is evaluated through it."""
+        key = (samples, split)
+        return _lru(self._evaluators, key, lambda: evaluate.Evaluator(self.zoo, self.zoo.task_names, samples,
+                                                                      split=split), 8)
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """In-process memo of derived values (predictions, chosen lambdas), bounded for a long-lived server."""
         return _lru(self._memo, key, compute, 2048)
 
-    def individual(self, task: str, samples: int) -> tuple[float, torch.Tensor]:
-        """Accuracy and predictions of the individually fine-tuned encoder on its own task."""
-        def compute():
-            ev = self.evaluator([task], samples)
-            return _accuracy_and_predictions(ev, self.base_flat + self.vectors[task])
-        return self.memo(("individual", task, samples), compute)
+    def individual(self, task: str, samples: int) -> torch.Tensor:
+        """Predictions of the individually fine-tuned encoder on its own task."""
+        return self.memo(("individual", task, samples), lambda: self.evaluator(samples).predictions(
+            self.base_flat + self.vectors[task], [task])[task])
 
-    def zeroshot(self, task: str, samples: int) -> float:
-        return self.memo(("zeroshot", task, samples), lambda: _accuracy_and_predictions(
-            self.evaluator([task], samples), self.base_flat)[0][task])
+    def zeroshot(self, task: str, samples: int) -> torch.Tensor:
+        """Predictions of the base encoder (zero-shot heads) on a task."""
+        return self.memo(("zeroshot", task, samples), lambda: self.evaluator(samples).predictions(
+            self.base_flat, [task])[task])
 
 
 def _lru(store: OrderedDict, key, compute, size: int):
@@ -84,12 +85,6 @@ def _lru(store: OrderedDict, key, compute, size: int):
     while len(store) > size:
         store.popitem(last=False)
     return value
-
-
-def _accuracy_and_predictions(ev, flat: torch.Tensor):
-    logits = ev.logits(flat)
-    preds = {t: l.argmax(dim=1) for t, l in logits.items()}
-    return ev.accuracy_from_predictions(preds), preds
 
 
 _engines: dict[str, Engine] = {}
@@ -188,11 +183,11 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache
         return fusion.heuristic_lambda(n_tasks)
 
     def search():
-        ev = engine.evaluator(scenario.fused_tasks, LAMBDA_VALIDATION_SAMPLES, split="val")
+        ev = engine.evaluator(LAMBDA_VALIDATION_SAMPLES, split="val")
         merged = _merge(scenario, engine, clean, 1.0)
         scores = []
         for lam in fusion.LAMBDA_GRID:
-            acc = _accuracy_and_predictions(ev, engine.base_flat + lam * merged)[0]
+            acc = ev.accuracy(engine.base_flat + lam * merged, scenario.fused_tasks)
             scores.append(float(np.mean(list(acc.values()))))
         return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
 
@@ -284,21 +279,21 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     lap("defend", 0.6)
 
     # evaluate
-    ev = engine.evaluator(tasks, n_eval)
+    ev = engine.evaluator(n_eval)
     individual = {t: engine.individual(t, n_eval) for t in tasks}
     accuracy = {
-        "finetuned": {t: individual[t][0][t] for t in tasks},
-        "zeroshot": {t: engine.zeroshot(t, n_eval) for t in tasks},
+        "finetuned": ev.accuracy_from_predictions(individual),
+        "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval) for t in tasks}),
     }
     logits: dict[str, dict[str, torch.Tensor]] = {}
     for cond, flat in (("clean", fused_clean), ("attacked", fused_attacked), ("defended", fused_defended)):
-        logits[cond] = ev.logits(flat)
+        logits[cond] = ev.logits(flat, tasks)
     if d.realign and scenario.evaluation.clean_realign_control:
         # The control: the same realignment on the *clean* fusion (no noise, same frozen parts).
         def control():
             start = defense.freeze(fused_clean, base, layout, d.freeze_groups) if d.freeze else fused_clean
             flat = defense.realign(engine.zoo, start, layout, tasks, **realign_opts)
-            return ev.logits(flat)
+            return ev.logits(flat, tasks)
         # it does not depend on the channel, so moving a wireless slider never recomputes it
         control_key = ("control", tuple(tasks), scenario.fusion.model_dump_json(), d.model_dump_json(),
                        lam, scenario.seed, n_eval)
@@ -309,8 +304,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     for cond, pr in preds.items():
         accuracy[cond] = ev.accuracy_from_predictions(pr)
     normalized = {cond: evaluate.normalized(acc, accuracy["finetuned"]) for cond, acc in accuracy.items()}
-    individual_preds = {t: individual[t][1][t] for t in tasks}
-    wde = {cond: evaluate.disagreement(individual_preds, preds[cond]) for cond in preds}
+    wde = {cond: evaluate.disagreement(individual, preds[cond]) for cond in preds}
     alpha = scenario.evaluation.significance
     rejection = {cond: evaluate.rejection_rate(logits["clean"], logits[cond], alpha)
                  for cond in ("attacked", "defended")}
