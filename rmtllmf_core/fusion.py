@@ -182,7 +182,11 @@ def magnitude_mask(vectors: torch.Tensor, density: float) -> torch.Tensor:
     mags = vectors.abs()
     if k == n:
         return torch.ones_like(mags, dtype=torch.bool)
-    threshold = mags.kthvalue(n - k + 1, dim=1, keepdim=True).values  # the k-th largest
+    # The k-th largest magnitude, from whichever side of the split is smaller (topk beats kthvalue).
+    if k <= n // 2:
+        threshold = mags.topk(k, dim=1, sorted=False).values.amin(1, keepdim=True)
+    else:
+        threshold = mags.topk(n - k + 1, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)
     return mags >= threshold
 
 

@@ -93,7 +93,7 @@ def _check_vectors(clean, layout) -> torch.Tensor:
 
 def _check_mse(mse, n_users: int) -> np.ndarray:
     try:
-        arr = np.asarray(mse.detach().cpu() if isinstance(mse, torch.Tensor) else mse, dtype=np.float64)
+        arr = np.array(mse.detach().cpu() if isinstance(mse, torch.Tensor) else mse, dtype=np.float64)  # a copy: ours
     except (TypeError, ValueError):
         raise InputError("perturb.mse", "must be a sequence of numbers, one per user") from None
     if arr.shape != (n_users,):
@@ -135,8 +135,28 @@ def _noise_std(clean: torch.Tensor, mse: np.ndarray, layout: ParamLayout, scale:
         # float64 accumulation: 1-2 M squares summed in float32 would lose digits
         power = torch.linalg.vector_norm(clean, dim=1, dtype=torch.float64).square() / clean.shape[1]
         return (var * power).sqrt().to(torch.float32).unsqueeze(1)
-    power = layout.per_tensor_mean_square(clean).to(torch.float64)  # [T, n_tensors]
-    return layout.expand_per_tensor((var.unsqueeze(1) * power).sqrt().to(torch.float32))
+    power = per_tensor_mean_square(clean, layout)  # [T, n_tensors]
+    std = (var.unsqueeze(1) * power).sqrt().to(torch.float32)
+    return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
+
+
+def _tensor_sizes(layout: ParamLayout) -> torch.Tensor:
+    return torch.tensor(np.diff(layout.offsets), dtype=torch.int64)
+
+
+def per_tensor_mean_square(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    """[T, n_tensors] float64 mean square of each tensor of each row of [T, P].
+
+    Same values as ``ParamLayout.per_tensor_mean_square`` but a loop over tensors (each a view)
+    with a cascaded-sum norm: ~10x faster than the index_add_ scatter and more accurate.
+    """
+    out = torch.empty(vectors.shape[0], len(layout.names), dtype=torch.float64)
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        if b > a:
+            out[:, i] = torch.linalg.vector_norm(vectors[:, a:b], dim=1, dtype=torch.float64).square() / (b - a)
+        else:
+            out[:, i] = 0.0
+    return out
 
 
 def _standard_normal(n_users: int, n_params: int, gen: torch.Generator) -> torch.Tensor:
@@ -323,9 +343,9 @@ def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
         raise InputError("perturb.sinr_db", "must be a sequence of numbers in dB, one per user") from None
     if arr.shape != mse.shape:
         raise InputError("perturb.sinr_db", f"needs one value per user: shape {mse.shape}, got {arr.shape}")
-    if np.any(np.isnan(arr)) or np.any(arr == -np.inf):
-        raise InputError("perturb.sinr_db", "must be a number of dB (or +inf for an error-free link)")
-    return 10.0 ** (arr / 10.0)
+    if np.any(np.isnan(arr)):
+        raise InputError("perturb.sinr_db", "must be numbers of dB (-inf: a dead link, +inf: an error-free one)")
+    return 10.0 ** (arr / 10.0)  # -inf dB -> 0: every axis errs with probability 2 Q(0) = 1 (edges 1/2)
 
 
 # ----------------------------------------------------------------------------------- entry point

@@ -16,6 +16,7 @@ from rmtllmf_core.fusion import (
     heuristic_lambda,
     layer_ids,
     layer_weights,
+    magnitude_mask,
     merge,
     merge_recipe,
 )
@@ -186,6 +187,16 @@ def test_ties_keeps_density_fraction_and_elected_signs():
     # no entry of the merged vector has a sign that its trimmed contributions disagree on as a whole
     trimmed = torch.stack([torch.where(torch.isin(torch.arange(300), r.abs().topk(60).indices), r, 0 * r) for r in x])
     assert torch.all(out * trimmed.sum(0) >= 0)
+
+
+@pytest.mark.parametrize("density", [0.01, 0.2, 0.5, 0.51, 0.8, 0.999])
+def test_magnitude_mask_keeps_exactly_the_top_k(density):
+    x = random_vectors(t=3, p=300, seed=12)  # continuous values: no ties
+    k = int(math.floor(density * 300 + 0.5))
+    mask = magnitude_mask(x, density)
+    for row, m in zip(x, mask):
+        assert m.sum() == k
+        assert torch.equal(m.nonzero().flatten().sort().values, row.abs().argsort(descending=True)[:k].sort().values)
 
 
 def test_dare_expectation_is_task_arithmetic_and_seeded():

@@ -15,6 +15,7 @@ from rmtllmf_core.perturb import (
     _gray_decode3,
     _gray_encode,
     noise_std,
+    per_tensor_mean_square,
     perturb,
     q_function,
     qam64_ber,
@@ -350,3 +351,54 @@ def test_property_shapes_zero_noise_and_finite(sizes, n_users, seed, model, scal
     noisy = perturb(clean, np.full(n_users, 0.3), layout=layout, model=model, scale=scale, seed=seed,
                     error_covariance=cov, bits_per_param=6)
     assert noisy.shape == clean.shape and noisy.dtype == torch.float32 and torch.isfinite(noisy).all()
+
+
+def test_per_tensor_mean_square_matches_the_layouts():
+    layout = make_layout((("conv1.weight", 300), ("ln_pre.weight", 0), ("ln_post.weight", 77)))
+    x = torch.randn(3, layout.numel, generator=torch.Generator().manual_seed(0))
+    got = per_tensor_mean_square(x, layout)
+    assert got.dtype == torch.float64 and got.shape == (3, 3)
+    theirs = layout.per_tensor_mean_square(x)
+    assert torch.allclose(got.float()[:, [0, 2]], theirs[:, [0, 2]], rtol=1e-5)
+    assert torch.all(got[:, 1] == 0)  # an empty tensor has no power (not 0/0)
+
+
+def test_digital_dead_link_is_accepted():
+    layout = word_layout(2000)
+    words = integer_words(layout, 12, 1, seed=0).float()
+    out = perturb(words, [1.0], layout=layout, model="digital", scale="absolute", seed=0, sinr_db=[-np.inf])
+    assert torch.isfinite(out).all() and not torch.equal(out, words)
+
+
+def mmse_sic_error_covariance(h, p, cz):
+    """E[e e^H] of an MMSE-SIC receiver (decoding order 0, 1, ...; perfect cancellation), from first principles."""
+    n, q_users = h.shape
+    lz = np.linalg.cholesky(cz)
+    rows = []
+    for q in range(q_users):
+        x = cz + sum(p[r] * np.outer(h[:, r], h[:, r].conj()) for r in range(q + 1, q_users))
+        xi_h = np.linalg.solve(x, h[:, q])
+        w = np.sqrt(p[q]) * xi_h / (1 + p[q] * (h[:, q].conj() @ xi_h).real)
+        on_symbols = np.zeros(q_users, complex)
+        on_symbols[q:] = np.sqrt(p[q:]) * (w.conj() @ h[:, q:])
+        on_symbols[q] -= 1.0
+        rows.append(np.concatenate([on_symbols, w.conj() @ lz]))  # e_q as a map of (s, whitened z)
+    e = np.array(rows)
+    return e @ e.conj().T
+
+
+def test_mmse_sic_errors_are_uncorrelated_so_correlated_reduces_to_gaussian():
+    # Why `correlated` with the SIC receiver's covariance is `gaussian`: with perfect cancellation,
+    # user r's MMSE error is orthogonal to everything user q (decoded earlier) still sees, so
+    # E[e_q e_r^*] = 0. The correlated model only differs for receivers without SIC.
+    rng = np.random.default_rng(0)
+    h = (rng.normal(size=(4, 3)) + 1j * rng.normal(size=(4, 3))) / np.sqrt(2)
+    jam = rng.normal(size=(4, 2)) + 1j * rng.normal(size=(4, 2))
+    cov = mmse_sic_error_covariance(h, np.ones(3), 0.1 * np.eye(4) + jam @ jam.conj().T)
+    assert np.abs(cov - np.diag(cov.diagonal())).max() < 1e-12 * np.abs(cov).max()
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    mse = cov.diagonal().real
+    cleaned = np.diag(cov.diagonal())  # exact zeros off the diagonal, as the algebra says
+    assert torch.equal(perturb(clean, mse, layout=layout, model="correlated", scale="absolute", seed=1, error_covariance=cleaned),
+                       perturb(clean, mse, layout=layout, model="gaussian", scale="absolute", seed=1))
