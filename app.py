@@ -1,0 +1,53 @@
+"""R-MTLLMF Studio: the router and the frame around every page.
+
+    streamlit run app.py
+
+Each run: page config -> access gate -> the session's scenario (from the link on first open) ->
+shared sidebar (presets, presenter mode, scenario file, share link) -> the chosen page ->
+the scenario written back into the URL. Pages build a Scenario, ask the engine, draw the result.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from studio import engine, sidebar, state
+
+st.set_page_config(page_title="R-MTLLMF Studio", page_icon=":material/cell_tower:", layout="wide")
+
+
+# ---- Access gate and compute wrapper -----------------------------------------------------------
+# The one place for a hosted instance's guards (issue 6):
+#  - `gate()` returns True when this session may see the app; drawing a sign-in form and returning
+#    False stops the run before any engine call.
+#  - `run_heavy(job, *args, **kwargs)` is how every heavy engine call (pipeline run, sweep) runs:
+#    wrap it in a bounded queue / caps here. Off on a laptop: everyone is in, jobs run directly.
+def gate() -> bool:
+    return True
+
+
+def run_heavy(job, /, *args, **kwargs):
+    return job(*args, **kwargs)
+
+
+if not gate():
+    st.stop()
+engine.set_runner(run_heavy)
+# -------------------------------------------------------------------------------------------------
+
+state.init_session()
+
+# The page scripts live one folder down (pages/views/): a .py file directly in pages/ would make
+# Streamlit run it *without this frame* on a fresh server's first request (its old pages/
+# convention), and AppTest reruns likewise.
+PAGES = [
+    st.Page("pages/views/scenario.py", title="Scenario", icon=":material/cell_tower:", url_path="scenario", default=True),
+    st.Page("pages/views/fusion.py", title="Fusion & defense", icon=":material/merge:", url_path="fusion"),
+    st.Page("pages/views/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
+    st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
+    st.Page("pages/views/about.py", title="About", icon=":material/info:", url_path="about"),
+]
+page = st.navigation(PAGES)
+share_slot = sidebar.draw()
+page.run()
+sidebar.share(share_slot)
+state.sync_url()

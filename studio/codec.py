@@ -1,0 +1,106 @@
+"""Scenario <-> URL query parameters.
+
+A link carries only what differs from the default scenario: one parameter per dotted path
+(`wireless.attack=white`, `fusion.lambda=0.4`, `tasks=["digits","textures"]`), the value as
+JSON. A string that is not itself valid JSON travels bare (`white` rather than `"white"`);
+decoding tries JSON first and falls back to the bare string, so the round trip is exact.
+Parameters listed in `UI_PARAMS` are view settings, not part of the scenario.
+
+Decoding never trusts the link: sizes are bounded here and every value goes through
+`Scenario.parse`, whose InputError names the offending field.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any, Mapping
+
+from rmtllmf_core.errors import InputError
+
+UI_PARAMS = ("presenter",)      # view settings that share the query string with the scenario
+MAX_PARAMS = 200
+MAX_VALUE_CHARS = 20_000
+MAX_KEY_CHARS = 200
+_MISSING = object()
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}, "c": [1, 2]} -> {"a.b": 1, "c": [1, 2]}; lists and empty dicts are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Set a dotted path in nested dicts, replacing any non-dict on the way."""
+    node = data
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def encode_value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value  # bare: decoding falls back to exactly this string
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def decode_value(text: str) -> Any:
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return text
+    return value
+
+
+def _refuse_constant(name: str):
+    # NaN / Infinity are not JSON; keep them as text so the Scenario refuses them by type
+    raise ValueError(name)
+
+
+def diff(scenario_dict: Mapping[str, Any], default_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted paths whose value differs from the default (values as plain data)."""
+    base = flatten(default_dict)
+    changed = {k: v for k, v in flatten(scenario_dict).items() if base.get(k, _MISSING) != v}
+    return changed
+
+
+def to_query(scenario, default) -> dict[str, str]:
+    """The query parameters of a scenario: differences from `default`, sorted for stable links."""
+    changed = diff(scenario.to_dict(), default.to_dict())
+    return {k: encode_value(changed[k]) for k in sorted(changed)}
+
+
+def from_query(params: Mapping[str, Any], default):
+    """Rebuild a Scenario from query parameters (raises InputError naming the field)."""
+    items = [(k, v) for k, v in params.items() if k not in UI_PARAMS]
+    if len(items) > MAX_PARAMS:
+        raise InputError("url", f"at most {MAX_PARAMS} parameters (got {len(items)})")
+    data = copy.deepcopy(default.to_dict())
+    for key, raw in items:
+        if isinstance(raw, (list, tuple)):  # a repeated key: the last one wins, as in st.query_params
+            raw = raw[-1] if raw else ""
+        key = str(key)
+        if not key or len(key) > MAX_KEY_CHARS or any(not p for p in key.split(".")):
+            raise InputError(key[:MAX_KEY_CHARS] or "url", "not a field name")
+        text = str(raw)
+        if len(text) > MAX_VALUE_CHARS:
+            raise InputError(key, f"value longer than {MAX_VALUE_CHARS} characters")
+        value = decode_value(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(key, "must be a finite number")
+        set_path(data, key, value)
+    return type(default).parse(data)

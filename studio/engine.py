@@ -1,0 +1,116 @@
+"""The app's only door to the engine: the zoo once per server, results from the disk cache,
+cold runs with a status and a progress bar, and one hook for how heavy work runs.
+
+`app.py` installs the run-wrapper (`set_runner`): every heavy call (a pipeline run, a sweep)
+goes through it, so a compute queue or per-request caps can be added in one place.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import streamlit as st
+
+from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.scenario import Scenario
+
+Runner = Callable[..., Any]
+
+
+def _direct(job: Callable, /, *args, **kwargs):
+    return job(*args, **kwargs)
+
+
+_runner: Runner = _direct
+
+
+def set_runner(runner: Runner | None) -> None:
+    """Install the wrapper every heavy engine call goes through (None: call directly)."""
+    global _runner
+    _runner = runner or _direct
+
+
+def heavy(job: Callable, /, *args, **kwargs):
+    return _runner(job, *args, **kwargs)
+
+
+@st.cache_resource(show_spinner="Loading the model zoo (once per server)...")
+def zoo(name: str = "tiny"):
+    from rmtllmf_core import pipeline
+
+    return pipeline.get_zoo(name)
+
+
+def uplink(cfg) -> dict:
+    """One drop of the uplink of a WirelessConfig, as plain data (instant; memoised per config)."""
+    return _uplink(json.dumps(cfg.to_dict(), sort_keys=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _uplink(canonical: str) -> dict:
+    from rmtllmf_core.wireless import WirelessConfig, evaluate_uplink
+
+    return evaluate_uplink(WirelessConfig.parse(json.loads(canonical))).to_dict()
+
+
+def cached_result(scn: Scenario) -> dict | None:
+    from rmtllmf_core import pipeline
+
+    zoo(scn.zoo)  # loaded once per server; the cache key includes its fingerprint
+    return pipeline.cached(scn)
+
+
+def is_cached(scn: Scenario) -> bool:
+    """Whether the disk cache holds this scenario's result (no read of the result itself)."""
+    from rmtllmf_core import pipeline
+
+    return pipeline.result_key(scn, zoo(scn.zoo)) in pipeline.default_cache()
+
+
+def result(scn: Scenario, *, label: str = "Computing the fused models") -> dict:
+    """The result of one scenario: from the disk cache, else computed under a status + progress bar.
+
+    Raises RmtllmfError (the page shows it beside the control it names).
+    """
+    hit = cached_result(scn)
+    if hit is not None:
+        return hit
+    from rmtllmf_core import pipeline
+
+    with st.status(f"{label}...", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+        start = time.perf_counter()
+        try:
+            out = heavy(pipeline.run, scn, progress=progress)
+        except RmtllmfError:
+            status.update(label="Stopped: see the message below", state="error", expanded=False)
+            raise
+        status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
+                      expanded=False)
+    return out
+
+
+def sweep(fn: Callable, /, *args, label: str, **kwargs) -> list[dict]:
+    """Run a sweep `fn(*args, progress=..., **kwargs)` (each point lands in the disk cache as it
+    finishes) under a status and a progress bar. Pass the engine's own function, not a wrapper:
+    the run-wrapper may look at which sweep it is (caps, fair sharing)."""
+    with st.status(f"{label}...", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{label}: {message}")
+
+        start = time.perf_counter()
+        try:
+            rows = heavy(fn, *args, progress=progress, **kwargs)
+        except RmtllmfError:
+            status.update(label=f"{label}: stopped", state="error", expanded=False)
+            raise
+        status.update(label=f"{label}: {len(rows)} points in {time.perf_counter() - start:.1f} s",
+                      state="complete", expanded=False)
+    return rows

@@ -1,0 +1,102 @@
+"""Plot builders of the app: pure functions from plain data (lists, dicts) to plotly figures.
+
+The result plots (accuracy, cosine, sweeps, ablation) are the engine's own builders in
+`rmtllmf_core.plots`, shared with the CLI report; here are the Scenario page's two (placement,
+jammer eigenmodes) and `style`, which gives every figure the app's look (`presenter=True`: the
+larger fonts and heights used on a projector). No Streamlit here and no engine calls.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+CONDITION_LABELS = {
+    "finetuned": "individual fine-tuning",
+    "zeroshot": "base model (zero-shot)",
+    "clean": "clean fusion",
+    "clean_realigned": "clean fusion + realign (control)",
+    "attacked": "attacked, no defense",
+    "defended": "attacked + defense",
+}
+
+
+def style(fig: go.Figure, *, presenter: bool = False, height: int = 380) -> go.Figure:
+    """Shared look: compact margins, legend on top; bigger text and plots in presenter mode."""
+    fig.update_layout(
+        height=int(height * (1.45 if presenter else 1.0)),
+        font=dict(size=20 if presenter else 13),
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
+        template="plotly_white",
+    )
+    return fig
+
+
+def placement_map(
+    x_m: Sequence[float],
+    y_m: Sequence[float],
+    labels: Sequence[str],
+    *,
+    color_values: Sequence[float] | None = None,
+    color_title: str = "MSE",
+    hover: Sequence[str] | None = None,
+    highlight: int | None = None,
+    ring_m: tuple[float, float] | None = None,
+    presenter: bool = False,
+) -> go.Figure:
+    """Top view: the base station at the origin, one marker per user (coloured by e.g. MSE)."""
+    fig = go.Figure()
+    if ring_m is not None:
+        for radius in ring_m:
+            t = [2 * math.pi * i / 120 for i in range(121)]
+            fig.add_trace(go.Scatter(
+                x=[radius * math.cos(a) for a in t], y=[radius * math.sin(a) for a in t],
+                mode="lines", line=dict(color="#CCCCCC", dash="dot", width=1),
+                hoverinfo="skip", showlegend=False,
+            ))
+    fig.add_trace(go.Scatter(
+        x=[0.0], y=[0.0], mode="markers+text", name="base station", text=["BS"], textposition="top center",
+        marker=dict(symbol="triangle-up", size=18, color="black"),
+        hovertemplate="base station<extra></extra>",
+    ))
+    marker = dict(size=14, line=dict(width=1, color="white"))
+    if color_values is not None:
+        marker.update(color=list(color_values), colorscale="RdYlGn_r", showscale=True,
+                      colorbar=dict(title=color_title, thickness=12))
+    fig.add_trace(go.Scatter(
+        x=list(x_m), y=list(y_m), mode="markers+text", name="users", text=list(labels),
+        textposition="bottom center", marker=marker,
+        hovertext=list(hover) if hover is not None else list(labels), hoverinfo="text",
+    ))
+    if highlight is not None and 0 <= highlight < len(x_m):
+        fig.add_trace(go.Scatter(
+            x=[x_m[highlight]], y=[y_m[highlight]], mode="markers", name="jammer's target",
+            marker=dict(size=28, color="rgba(0,0,0,0)", line=dict(width=3, color="#E45756")),
+            hoverinfo="skip",
+        ))
+    fig.update_xaxes(title="x (m)", zeroline=False)
+    fig.update_yaxes(title="y (m)", zeroline=False, scaleanchor="x", scaleratio=1)
+    fig.update_layout(title="Placement")
+    return style(fig, presenter=presenter, height=460)
+
+
+def eigenmode_bars(powers_w: Sequence[float], *, budget_w: float | None = None, presenter: bool = False) -> go.Figure:
+    """The jammer's power per eigenmode, as a share of its budget when the budget is known."""
+    powers = [float(p) for p in powers_w]
+    total = budget_w if budget_w and budget_w > 0 else (sum(powers) or 1.0)
+    share = [100.0 * p / total for p in powers]
+    fig = go.Figure(go.Bar(
+        x=[str(i + 1) for i in range(len(powers))], y=share, marker_color="#E45756",
+        customdata=powers, hovertemplate="mode %{x}: %{y:.1f}% (%{customdata:.3g} W)<extra></extra>",
+    ))
+    fig.update_xaxes(title="eigenmode (strongest signal first)")
+    fig.update_yaxes(title="share of jammer power (%)", rangemode="tozero")
+    fig.update_layout(title="Jammer power per eigenmode", showlegend=False)
+    return style(fig, presenter=presenter, height=320)
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A self-contained HTML file of a figure (plotly.js embedded: opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode()

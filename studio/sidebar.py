@@ -1,0 +1,82 @@
+"""The sidebar every page shares: presets, presenter mode, the scenario as a file, the share link."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from rmtllmf_core.errors import InputError
+from rmtllmf_core.scenario import Scenario
+
+from . import presets, state
+
+UPLOAD_KEY = "studio.upload"
+UPLOAD_ERROR = "studio.upload_error"
+MAX_UPLOAD_BYTES = 256 * 1024
+
+
+def _apply_preset(name: str) -> None:
+    try:
+        state.set_scenario(presets.apply(name, state.scenario()), from_outside=True)
+        st.session_state.pop(UPLOAD_ERROR, None)
+    except InputError as exc:  # a preset that does not fit the current choice of tasks
+        st.session_state[UPLOAD_ERROR] = exc
+
+
+def _reset() -> None:
+    state.set_scenario(state.default_scenario(), from_outside=True)
+
+
+def load_scenario_bytes(data: bytes) -> Scenario:
+    """Parse an uploaded scenario file (JSON) through Scenario.parse; InputError says what is wrong."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InputError("file", f"a scenario file is at most {MAX_UPLOAD_BYTES // 1024} kB (got {len(data) // 1024} kB)")
+    try:
+        payload = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError("file", f"not a JSON file ({type(exc).__name__})") from None
+    if isinstance(payload, dict) and isinstance(payload.get("scenario"), dict) and "tasks" not in payload:
+        payload = payload["scenario"]  # a result file exported from the app carries its scenario
+    return Scenario.parse(payload)
+
+
+def _upload() -> None:
+    file = st.session_state.get(UPLOAD_KEY)
+    st.session_state.pop(UPLOAD_ERROR, None)
+    if file is None:
+        return
+    try:
+        state.set_scenario(load_scenario_bytes(file.getvalue()), from_outside=True)
+    except InputError as exc:
+        st.session_state[UPLOAD_ERROR] = exc
+
+
+def draw():
+    """Draw the sidebar's controls; returns the slot that `share` fills after the page has run."""
+    sb = st.sidebar
+    sb.toggle("Presenter mode", key=state.PRESENTER,
+              help="Hides advanced controls and enlarges plots, for a projector.")
+    sb.markdown("**Presets**")
+    cols = sb.columns(len(presets.NAMES))
+    for col, name in zip(cols, presets.NAMES):
+        col.button(presets.LABELS[name], key=f"preset.{name}", on_click=_apply_preset, args=(name,),
+                   help=presets.HELP[name], width="stretch")
+    sb.button("Reset to the default scenario", key="preset.reset", on_click=_reset, width="stretch")
+    return sb.container()
+
+
+def share(slot) -> None:
+    """The share link and the scenario file, drawn after the page so they carry its last edit."""
+    scn = state.scenario()
+    with slot:
+        st.markdown("**Share this view**")
+        st.code(state.share_link() or "?", language=None, wrap_lines=True)
+        st.caption("The link holds the whole scenario: copy it with the button at the box's right.")
+        st.download_button("Download the scenario (JSON)", json.dumps(scn.to_dict(), indent=2, sort_keys=True),
+                           file_name="scenario.json", mime="application/json", on_click="ignore",
+                           key="download.scenario", width="stretch")
+        st.file_uploader("Load a scenario (JSON)", type=["json"], key=UPLOAD_KEY, on_change=_upload,
+                         max_upload_size=1)
+        err = st.session_state.get(UPLOAD_ERROR)
+        if err is not None:
+            st.error(f"`{err.field}`: {err.reason}", icon=":material/error:")

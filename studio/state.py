@@ -1,0 +1,96 @@
+"""The session's scenario: one validated value in session state, mirrored into the URL.
+
+- On a session's first run the scenario comes from the link (`st.query_params`), else the default.
+- Widgets never own the scenario: they are drawn from it and their edits go through
+  `Scenario.replace` (see `editor.py`). Replacing it from outside (a preset, an upload) bumps a
+  revision that is part of every widget key, so all widgets redraw from the new value.
+- After each run the query string is rewritten to the scenario's difference from the default.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from rmtllmf_core.errors import InputError
+from rmtllmf_core.scenario import Scenario
+
+from . import codec
+
+SCENARIO = "studio.scenario"
+REVISION = "studio.revision"
+LINK_ERROR = "studio.link_error"     # an InputError from the link the session was opened with
+PRESENTER = "presenter"              # also a query parameter: presenter=1
+
+
+@st.cache_resource(show_spinner=False)
+def default_scenario() -> Scenario:
+    """The one default, the base of every link (the engine's: the paper's ideal channel on all the
+    zoo's tasks)."""
+    from rmtllmf_core.presets import default_scenario as engine_default
+
+    return engine_default()
+
+
+def init_session() -> None:
+    """First run of a session: the scenario from the link, refusing (and saying) what is wrong."""
+    ss = st.session_state
+    if SCENARIO in ss:
+        return
+    params = st.query_params.to_dict()
+    default = default_scenario()
+    try:
+        ss[SCENARIO] = codec.from_query(params, default)
+        ss[LINK_ERROR] = None
+    except InputError as exc:
+        ss[SCENARIO] = default
+        ss[LINK_ERROR] = exc
+    ss[REVISION] = 0
+    ss[PRESENTER] = params.get(PRESENTER) in ("1", "true")
+
+
+def scenario() -> Scenario:
+    return st.session_state[SCENARIO]
+
+
+def revision() -> int:
+    return st.session_state[REVISION]
+
+
+def presenter() -> bool:
+    return bool(st.session_state.get(PRESENTER, False))
+
+
+def set_scenario(new: Scenario, *, from_outside: bool = False) -> None:
+    """Make `new` the session's scenario; from_outside=True redraws every widget from it."""
+    ss = st.session_state
+    if new != ss[SCENARIO]:
+        ss[LINK_ERROR] = None
+    ss[SCENARIO] = new
+    if from_outside:
+        ss[REVISION] += 1
+
+
+def query() -> dict[str, str]:
+    params = codec.to_query(scenario(), default_scenario())
+    if presenter():
+        params[PRESENTER] = "1"
+    return params
+
+
+def sync_url() -> None:
+    """Rewrite the query string when it differs from the scenario (no message when it does not)."""
+    params = query()
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def share_link() -> str:
+    """The full link of this view (the page's address plus the scenario's parameters)."""
+    base = st.context.url or ""
+    params = query()
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+def link_error() -> InputError | None:
+    return st.session_state.get(LINK_ERROR)

@@ -1,0 +1,74 @@
+"""Small drawing helpers shared by the pages (no science, no engine calls)."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Callable, Mapping, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from rmtllmf_core.errors import RmtllmfError
+
+from . import engine, plots, state
+
+ATTACK_LABELS = {
+    "none": "none (ideal channel)",
+    "white": "white noise",
+    "worst_sum_rate": "worst case: sum rate (P1)",
+    "worst_strongest_user": "worst case: strongest user (P2)",
+    "targeted": "targeted user",
+    "worst_max_user_numeric": "worst case: best user's rate (numeric)",
+}
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def task_title(name: str) -> str:
+    """A task's human title from the session's zoo (its name when the zoo does not know it)."""
+    try:
+        info = engine.zoo(state.scenario().zoo).tasks.get(name)
+    except RmtllmfError:  # a zoo that does not load: the page shows that error elsewhere
+        info = None
+    return info.title if info is not None else name
+
+
+def chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config=PLOT_CONFIG, width="stretch")
+
+
+def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame) -> bytes:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def json_bytes(data) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+
+
+def export(name: str, *, tables: Mapping[str, object] | None = None, data: object = None,
+           figures: Mapping[str, object] | None = None) -> None:
+    """One 'Export' menu: tables as CSV, the result as JSON, figures as self-contained HTML."""
+    with st.popover("Export", icon=":material/download:"):
+        for label, rows in (tables or {}).items():
+            st.download_button(f"{label} (CSV)", csv_bytes(rows), file_name=f"{name}-{_slug(label)}.csv",
+                               mime="text/csv", on_click="ignore", key=f"export.{name}.{_slug(label)}.csv")
+        if data is not None:
+            st.download_button("Result (JSON)", json_bytes(data), file_name=f"{name}.json",
+                               mime="application/json", on_click="ignore", key=f"export.{name}.json")
+        for label, fig in (figures or {}).items():
+            st.download_button(f"{label} (HTML)", _html(fig), file_name=f"{name}-{_slug(label)}.html",
+                               mime="text/html", on_click="ignore", key=f"export.{name}.{_slug(label)}.html")
+
+
+def _html(fig) -> Callable[[], bytes]:
+    return lambda: plots.figure_html(fig)  # built only when clicked (plotly.js is 4 MB)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def presenter() -> bool:
+    return state.presenter()
