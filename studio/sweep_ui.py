@@ -1,0 +1,57 @@
+"""A sweep on a page: how many of its runs the disk cache already holds, a button to run the rest
+under a progress bar, and resume on return.
+
+Every finished run lands in the engine's disk cache as it completes, so a sweep that was left
+(another page, a closed tab) loses nothing: coming back resumes it, the cached points instantly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Callable, Sequence
+
+import streamlit as st
+
+from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.scenario import Scenario
+
+from . import engine
+
+
+def spec_key(name: str, base: Scenario, spec: dict) -> str:
+    payload = json.dumps({"base": base.key, "spec": spec}, sort_keys=True, default=str)
+    return f"studio.sweep.{name}.{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+def run_sweep(name: str, base: Scenario, spec: dict, points: Sequence[tuple[dict, Scenario]],
+              fn: Callable[..., list[dict]], args: tuple, kwargs: dict | None = None, *, label: str,
+              button: str = "Run the sweep") -> list[dict] | None:
+    """The sweep's rows when they are at hand (this session, or every point cached), else after the
+    person asks for them; None until then. `fn(*args, progress=..., **kwargs)` runs the whole sweep."""
+    key = spec_key(name, base, spec)
+    rows = st.session_state.get(key)
+    if rows is not None:
+        return rows
+    total = len(points)
+    try:
+        done = sum(engine.is_cached(sc) for _, sc in points)
+    except RmtllmfError as exc:
+        st.error(str(exc))
+        return None
+    pending = st.session_state.get(key + ".pending", False)
+    st.caption(f"{total} runs; {done} already in the disk cache"
+               + (" (resuming where it stopped)" if pending and done < total else ""))
+    start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary",
+                      disabled=total == 0)
+    if not (start or pending or (done == total and total > 0)):
+        return None
+    st.session_state[key + ".pending"] = True  # kept if the person leaves mid-way: resume on return
+    try:
+        rows = engine.sweep(fn, *args, label=label, **(kwargs or {}))
+    except RmtllmfError as exc:
+        st.session_state.pop(key + ".pending", None)
+        st.error(f"`{getattr(exc, 'field', '')}`: {getattr(exc, 'reason', exc)}" if getattr(exc, "field", None) else str(exc))
+        return None
+    st.session_state.pop(key + ".pending", None)
+    st.session_state[key] = rows
+    return rows
