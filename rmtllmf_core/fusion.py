@@ -59,14 +59,16 @@ Choices of ours, and why:
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import InputError
-from .taskvec import ParamLayout
+from .taskvec import ParamLayout, group_of
 
 METHODS = ("task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average")
 SPARSIFY = ("none", "magnitude", "random", "consensus")
@@ -137,23 +139,43 @@ def _check_number(value, field: str, lo: float, hi: float, lo_open=False, hi_ope
 
 # ----------------------------------------------------------------------------------- building blocks
 
+@functools.lru_cache(maxsize=8)
+def _tensor_layers(layout: ParamLayout) -> tuple[tuple[int, ...], int]:
+    """Compact layer id of each tensor (stem, block 0, ..., head; only those present), and their count."""
+    blocks = []
+    for name in layout.names:
+        group = group_of(name)
+        blocks.append(int(group[5:]) if group.startswith("block") else (-1 if group != "head" else math.inf))
+    present = sorted(set(blocks))
+    rank = {b: i for i, b in enumerate(present)}
+    return tuple(rank[b] for b in blocks), len(present)
+
+
+@functools.lru_cache(maxsize=8)
+def _element_layers(layout: ParamLayout) -> torch.Tensor:
+    ids, _ = _tensor_layers(layout)
+    return torch.repeat_interleave(torch.tensor(ids, dtype=torch.int64), torch.tensor(np.diff(layout.offsets)))
+
+
 def layer_ids(layout: ParamLayout) -> tuple[torch.Tensor, int]:
-    """Long [P] compact layer id of each element (stem, block 0, ..., head; only those present), and their count."""
-    uniq, inverse = torch.unique(layout.block_index, return_inverse=True)
-    return inverse, len(uniq)
+    """Long [P] compact layer id of each element (stem, block 0, ..., head; only those present), and their count.
+
+    The order of ``layout.block_index``; cached per layout (a layout is an immutable value).
+    """
+    return _element_layers(layout), _tensor_layers(layout)[1]
 
 
 def layer_gram(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
     """[L, T, T] float64 Gram matrices of the task vectors restricted to each layer."""
-    ids, n_layers = layer_ids(layout)
-    tensor_layer = ids[torch.tensor(layout.offsets[:-1])]
-    gram = torch.zeros(n_layers, vectors.shape[0], vectors.shape[0], dtype=torch.float64)
+    tensor_layer, n_layers = _tensor_layers(layout)
+    n = vectors.shape[0]
+    grams = [torch.zeros(n, n, dtype=torch.float64) for _ in range(n_layers)]
     # A loop over tensors (not parameters): each slice is a view, each product one small GEMM.
-    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+    for layer, a, b in zip(tensor_layer, layout.offsets, layout.offsets[1:]):
         if b > a:
             part = vectors[:, a:b]
-            gram[tensor_layer[i]] += (part @ part.T).to(torch.float64)
-    return gram
+            grams[layer] += (part @ part.T).to(torch.float64)
+    return torch.stack(grams)
 
 
 def layer_weights(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
@@ -182,12 +204,27 @@ def magnitude_mask(vectors: torch.Tensor, density: float) -> torch.Tensor:
     mags = vectors.abs()
     if k == n:
         return torch.ones_like(mags, dtype=torch.bool)
-    # The k-th largest magnitude, from whichever side of the split is smaller (topk beats kthvalue).
-    if k <= n // 2:
-        threshold = mags.topk(k, dim=1, sorted=False).values.amin(1, keepdim=True)
-    else:
-        threshold = mags.topk(n - k + 1, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)
-    return mags >= threshold
+    return mags >= kth_largest(mags, k)
+
+
+def kth_largest(mags: torch.Tensor, k: int) -> torch.Tensor:
+    """[T, 1] exact k-th largest of each row of a non-negative float32 [T, n] (1 <= k <= n).
+
+    A one-step radix select, ~3x faster than topk on a million entries: the bit pattern of a
+    non-negative float orders like the float, so a histogram of the top 16 bits finds the bucket
+    holding the k-th largest, and a topk inside that (small) bucket finishes the job.
+    """
+    top = mags.contiguous().view(torch.int32) >> 16  # sign bit is 0: values in [0, 2^15)
+    out = torch.empty(mags.shape[0], 1, dtype=mags.dtype)
+    for row in range(mags.shape[0]):  # a loop over tasks, not parameters
+        counts = torch.bincount(top[row], minlength=1 << 15)
+        at_or_above = counts.flip(0).cumsum(0)  # [j]: entries in buckets >= 2^15 - 1 - j
+        j = int(torch.searchsorted(at_or_above, torch.tensor([k]))[0])
+        bucket = (1 << 15) - 1 - j
+        above = int(at_or_above[j]) - int(counts[bucket])
+        inside = mags[row][top[row] == bucket]
+        out[row, 0] = inside.topk(k - above, sorted=False).values.min()
+    return out
 
 
 def tall_masks(vectors: torch.Tensor, tall_mask_lambda: float) -> torch.Tensor:
@@ -246,22 +283,40 @@ def merge_recipe(
     cons = consensus_mask(v, tall_mask_lambda, consensus_min_tasks) if recipe.sparsify == "consensus" else None
     keep = magnitude_mask(v, density) if recipe.sparsify == "magnitude" else None
 
+    drop = recipe.sparsify == "random" and drop_rate > 0.0
     if recipe.weighting == "layer_aware":
-        ids, _ = layer_ids(layout)
-        v = v * layer_weights(v, layout).to(torch.float32).index_select(1, ids)
+        per_tensor = layer_weights(v, layout).to(torch.float32)[:, list(_tensor_layers(layout)[0])]  # [T, n_tensors]
+        if keep is None and not drop and recipe.sign == "none":
+            merged = _weighted_sum(v, per_tensor, layout)  # nothing else needs the weighted [T, P] stack
+            return (merged * cons if cons is not None else merged) * scale
+        v = v * torch.repeat_interleave(per_tensor, torch.tensor(np.diff(layout.offsets)), dim=1)
     if keep is not None:
         v = v * keep
-    if recipe.sparsify == "random" and drop_rate > 0.0:
+    if drop:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        survive = torch.rand(v.shape, generator=gen) >= drop_rate
-        v = v * survive * (1.0 / (1.0 - drop_rate))
+        v = v * (torch.rand(v.shape, generator=gen) >= drop_rate)
+        # DARE's 1/(1-p) rescale is applied to the sum: one pass less, same result, same elected signs
+        scale = scale / (1.0 - drop_rate)
     if recipe.sign == "ties":
-        v = v * elect_signs(v)
-
-    merged = v.sum(0)
+        # Disjoint sum in two passes: the positive and the negative mass of each entry; the elected
+        # sign is that of their sum, and only that side is kept (the same as masking by elect_signs).
+        positive, negative = v.clamp_min(0.0).sum(0), v.clamp_max(0.0).sum(0)
+        total = positive + negative
+        merged = torch.where(total > 0, positive, torch.where(total < 0, negative, torch.zeros_like(total)))
+    else:
+        merged = v.sum(0)
     if cons is not None:
         merged = merged * cons
     return merged * scale
+
+
+def _weighted_sum(vectors: torch.Tensor, per_tensor: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    """sum_t w[t, tensor] * vectors[t] without materialising the weighted [T, P] stack (one GEMV per tensor)."""
+    out = torch.empty(vectors.shape[1], dtype=torch.float32)
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        if b > a:
+            torch.mv(vectors[:, a:b].T, per_tensor[:, i], out=out[a:b])
+    return out
 
 
 def merge(

@@ -15,6 +15,7 @@ from rmtllmf_core.fusion import (
     consensus_mask,
     heuristic_lambda,
     layer_ids,
+    kth_largest,
     layer_weights,
     magnitude_mask,
     merge,
@@ -197,6 +198,16 @@ def test_magnitude_mask_keeps_exactly_the_top_k(density):
     for row, m in zip(x, mask):
         assert m.sum() == k
         assert torch.equal(m.nonzero().flatten().sort().values, row.abs().argsort(descending=True)[:k].sort().values)
+
+
+def test_kth_largest_is_exact_against_sorting():
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(3, 5000, generator=g).abs()
+    x[1, ::3] = 0.0  # many exact zeros
+    x[2] = x[2].round(decimals=1)  # many exact ties
+    for k in (1, 2, 1666, 2500, 3333, 4999, 5000):
+        want = x.sort(dim=1, descending=True).values[:, k - 1 : k]
+        assert torch.equal(kth_largest(x, k), want), k
 
 
 def test_dare_expectation_is_task_arithmetic_and_seeded():
