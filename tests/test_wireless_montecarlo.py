@@ -50,3 +50,15 @@ def test_bad_draws(draws):
     with pytest.raises(InputError) as err:
         monte_carlo(preset("paper"), draws)
     assert err.value.field == "draws"
+
+
+@pytest.mark.parametrize("vary_placement", [False, True])
+def test_chunking_does_not_change_results(monkeypatch, vary_placement):
+    from rmtllmf_core.wireless import engine
+
+    cfg = preset("paper", attack="worst_sum_rate", shadowing_std_db=4.0)
+    whole = monte_carlo(cfg, 37, vary_placement=vary_placement)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 16 * 16 * 5)  # 5 draws per chunk
+    chunked = monte_carlo(cfg, 37, vary_placement=vary_placement)
+    np.testing.assert_allclose(chunked.per_draw_mse, whole.per_draw_mse, rtol=1e-12)
+    assert chunked.jammer_trace_w == pytest.approx(whole.jammer_trace_w)

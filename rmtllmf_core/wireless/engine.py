@@ -1,7 +1,8 @@
 """Scenario -> channel draw(s) -> jammer -> MMSE-SIC receiver -> per-user MSE. Pure, seeded.
 
 `evaluate_uplink(cfg)` is one drop; `monte_carlo(cfg, draws)` runs K draws as one batch (every
-step takes (K, N_R, Q) arrays; there is no Python loop over draws).
+step takes (K, N_R, Q) arrays; there is no Python loop over draws; only very large K N_R Q are
+cut into a few chunks to bound memory).
 
 Randomness: independent numpy Generator streams from the config's seeds,
   placement  <- [seed, 0]        shadowing <- [seed, 1]        fading <- [fading_seed, 2]
@@ -21,6 +22,7 @@ from .receiver import linear_mmse_error_covariance, sic_mmse, sic_order
 from .solver import DEFAULT_ITERATIONS, solve_worst_jammer
 
 LN2 = float(np.log(2.0))
+CHUNK_ELEMENTS = 1 << 21  # complex entries per (K, N, max(N, Q)) temporary in one Monte Carlo batch (32 MiB)
 
 
 # --------------------------------------------------------------------------- channel draws
@@ -33,20 +35,22 @@ class Drop:
 
 
 def _rayleigh(rng, shape):
-    """CN(0, 1) entries."""
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * np.sqrt(0.5)
+    """CN(0, 1) entries; (re, im) pairs drawn innermost, so drawing K draws in chunks gives the
+    same numbers as drawing them at once."""
+    pairs = rng.standard_normal(tuple(shape) + (2,))
+    return pairs.view(np.complex128)[..., 0] * np.sqrt(0.5)
 
 
-def draw_channels(cfg: WirelessConfig, draws: int = 1, *, monte_carlo: bool = False, vary_placement: bool = False) -> Drop:
-    """K channel realisations. Placement and shadowing are fixed by `seed` unless `vary_placement`."""
-    q, n = cfg.num_users, cfg.num_rx_antennas
-    if cfg.channel is not None:
-        h = np.asarray(cfg.channel.re, float) + 1j * (np.asarray(cfg.channel.im, float) if cfg.channel.im is not None else 0.0)
-        return Drop(np.broadcast_to(h, (draws, n, q)), None, None, None)
+def _explicit_channel(cfg: WirelessConfig):
+    im = np.asarray(cfg.channel.im, float) if cfg.channel.im is not None else 0.0
+    return np.asarray(cfg.channel.re, float) + 1j * im
 
+
+def _large_scale(cfg: WirelessConfig, draws: int, vary_placement: bool):
+    """Distances, angles (deg), path loss incl. shadowing (dB), each (1, Q), or (K, Q) if varied."""
+    q = cfg.num_users
     place_rng = np.random.default_rng([cfg.seed, 4 if vary_placement else 0])
     shadow_rng = np.random.default_rng([cfg.seed, 5 if vary_placement else 1])
-    fade_rng = np.random.default_rng([cfg.fading_seed, 3 if monte_carlo else 2])
     geo_shape = (draws, q) if vary_placement else (1, q)
     if cfg.distances_m is not None:
         distances = np.broadcast_to(np.asarray(cfg.distances_m, float), geo_shape)
@@ -59,8 +63,21 @@ def draw_channels(cfg: WirelessConfig, draws: int = 1, *, monte_carlo: bool = Fa
     loss_db = pathloss_db(cfg.pathloss_model, distances, cfg.carrier_frequency_hz, cfg.pathloss_exponent)
     if cfg.shadowing_std_db > 0:
         loss_db = loss_db + cfg.shadowing_std_db * shadow_rng.standard_normal(geo_shape)
-    gain = 10.0 ** (-loss_db / 10.0)
-    h = _rayleigh(fade_rng, (draws, n, q)) * np.sqrt(gain)[:, None, :]
+    return distances, angles, loss_db
+
+
+def _fading_rng(cfg: WirelessConfig, monte_carlo: bool):
+    return np.random.default_rng([cfg.fading_seed, 3 if monte_carlo else 2])
+
+
+def draw_channels(cfg: WirelessConfig, draws: int = 1, *, monte_carlo: bool = False, vary_placement: bool = False) -> Drop:
+    """K channel realisations (all at once; `monte_carlo` draws the same ones, in chunks).
+    Placement and shadowing are fixed by `seed` unless `vary_placement`."""
+    q, n = cfg.num_users, cfg.num_rx_antennas
+    if cfg.channel is not None:
+        return Drop(np.broadcast_to(_explicit_channel(cfg), (draws, n, q)), None, None, None)
+    distances, angles, loss_db = _large_scale(cfg, draws, vary_placement)
+    h = _rayleigh(_fading_rng(cfg, monte_carlo), (draws, n, q)) * np.sqrt(10.0 ** (-loss_db / 10.0))[:, None, :]
     shape = (draws, q)
     return Drop(h, np.broadcast_to(distances, shape), np.broadcast_to(angles, shape), np.broadcast_to(loss_db, shape))
 
@@ -279,8 +296,30 @@ def monte_carlo(cfg: WirelessConfig, draws: int, *, vary_placement: bool = False
         raise InputError("draws", f"must be an integer in 1..1000000 (got {draws!r})")
     if attack is not None:
         cfg = WirelessConfig.parse({**cfg.model_dump(), "attack": attack})
-    drop = draw_channels(cfg, int(draws), monte_carlo=True, vary_placement=vary_placement)
-    jam, _a, _rank, (rate, mse) = _batch(cfg, drop.channel, iterations=iterations)
+    draws = int(draws)
+    q, n = cfg.num_users, cfg.num_rx_antennas
+    # chunks over draws bound the memory of the (K, N, Q) temporaries; results do not depend on it
+    chunk = max(1, CHUNK_ELEMENTS // (n * max(n, q)))
+    if cfg.channel is not None:
+        explicit, amplitude = _explicit_channel(cfg), None
+    else:
+        explicit = None
+        _, _, loss_db = _large_scale(cfg, draws, vary_placement)
+        amplitude = np.sqrt(10.0 ** (-loss_db / 10.0))  # (1 or K, Q)
+        rng = _fading_rng(cfg, True)
+    rates, mses, traces = [], [], []
+    for start in range(0, draws, chunk):  # one batch per chunk (a single one for the paper preset)
+        k = min(chunk, draws - start)
+        if explicit is not None:
+            h = np.broadcast_to(explicit, (k, n, q))
+        else:
+            amp = amplitude if amplitude.shape[0] == 1 else amplitude[start : start + k]
+            h = _rayleigh(rng, (k, n, q)) * amp[:, None, :]
+        jam, _a, _rank, (rate, mse) = _batch(cfg, h, iterations=iterations)
+        rates.append(rate)
+        mses.append(mse)
+        traces.append(jam.power.sum(axis=-1))
+    rate, mse, trace = np.concatenate(rates), np.concatenate(mses), np.concatenate(traces)
     s2 = cfg.thermal_noise_power_w()
     return MonteCarloResult(
         attack=cfg.attack,
@@ -291,6 +330,6 @@ def monte_carlo(cfg: WirelessConfig, draws: int, *, vary_placement: bool = False
         rate_nats=_stats(rate),
         average_mse=_stats(mse.mean(axis=-1)),
         sum_rate_nats=_stats(rate.sum(axis=-1)),
-        jammer_trace_w=float(np.mean(jam.power.sum(axis=-1)) * s2),
+        jammer_trace_w=float(np.mean(trace) * s2),
         per_draw_mse=mse,
     )

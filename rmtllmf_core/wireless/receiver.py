@@ -19,7 +19,9 @@ import numpy as np
 
 
 def hermitian(x):
-    return np.conj(np.swapaxes(x, -1, -2))
+    """Conjugate transpose of the last two axes, C-contiguous (batched matmul and the
+    row-by-row solves run several times faster on contiguous operands)."""
+    return np.conj(np.swapaxes(x, -1, -2), order="C")
 
 
 def sic_order(channel, tx_power_w):

@@ -28,7 +28,7 @@ import numpy as np
 from .attacks import Jammer, worst_sum_rate_noise
 from .receiver import hermitian
 
-DEFAULT_ITERATIONS = 40
+DEFAULT_ITERATIONS = 30
 
 
 def _solve_lower(lower, rhs):
@@ -99,9 +99,12 @@ def solve_worst_jammer(
     user_rev=None,
     init="auto",
     iterations: int = DEFAULT_ITERATIONS,
-    t_min: float = 10.0,
+    t_min: float = 3.0,
     t_max: float = 100.0,
     momentum: float = 0.8,
+    white_mix: float = 0.1,
+    first_step: float = 0.1,
+    grow: float = 1.2,
 ):
     """Numerical worst-case jammer for normalised channels g_rev (..., N, Q), columns in REVERSE
     decoding order (decoded-last first). `user_rev`: per-draw column index for objective "user".
@@ -137,7 +140,7 @@ def solve_worst_jammer(
     # mix in 10% white so B has full rank (Burer-Monteiro cannot grow a direction that starts at
     # exactly zero), then B = chol(Phi0): Phi0 = B B^H
     scale = budget / np.maximum(np.real(np.trace(phi0, axis1=-2, axis2=-1)), 1e-300)
-    phi0 = 0.9 * phi0 * np.where(scale < 1e300, scale, 0.0)[..., None, None] + 0.1 * (budget / m) * eye
+    phi0 = (1.0 - white_mix) * phi0 * np.where(scale < 1e300, scale, 0.0)[..., None, None] + white_mix * (budget / m) * eye
     b = np.linalg.cholesky(phi0)
     b = b / np.linalg.norm(b, axis=(-2, -1), keepdims=True)
 
@@ -158,7 +161,7 @@ def solve_worst_jammer(
         gb = 2.0 * budget * (grad @ b) - 2.0 * lin[..., None, None] * b  # Burer-Monteiro gradient
         gnorm = np.linalg.norm(gb, axis=(-2, -1))
         if step is None:
-            step = 0.2 / np.maximum(gnorm, 1e-300)  # first move: ~20% of ||B||
+            step = first_step / np.maximum(gnorm, 1e-300)  # first move: a fraction of ||B|| = 1
         step = np.minimum(step, 1.0 / np.maximum(gnorm, 1e-300))  # never move more than ||B|| = 1
         vel = momentum * vel - step[..., None, None] * gb  # heavy ball, restarted on a failed step
         trial = b + vel
@@ -168,7 +171,7 @@ def solve_worst_jammer(
         f_t, _ = _aggregate(rates_t, objective, user_rev, temp)
         ok = f_t <= f
         vel = np.where(ok[..., None, None], vel, 0.0)
-        step = np.where(ok, step * 1.5, step * 0.5)
+        step = np.where(ok, step * grow, step * 0.5)
         sel = ok[..., None, None]
         b = np.where(sel, trial, b)
         phi = np.where(sel, phi_t, phi)
