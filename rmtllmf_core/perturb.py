@@ -25,6 +25,11 @@ Three error models, chosen by ``PerturbConfig.model``:
     ``mse`` (``C``'s diagonal is the same MMSE). The standard normals are drawn exactly as in
     ``gaussian`` and a diagonal ``C`` gives ``K = I``, so the model reduces to ``gaussian`` bit for
     bit (same seed, same numbers).
+    Caveat (a property of the receiver, not of this code): with perfect cancellation, MMSE-SIC
+    errors are mutually uncorrelated (user r's error is orthogonal to everything an earlier user
+    still sees), so the SIC receiver's ``C`` is diagonal and this model *is* ``gaussian``; see
+    ``test_mmse_sic_errors_are_uncorrelated_so_correlated_reduces_to_gaussian``. Cross-user
+    correlation appears with a receiver without SIC (the joint linear MMSE covariance).
 
 ``digital`` (ours)
     Each tensor of each task vector is quantised uniformly to ``bits_per_param`` bits over its own
