@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "rmtllmf_core.wireless.cli",
     "rmtllmf_core.zoo.cli",
     "rmtllmf_core.pipeline_cli",
+    "rmtllmf_core.hosting",
 )
 
 

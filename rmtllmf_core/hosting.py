@@ -1,0 +1,566 @@
+"""Hosting an instance others reach: host limits (caps), access control, the app's heavy-work door.
+
+- `HostLimits`: per-request caps and queue sizes, from `.streamlit/secrets.toml`'s `[limits]`
+  table and `RMTLLMF_<FIELD>` environment variables (the environment wins), defaults sane for
+  a 2-core host. `check_scenario` / `check_sweep` / `check_job` raise `CapExceeded` naming the
+  field and the host's limit.
+- Access: off when nothing is configured (a laptop). `[access] password_hash = "scrypt$..."`
+  (made by `python -m rmtllmf_core hash-password`) asks for a shared password; an `[auth]` table
+  (Streamlit's own OpenID Connect settings) offers `st.login`. `require_access()` draws only the
+  sign-in form and returns False until this session is in. A secrets file that exists but cannot
+  be read keeps the door shut (fail closed), never open.
+- `run_heavy(job, *args, **kwargs)`: how the app runs a pipeline run or a sweep: caps, then the
+  process-wide compute queue (`jobs.py`), showing the session its place in line, the job's
+  progress and a Cancel button. Cache hits skip the line.
+
+Streamlit is imported lazily: the CLI and the engine do not need it.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import secrets as _secrets
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from pydantic import Field
+
+from .errors import CapExceeded, InputError, RmtllmfError
+from .jobs import default_max_running
+from .validation import Config
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "RMTLLMF_"
+
+
+# ---- host limits --------------------------------------------------------------------------------
+
+class HostLimits(Config):
+    """What one request may ask of this host (defaults: a small 2-core machine)."""
+
+    max_combinations: int = Field(247, ge=1, le=100_000, description="task combinations in one tasks sweep")
+    max_realign_steps: int = Field(200, ge=1, le=500, description="realignment steps of one run")
+    max_samples_per_task: int = Field(1000, ge=10, le=10_000, description="evaluation samples per task")
+    max_sweep_points: int = Field(1500, ge=1, le=1_000_000, description="scenarios in one sweep")
+    max_upload_bytes: int = Field(256 * 1024, ge=1024, le=2**30, description="an uploaded scenario file")
+    max_vector_upload_bytes: int = Field(64 * 2**20, ge=1024, le=2**34, description="an uploaded task vector file")
+    max_concurrent_jobs: int = Field(default_factory=default_max_running, ge=1, le=256,
+                                     description="heavy jobs computing at once (default: one per two cores)")
+    max_queued_jobs: int = Field(64, ge=1, le=10_000, description="jobs waiting in line, all sessions")
+    max_queued_per_session: int = Field(4, ge=1, le=1000, description="jobs waiting in line, one session")
+
+
+def load_limits(secrets: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> HostLimits:
+    """Defaults, overridden by `secrets["limits"]`, overridden by `RMTLLMF_MAX_...` variables."""
+    data: dict[str, Any] = {}
+    table = (secrets or {}).get("limits") or {}
+    if not isinstance(table, Mapping):
+        raise InputError("limits", "must be a table of limits, e.g. [limits] max_sweep_points = 500")
+    data.update(table)
+    env = os.environ if env is None else env
+    for name in HostLimits.model_fields:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None and value.strip() != "":
+            data[name] = value.strip()
+    return HostLimits.parse(data, field="limits")
+
+
+_limits: HostLimits | None = None
+_limits_lock = threading.Lock()
+
+
+def limits() -> HostLimits:
+    """This process's limits (read once from secrets and the environment)."""
+    global _limits
+    with _limits_lock:
+        if _limits is None:
+            _limits = load_limits(read_secrets(strict=False))
+        return _limits
+
+
+def set_limits(value: HostLimits | None) -> None:
+    """Replace this process's limits (tests; None: read again on next use)."""
+    global _limits
+    with _limits_lock:
+        _limits = value
+
+
+def _too_big(field: str, what: str, limit: int, got: int, setting: str) -> CapExceeded:
+    return CapExceeded(field, f"this host allows at most {limit} {what} (got {got}); lower it, "
+                              f"or ask the host to raise limits.{setting}")
+
+
+def check_scenario(scenario, lim: HostLimits | None = None) -> None:
+    """Raise CapExceeded when one run asks more than this host allows."""
+    lim = lim or limits()
+    n = scenario.evaluation.samples_per_task
+    if n > lim.max_samples_per_task:
+        raise _too_big("evaluation.samples_per_task", "evaluation samples per task", lim.max_samples_per_task, n,
+                       "max_samples_per_task")
+    d = scenario.defense
+    if d.realign and d.realign_steps > lim.max_realign_steps:
+        raise _too_big("defense.realign_steps", "realignment steps per run", lim.max_realign_steps,
+                       d.realign_steps, "max_realign_steps")
+
+
+def check_sweep(points: Sequence, lim: HostLimits | None = None) -> None:
+    """Points: scenarios or (row, scenario) pairs as built by `sweeps.*_points`."""
+    lim = lim or limits()
+    if len(points) > lim.max_sweep_points:
+        raise _too_big("sweep", "points per sweep", lim.max_sweep_points, len(points), "max_sweep_points")
+    combos = {p[0]["tasks"] for p in points if isinstance(p, tuple) and isinstance(p[0], Mapping) and "tasks" in p[0]}
+    if len(combos) > lim.max_combinations:
+        raise _too_big("sizes", "task combinations per sweep", lim.max_combinations, len(combos), "max_combinations")
+    for p in points:
+        check_scenario(p[1] if isinstance(p, tuple) else p, lim)
+
+
+_SWEEPS = {"snr_sweep": "snr_points", "tasks_sweep": "tasks_points", "ablation_sweep": "ablation_points"}
+
+
+def _describe(fn: Callable) -> tuple[str, str]:
+    return getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
+
+
+def sweep_points(fn: Callable, args: tuple, kwargs: Mapping) -> list | None:
+    """The points of a `sweeps.*_sweep` call (None for any other function)."""
+    module, name = _describe(fn)
+    if module != "rmtllmf_core.sweeps" or name not in _SWEEPS:
+        return None
+    from . import sweeps
+
+    points_fn = getattr(sweeps, _SWEEPS[name])
+    accepted = inspect.signature(points_fn).parameters
+    return points_fn(*args, **{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def check_job(fn: Callable, args: tuple, kwargs: Mapping, lim: HostLimits | None = None) -> list | None:
+    """Caps for one heavy call: a pipeline run, a sweep, or any call taking scenarios.
+
+    Returns the sweep's points when `fn` is a sweep (so the caller need not build them twice)."""
+    from .scenario import Scenario
+
+    lim = lim or limits()
+    points = sweep_points(fn, args, kwargs)
+    if points is not None:
+        check_sweep(points, lim)
+        return points
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Scenario):
+            check_scenario(value, lim)
+        elif isinstance(value, Mapping) and "tasks" in value:
+            check_scenario(Scenario.parse(value), lim)
+    return None
+
+
+# ---- passwords ----------------------------------------------------------------------------------
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
+_MAX_PASSWORD_CHARS = 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """`scrypt$N$r$p$salt$hash` with a random 16-byte salt (store this, never the password)."""
+    if not isinstance(password, str) or not password:
+        raise InputError("password", "must be a non-empty string")
+    if len(password) > _MAX_PASSWORD_CHARS:
+        raise InputError("password", f"at most {_MAX_PASSWORD_CHARS} characters")
+    salt = _secrets.token_bytes(16) if salt is None else bytes(salt)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_LEN)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of `password` against a `hash_password` string; False if malformed."""
+    try:
+        scheme, n, r, p, salt, digest = str(stored).strip().split("$")
+        n, r, p = int(n), int(r), int(p)
+        if scheme != "scrypt" or not (2**10 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+            return False
+        salt_b, want = _unb64(salt), _unb64(digest)
+        if not (8 <= len(salt_b) <= 64 and 16 <= len(want) <= 64):
+            return False
+    except (ValueError, TypeError):
+        return False
+    if not isinstance(password, str) or len(password) > _MAX_PASSWORD_CHARS:
+        return False
+    got = hashlib.scrypt(password.encode(), salt=salt_b, n=n, r=r, p=p, dklen=len(want),
+                         maxmem=128 * r * n * p + 2**20)
+    return hmac.compare_digest(got, want)
+
+
+class FailureWindow:
+    """Failed sign-ins over the last `window_s` seconds, server-wide: past `max_failures` every
+    attempt is refused until the window clears (slows a password guesser to a crawl)."""
+
+    def __init__(self, max_failures: int = 20, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def _trim(self) -> None:
+        while self._times and self.clock() - self._times[0] > self.window_s:
+            self._times.popleft()
+
+    def blocked_for(self) -> float:
+        """Seconds until attempts are accepted again (0: accepted now)."""
+        with self._lock:
+            self._trim()
+            if len(self._times) < self.max_failures:
+                return 0.0
+            return max(0.0, self.window_s - (self.clock() - self._times[0]))
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._times.append(self.clock())
+            self._trim()
+
+
+_failures = FailureWindow()
+_verify_lock = threading.Lock()  # one scrypt at a time: guessing cannot use every core
+
+
+# ---- secrets and access -------------------------------------------------------------------------
+
+class SecretsUnreadable(RmtllmfError):
+    """A secrets file exists but cannot be read: access stays shut until it is fixed."""
+
+
+def read_secrets(*, strict: bool = True) -> dict:
+    """The app's secrets as plain dicts ({} when there is no secrets file).
+
+    A file that exists but does not parse raises SecretsUnreadable (strict) or gives {} (not strict:
+    limits fall back to their defaults; access uses strict and stays shut)."""
+    try:
+        import streamlit as st
+        from streamlit.errors import StreamlitSecretNotFoundError
+    except ImportError:  # pragma: no cover - streamlit is a requirement
+        return {}
+    try:
+        return st.secrets.to_dict()
+    except StreamlitSecretNotFoundError as exc:
+        if getattr(exc, "error_id", None) == "no-secrets-found":
+            return {}
+        log.error("secrets unreadable: %s", exc)
+        if strict:
+            raise SecretsUnreadable("the server's secrets file cannot be read; ask the host to fix it") from None
+        return {}
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    password_hash: str | None = None
+    oidc: bool = False                     # an [auth] table is configured (st.login)
+    provider: str | None = None            # a named [auth.<provider>] to sign in with (None: the default)
+    allowed_emails: frozenset[str] = frozenset()
+    allowed_domains: frozenset[str] = frozenset()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.password_hash) or self.oidc
+
+
+def access_config(secrets: Mapping[str, Any]) -> AccessConfig:
+    """Read `[access]` (password_hash, provider, allowed_emails, allowed_domains) and `[auth]`."""
+    access = secrets.get("access") or {}
+    if not isinstance(access, Mapping):
+        raise InputError("access", "must be a table: [access] password_hash = \"scrypt$...\"")
+    unknown = set(access) - {"password_hash", "provider", "allowed_emails", "allowed_domains"}
+    if unknown:
+        raise InputError(f"access.{sorted(unknown)[0]}", "unknown setting")
+    pw = access.get("password_hash")
+    if pw is not None and (not isinstance(pw, str) or not pw.startswith("scrypt$")):
+        raise InputError("access.password_hash", "must be the line printed by `python -m rmtllmf_core hash-password`")
+    auth = secrets.get("auth")
+    provider = access.get("provider")
+
+    def names(key: str) -> frozenset[str]:
+        value = access.get(key) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"access.{key}", "must be a list of strings")
+        return frozenset(v.strip().lower().lstrip("@") for v in value if v.strip())
+
+    return AccessConfig(password_hash=pw or None, oidc=isinstance(auth, Mapping) and bool(auth),
+                        provider=str(provider) if provider else None,
+                        allowed_emails=names("allowed_emails"), allowed_domains=names("allowed_domains"))
+
+
+def email_allowed(cfg: AccessConfig, email: str | None) -> bool:
+    if not cfg.allowed_emails and not cfg.allowed_domains:
+        return True
+    email = (email or "").strip().lower()
+    return bool(email) and (email in cfg.allowed_emails or email.rpartition("@")[2] in cfg.allowed_domains)
+
+
+GRANTED = "rmtllmf.access.granted"
+FAILURES = "rmtllmf.access.failures"
+
+
+def _granted_token(cfg: AccessConfig) -> str:
+    # bound to the configured hash: changing the password signs every session out
+    return hashlib.sha256((cfg.password_hash or "").encode()).hexdigest()[:16]
+
+
+def require_access() -> bool:
+    """The app's gate: True when this session may see the app; else draws only a sign-in form.
+
+    Off (True) when neither a password hash nor OpenID Connect is configured."""
+    import streamlit as st
+
+    try:
+        cfg = access_config(read_secrets(strict=True))
+    except RmtllmfError as exc:  # fail closed: a broken config never opens the door
+        st.error(f"Access is configured but unusable: {exc}")
+        return False
+    if not cfg.enabled:
+        return True
+    if st.session_state.get(GRANTED) == _granted_token(cfg):
+        return True
+    if cfg.oidc and _oidc_user_ok(cfg):
+        return True
+    _sign_in_form(cfg)
+    return False
+
+
+def _oidc_user() -> tuple[bool, str | None]:
+    """(signed in through st.login, e-mail) for this session."""
+    import streamlit as st
+
+    try:
+        user = st.user
+        return bool(user.get("is_logged_in", False)), user.get("email")
+    except Exception:  # an unusable auth config: treat as signed out (the form says more)
+        log.exception("reading st.user failed")
+        return False, None
+
+
+def _oidc_user_ok(cfg: AccessConfig) -> bool:
+    logged_in, email = _oidc_user()
+    return logged_in and email_allowed(cfg, email)
+
+
+def _sign_in_form(cfg: AccessConfig) -> None:
+    import streamlit as st
+
+    st.title("R-MTLLMF Studio")
+    st.caption("This instance is private. Sign in to continue; shared links open after you sign in.")
+    if cfg.oidc:
+        if importlib.util.find_spec("authlib") is None:
+            st.error("Single sign-on is configured but Authlib is not installed on the server "
+                     "(`pip install \"Authlib>=1.3.2\"`).")
+        else:
+            logged_in, email = _oidc_user()
+            if logged_in:
+                st.error(f"Signed in as {email or 'an unknown account'}, which this instance does not admit.")
+                st.button("Sign out", on_click=st.logout, key="rmtllmf.signout")
+            elif st.button("Sign in with single sign-on", key="rmtllmf.sso", type="primary"):
+                st.login(cfg.provider) if cfg.provider else st.login()
+    if cfg.password_hash:
+        with st.form("rmtllmf.signin", clear_on_submit=True):
+            password = st.text_input("Password", type="password", max_chars=_MAX_PASSWORD_CHARS)
+            submitted = st.form_submit_button("Sign in", type="primary")
+        if submitted:
+            _try_password(cfg, password)
+
+
+def _try_password(cfg: AccessConfig, password: str) -> None:
+    import streamlit as st
+
+    wait = _failures.blocked_for()
+    if wait > 0:
+        st.error(f"Too many failed sign-ins on this server; try again in {int(wait) + 1} s.")
+        return
+    with _verify_lock:
+        ok = verify_password(password or "", cfg.password_hash)
+    if ok:
+        st.session_state[GRANTED] = _granted_token(cfg)
+        st.session_state.pop(FAILURES, None)
+        st.rerun()
+    _failures.record_failure()
+    failures = st.session_state.get(FAILURES, 0) + 1
+    st.session_state[FAILURES] = failures
+    time.sleep(min(0.25 * 2 ** min(failures, 4), 4.0))  # each wrong guess costs this session more
+    st.error("Wrong password.")
+
+
+def sign_out() -> None:
+    """Forget this session's password sign-in (OIDC users: `st.logout()`)."""
+    import streamlit as st
+
+    st.session_state.pop(GRANTED, None)
+
+
+# ---- the app's door for heavy work --------------------------------------------------------------
+
+POLL_S = 0.25
+
+
+def _canonical(value: Any) -> Any:
+    from .scenario import Scenario
+
+    if isinstance(value, Scenario):
+        return {"scenario": value.canonical_json()}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def job_key(fn: Callable, args: tuple, kwargs: Mapping) -> str:
+    """Identical requests get identical keys (the function and its canonical arguments)."""
+    payload = json.dumps([".".join(_describe(fn)), _canonical(list(args)),
+                          _canonical({k: v for k, v in kwargs.items() if k != "progress"})],
+                         sort_keys=True, default=repr)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _materialize(values: Iterable) -> list:
+    return [list(v) if hasattr(v, "__next__") else v for v in values]
+
+
+def _all_cached(fn: Callable, args: tuple, kwargs: Mapping, points: list | None) -> bool:
+    """Whether the call would be answered from the disk cache alone (then it skips the line)."""
+    if kwargs.get("use_cache", True) is False:
+        return False
+    from . import pipeline
+    from .scenario import Scenario
+
+    module, name = _describe(fn)
+    if points is not None:
+        scenarios = [p[1] for p in points]
+    elif (module, name) == ("rmtllmf_core.pipeline", "run") and args:
+        scenarios = [Scenario.parse(args[0])]
+    else:
+        return False
+    cache = kwargs.get("cache") or pipeline.default_cache()
+    try:
+        engines = {s.zoo: pipeline.get_engine(s.zoo) for s in scenarios}
+        return all(pipeline.result_key(s, engines[s.zoo].zoo) in cache for s in scenarios)
+    except RmtllmfError:
+        return False
+
+
+def _session_owner() -> Any:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+        return ctx.session_id if ctx is not None else None
+    except Exception:  # pragma: no cover - streamlit internals moved
+        return None
+
+
+def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
+    """Run a heavy engine call (pipeline.run, a sweep) within this host's caps and queue.
+
+    Inside a Streamlit session: waits in the process-wide queue, reporting the place in line and
+    then the job's progress through the call's own `progress` callback, with a Cancel button;
+    a rerun or a closed tab while still in line drops the request, while a started job finishes
+    and lands in the disk cache. Raises CapExceeded / the job's RmtllmfError / JobCancelled."""
+    from . import jobs
+
+    args = tuple(_materialize(args))
+    kwargs = dict(zip(kwargs, _materialize(kwargs.values())))
+    points = check_job(job, args, kwargs)
+    progress = kwargs.pop("progress", None)
+    if _all_cached(job, args, kwargs, points):
+        return job(*args, **kwargs, **({"progress": progress} if progress is not None else {}))
+    takes_progress = progress is not None or "progress" in inspect.signature(job).parameters
+
+    def work(report):
+        return job(*args, **kwargs, progress=report) if takes_progress else job(*args, **kwargs)
+
+    queue = jobs.default_queue()
+    module, _ = _describe(job)
+    owner = _session_owner()
+    ticket = queue.submit(job_key(job, args, kwargs), work, owner=owner,
+                          preemptible=module == "rmtllmf_core.sweeps")
+    if owner is None:  # not in a Streamlit session: just wait
+        return ticket.result()
+    return _wait_in_session(ticket, queue, progress)
+
+
+def _wait_in_session(ticket, queue, progress: Callable[[float, str], None] | None) -> Any:
+    import streamlit as st
+
+    slot = None
+    last = None
+    try:
+        while not ticket.wait(POLL_S):
+            if slot is None:
+                slot = st.empty()
+                slot.button("Cancel", key=f"rmtllmf.cancel.{ticket.id}", on_click=queue.cancel,
+                            args=(ticket.key,), help="Stop this computation (finished sweep points stay cached)")
+            pos = ticket.position()
+            if pos:
+                state = (0.0, f"waiting in line: {'next' if pos == 1 else f'{pos - 1} ahead of you'} "
+                              f"({queue.max_running} computation{'s' if queue.max_running > 1 else ''} "
+                              "run at once on this server)")
+            else:
+                state = ticket.progress
+            if progress is not None and state != last:
+                progress(*state)
+                last = state
+            else:
+                st.session_state.get(GRANTED)  # a yield point: a rerun or stop request raises here
+        if slot is not None:
+            slot.empty()
+        return ticket.result(0)
+    except BaseException:
+        if not ticket.done():
+            ticket.abandon()
+        raise
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "hash-password",
+        help="print the [access] entry of .streamlit/secrets.toml for a shared password",
+        description="Reads a password (twice, not echoed; or one line from stdin with --stdin) and prints "
+                    "the salted scrypt hash as a secrets.toml entry. The password itself is never stored.",
+    )
+    p.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(func=_cmd_hash_password)
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise InputError("password", "the two entries differ")
+    if len(password) < 8:
+        raise InputError("password", "use at least 8 characters")
+    print("# add to .streamlit/secrets.toml (keep that file private: chmod 600)")
+    print("[access]")
+    print(f'password_hash = "{hash_password(password)}"')
+    return 0

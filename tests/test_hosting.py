@@ -1,0 +1,330 @@
+"""Hosting: limits from secrets / environment, caps with clear messages, password hashing and the
+CLI, the access gate on and off (AppTest with secrets), and the app's heavy-work door
+(`run_heavy`): caps before the queue, identical requests computed once, place in line shown."""
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from micro_zoo import make_micro_zoo
+from rmtllmf_core import cli, hosting, jobs, pipeline, sweeps
+from rmtllmf_core.cache import ResultCache
+from rmtllmf_core.errors import CapExceeded, InputError
+from rmtllmf_core.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_job,
+                                  check_scenario, check_sweep, email_allowed, hash_password, load_limits,
+                                  verify_password)
+from rmtllmf_core.presets import preset_scenario
+from rmtllmf_core.scenario import Scenario
+
+TASKS8 = ("digits", "house_numbers", "traffic_signs", "textures", "land_cover", "aerial_scenes", "vehicles", "scenes")
+
+
+def base(**changes) -> Scenario:
+    s = Scenario.parse({"tasks": list(TASKS8[:4])})
+    return s.replace(**changes) if changes else s
+
+
+# ---- limits -----------------------------------------------------------------------------------
+
+def test_default_limits_suit_a_small_host():
+    lim = load_limits({}, env={})
+    assert lim.max_concurrent_jobs == jobs.default_max_running()
+    assert lim.max_realign_steps <= 500 and lim.max_samples_per_task <= 10_000
+    assert lim.max_combinations >= 247  # the paper's Fig. 2 on 8 tasks fits
+
+
+def test_limits_from_secrets_then_environment():
+    lim = load_limits({"limits": {"max_sweep_points": 100, "max_concurrent_jobs": 3}},
+                      env={"RMTLLMF_MAX_SWEEP_POINTS": "50", "RMTLLMF_MAX_REALIGN_STEPS": " 20 "})
+    assert (lim.max_sweep_points, lim.max_concurrent_jobs, lim.max_realign_steps) == (50, 3, 20)
+
+
+@pytest.mark.parametrize("secrets, env, field", [
+    ({"limits": {"max_sweep_points": -1}}, {}, "limits.max_sweep_points"),
+    ({"limits": {"max_swep_points": 10}}, {}, "limits.max_swep_points"),
+    ({}, {"RMTLLMF_MAX_CONCURRENT_JOBS": "lots"}, "limits.max_concurrent_jobs"),
+    ({"limits": "fast"}, {}, "limits"),
+])
+def test_bad_limits_name_the_setting(secrets, env, field):
+    with pytest.raises(InputError) as err:
+        load_limits(secrets, env=env)
+    assert err.value.field == field
+
+
+# ---- caps ---------------------------------------------------------------------------------------
+
+LIM = HostLimits.parse({"max_realign_steps": 50, "max_samples_per_task": 300, "max_sweep_points": 20,
+                        "max_combinations": 10, "max_concurrent_jobs": 1})
+
+
+def test_caps_name_the_field_and_the_host_limit():
+    check_scenario(base(), HostLimits.parse({}))
+    with pytest.raises(CapExceeded) as err:
+        check_scenario(base(**{"evaluation.samples_per_task": 301}), LIM)
+    assert err.value.field == "evaluation.samples_per_task"
+    assert "at most 300" in str(err.value) and "301" in str(err.value) and "max_samples_per_task" in str(err.value)
+    with pytest.raises(CapExceeded) as err:
+        check_scenario(base(**{"defense.realign": True, "defense.realign_steps": 51}), LIM)
+    assert err.value.field == "defense.realign_steps" and "at most 50" in str(err.value)
+    # steps only matter when realignment is on
+    check_scenario(base(**{"defense.realign": False, "defense.realign_steps": 500}), LIM)
+    assert isinstance(err.value, InputError)  # the app shows it like any bad value
+
+
+def test_sweep_caps_points_and_combinations():
+    s8 = Scenario.parse({"tasks": list(TASKS8)})
+    points = sweeps.tasks_points(s8, [("none", "none")], sizes=[2])  # C(8,2) = 28 combinations
+    with pytest.raises(CapExceeded) as err:
+        check_sweep(points, LIM.model_copy(update={"max_sweep_points": 100}))
+    assert err.value.field == "sizes" and "28" in str(err.value)
+    with pytest.raises(CapExceeded) as err:
+        check_sweep(points, LIM)
+    assert err.value.field == "sweep" and "at most 20 points" in str(err.value)
+    check_sweep(points[:5], LIM)
+
+
+def test_check_job_knows_runs_and_sweeps():
+    heavy = base(**{"evaluation.samples_per_task": 5000})
+    with pytest.raises(CapExceeded):
+        check_job(pipeline.run, (heavy,), {}, LIM)
+    with pytest.raises(CapExceeded, match="points per sweep"):
+        check_job(sweeps.snr_sweep, (base(), list(range(-140, -98, 2)), ["white"], ["none"]), {"progress": None}, LIM)
+    pts = check_job(sweeps.ablation_sweep, (base(),), {"shots": [1, 5]}, LIM)
+    assert len(pts) == 2 + 2 * 2  # neither, freeze, realign x2, both x2
+    assert check_job(lambda: 1, (), {}, LIM) is None
+
+
+# ---- passwords ----------------------------------------------------------------------------------
+
+def test_password_hash_round_trip_and_refusals():
+    h = hash_password("correct horse battery")
+    assert h.startswith("scrypt$") and "correct" not in h
+    assert verify_password("correct horse battery", h)
+    assert not verify_password("correct horse batterY", h)
+    assert not verify_password("", h)
+    assert hash_password("same") != hash_password("same")             # random salt
+    assert hash_password("same", salt=b"0" * 16) == hash_password("same", salt=b"0" * 16)
+    parts = h.split("$")
+    for bad in ("", "plain", "scrypt$1$2$3", "$".join(parts[:5] + ["AAAA"]), "$".join(["md5"] + parts[1:]),
+                "$".join(parts[:1] + ["1024000"] + parts[2:]), h.replace("scrypt$16384", "scrypt$16383")):
+        assert not verify_password("correct horse battery", bad)
+    with pytest.raises(InputError):
+        hash_password("")
+
+
+def test_hash_password_cli_prints_a_secrets_entry(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert cli.main(["hash-password", "--stdin"]) == 0
+    out = capsys.readouterr().out
+    assert "[access]" in out and "a long enough password" not in out
+    line = next(l for l in out.splitlines() if l.startswith("password_hash"))
+    assert verify_password("a long enough password", line.split('"')[1])
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["hash-password", "--stdin"]) == 2
+
+
+def test_failure_window_slows_guessing():
+    now = [0.0]
+    w = FailureWindow(max_failures=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert w.blocked_for() == 0
+        w.record_failure()
+    assert w.blocked_for() == pytest.approx(60)
+    now[0] = 61
+    assert w.blocked_for() == 0
+
+
+def test_access_config_parsing():
+    assert not access_config({}).enabled
+    h = hash_password("pw-pw-pw-pw")
+    cfg = access_config({"access": {"password_hash": h, "allowed_domains": ["@Lab.org"]}, "auth": {"client_id": "x"}})
+    assert cfg.enabled and cfg.oidc and cfg.password_hash == h
+    assert email_allowed(cfg, "Ann@lab.org") and not email_allowed(cfg, "eve@evil.org") and not email_allowed(cfg, None)
+    assert email_allowed(AccessConfig(oidc=True), "anyone@anywhere")
+    for bad, field in (({"access": {"password_hash": "hunter2"}}, "access.password_hash"),
+                       ({"access": {"pasword_hash": h}}, "access.pasword_hash"),
+                       ({"access": {"allowed_emails": [1]}}, "access.allowed_emails"),
+                       ({"access": "open"}, "access")):
+        with pytest.raises(InputError) as err:
+            access_config(bad)
+        assert err.value.field == field
+
+
+# ---- the gate, in a real Streamlit script run ---------------------------------------------------
+
+def gated_app():
+    import streamlit as st
+
+    from rmtllmf_core import hosting
+
+    if not hosting.require_access():
+        st.stop()
+    st.markdown("INSIDE: the app and its engine calls")
+
+
+def texts(at):
+    return [m.value for m in at.markdown]
+
+
+def new_app(**secrets):
+    at = AppTest.from_function(gated_app, default_timeout=30)
+    for k, v in secrets.items():
+        at.secrets[k] = v
+    return at.run()
+
+
+def test_access_off_when_nothing_is_configured():
+    at = new_app()
+    assert not at.exception and texts(at) == ["INSIDE: the app and its engine calls"]
+    assert not at.text_input
+
+
+def test_password_gate_shows_only_the_form_until_the_right_password():
+    at = new_app(access={"password_hash": hash_password("open sesame!")})
+    assert not at.exception and texts(at) == [] and [t.label for t in at.text_input] == ["Password"]
+    at.text_input[0].input("not it")
+    at.button[0].click().run()
+    assert texts(at) == [] and any("Wrong password" in e.value for e in at.error)
+    at.text_input[0].input("open sesame!")
+    at.button[0].click().run()
+    assert texts(at) == ["INSIDE: the app and its engine calls"] and not at.text_input
+    at.run()  # stays in for the rest of the session
+    assert texts(at) == ["INSIDE: the app and its engine calls"]
+
+
+def test_a_broken_access_config_keeps_the_door_shut():
+    at = new_app(access={"password_hash": "plaintext-password"})
+    assert texts(at) == [] and any("unusable" in e.value for e in at.error)
+
+
+OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s" * 32, "client_id": "id",
+        "client_secret": "secret", "server_metadata_url": "https://idp.invalid/.well-known/openid-configuration"}
+
+
+def test_oidc_gate_without_a_signed_in_user_shows_no_app():
+    at = new_app(auth=OIDC)
+    assert texts(at) == [] and not at.exception
+    assert at.error or at.button  # the sign-in button, or a note that Authlib is missing
+
+
+def test_oidc_signed_in_user_is_admitted_by_email(monkeypatch):
+    monkeypatch.setattr(hosting, "_oidc_user", lambda: (True, "ann@lab.org"))
+    assert texts(new_app(auth=OIDC, access={"allowed_domains": ["lab.org"]})) == ["INSIDE: the app and its engine calls"]
+    monkeypatch.setattr(hosting, "_oidc_user", lambda: (True, "eve@elsewhere.org"))
+    at = new_app(auth=OIDC, access={"allowed_domains": ["lab.org"]})
+    assert texts(at) == []
+
+
+# ---- run_heavy: caps, queue, sharing, cache ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def micro():
+    z = make_micro_zoo(n_tasks=3)
+    pipeline.register_zoo(z)
+    return z
+
+
+@pytest.fixture
+def host(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    queue = jobs.JobQueue(1)
+    jobs.set_default_queue(queue)
+    hosting.set_limits(LIM)
+    yield cache, queue
+    jobs.set_default_queue(None)
+    hosting.set_limits(None)
+    cache.close()
+
+
+def small(zoo, **changes):
+    s = preset_scenario("paper_worst_sum_rate", tasks=zoo.task_names, zoo=zoo.name)
+    return s.replace(**{"evaluation.samples_per_task": 40, "defense.realign_steps": 5, **changes})
+
+
+def test_run_heavy_refuses_over_cap_before_queueing(micro, host):
+    cache, queue = host
+    with pytest.raises(CapExceeded) as err:
+        hosting.run_heavy(pipeline.run, small(micro, **{"defense.realign_steps": 80}), cache=cache)
+    assert err.value.field == "defense.realign_steps"
+    assert queue.stats() == {"running": 0, "waiting": 0, "max_running": 1, "completed": 0}
+
+
+def test_run_heavy_computes_identical_requests_once_and_caches(micro, host, monkeypatch):
+    cache, queue = host
+    s = small(micro)
+    calls = []
+    real_compute = pipeline.compute
+    monkeypatch.setattr(pipeline, "compute", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
+    results = [None] * 4
+
+    def session(i):
+        results[i] = hosting.run_heavy(pipeline.run, s, cache=cache, progress=lambda f, m: None)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(calls) == 1 and all(r is not None and r["key"] == results[0]["key"] for r in results)
+    assert pipeline.cached(s, cache=cache)["key"] == results[0]["key"]
+    # a cache hit skips the line entirely
+    completed = queue.stats()["completed"]
+    assert hosting.run_heavy(pipeline.run, s, cache=cache)["key"] == results[0]["key"]
+    assert queue.stats()["completed"] == completed
+
+
+def test_job_keys_identify_identical_requests(micro):
+    s = small(micro)
+    k = hosting.job_key(pipeline.run, (s,), {"progress": print})
+    assert k == hosting.job_key(pipeline.run, (Scenario.parse(s.to_dict()),), {"progress": None})
+    assert k != hosting.job_key(pipeline.run, (s.replace(seed=1),), {})
+    assert k != hosting.job_key(sweeps.snr_sweep, (s,), {})
+
+
+def waiting_app():
+    import streamlit as st
+
+    from rmtllmf_core import hosting
+
+    seen = st.session_state.setdefault("seen", [])
+
+    def job(progress):
+        progress(0.5, "computing")
+        return "job result"
+
+    out = hosting.run_heavy(job, progress=lambda f, m: seen.append(m))
+    st.markdown(f"RESULT {out}")
+    st.markdown(" | ".join(dict.fromkeys(seen)))
+
+
+def test_a_session_sees_its_place_in_line_then_its_result():
+    queue = jobs.JobQueue(1)
+    jobs.set_default_queue(queue)
+    hosting.set_limits(HostLimits.parse({}))
+    release = threading.Event()
+    blocker = queue.submit("someone else's long run", lambda p: release.wait(30))
+
+    def release_once_the_session_waits():
+        for _ in range(3000):
+            if queue.stats()["waiting"] == 1:
+                threading.Event().wait(0.8)  # long enough for a few polls of the waiting session
+                break
+            threading.Event().wait(0.01)
+        release.set()
+
+    timer = threading.Thread(target=release_once_the_session_waits, daemon=True)
+    timer.start()
+    try:
+        at = AppTest.from_function(waiting_app, default_timeout=30).run()
+        assert not at.exception
+        assert texts(at)[0] == "RESULT job result"
+        assert "waiting in line: next" in texts(at)[1]
+        blocker.result(5)
+    finally:
+        release.set()
+        timer.join(5)
+        jobs.set_default_queue(None)
+        hosting.set_limits(None)
