@@ -1,0 +1,235 @@
+"""The dashboard through Streamlit's AppTest: every page renders, widgets drive the numbers,
+presets, links, uploads and bad values behave. Runs on the embedded zoo with a light scenario
+(few tasks, few evaluation samples) so each cold engine run stays short."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rmtllmf_core.presets import default_scenario, preset_scenario
+from studio import codec
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGES = ("scenario", "fusion", "tradeoffs", "ablations", "about")
+TIMEOUT = 180  # a cold engine run on 2 busy cores, plus the zoo's first load
+
+
+@pytest.fixture(scope="module")
+def default():
+    return default_scenario()
+
+
+@pytest.fixture(scope="module")
+def light(default):
+    """Three users, few test samples, a short realignment: quick cold runs."""
+    tasks = list(default.tasks[:3])
+    return default.replace(**{"tasks": tasks, "wireless.num_users": len(tasks), "evaluation.samples_per_task": 40,
+                              "defense.realign_steps": 3, "defense.shots_per_class": 2})
+
+
+def open_app(page="scenario", query=None):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query or {})
+    at.run()
+    if page != "scenario":
+        at.switch_page(f"pages/views/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def widget(at, kind, path, page="scenario"):
+    """The widget bound to a scenario path (keys are page.path.revision; the newest revision wins)."""
+    found = [w for w in getattr(at, kind) if w.key and w.key.startswith(f"{page}.{path}.")]
+    assert found, f"no {kind} for {path} on {page}"
+    return max(found, key=lambda w: int(w.key.rsplit(".", 1)[1]))
+
+
+def scenario_of(at):
+    return at.session_state["studio.scenario"]
+
+
+def errors(at):
+    return [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(page, light, default):
+    at = open_app(page, codec.to_query(light, default))
+    assert at.title and not errors(at)
+    assert len(at.sidebar.button) >= 4  # presets and reset
+
+
+def test_scenario_page_attack_changes_the_numbers(default):
+    at = open_app()
+    before = (metric(at, "Average MSE"), metric(at, "Sum rate"))
+    widget(at, "selectbox", "wireless.attack").set_value("worst_sum_rate").run()
+    assert not at.exception
+    after = (metric(at, "Average MSE"), metric(at, "Sum rate"))
+    assert after != before and float(after[0]) > float(before[0])
+    assert scenario_of(at).wireless.attack == "worst_sum_rate"
+    assert at.query_params.get("wireless.attack") == "worst_sum_rate"
+    assert len(at.get("plotly_chart")) == 2  # placement map and the jammer's eigenmodes
+
+
+def test_fusion_page_attack_changes_the_numbers(light, default):
+    at = open_app("fusion", codec.to_query(light, default))
+    before = metric(at, "Attacked, no defense")
+    widget(at, "selectbox", "wireless.attack", "fusion").set_value("worst_sum_rate").run()
+    assert not at.exception and not errors(at)
+    assert metric(at, "Attacked, no defense") != before
+    assert len(at.get("plotly_chart")) == 2  # accuracy bars and cosine heatmaps
+
+
+def test_fusion_page_defense_switch_changes_the_defended_numbers(light, default):
+    at = open_app("fusion", codec.to_query(light.replace(**{"wireless.attack": "worst_sum_rate"}), default))
+    assert light.defense.freeze and light.defense.realign
+    before = metric(at, "Attacked + defense")
+    widget(at, "toggle", "defense.freeze", "fusion").set_value(False)
+    widget(at, "toggle", "defense.realign", "fusion").set_value(False).run()
+    assert not at.exception
+    assert not scenario_of(at).defense.freeze and not scenario_of(at).defense.realign
+    # no defense left: the defended model is the attacked one
+    assert metric(at, "Attacked + defense") == metric(at, "Attacked, no defense") != before
+    labels = [b.label for b in at.get("download_button")]
+    assert any("CSV" in x for x in labels) and any("JSON" in x for x in labels) and any("HTML" in x for x in labels)
+
+
+@pytest.mark.parametrize("name", ["paper_worst_sum_rate", "paper_worst_strongest_user", "paper_ideal"])
+def test_a_preset_sets_its_values(name, default):
+    at = open_app()
+    widget(at, "selectbox", "wireless.attack").set_value("white").run()
+    at.button(key=f"preset.{name}").click().run()
+    assert not at.exception
+    expected = preset_scenario(name, tasks=default.tasks)
+    assert scenario_of(at) == expected
+    assert widget(at, "selectbox", "wireless.attack").value == expected.wireless.attack
+    p_w = expected.wireless.jammer_power_w
+    expected_dbm = round(10 * math.log10(p_w) + 30, 2) if p_w > 0 else None
+    assert widget(at, "number_input", "wireless.jammer_power_w").value == expected_dbm
+
+
+def test_url_round_trip_restores_the_scenario_and_numbers():
+    at = open_app()
+    widget(at, "selectbox", "wireless.attack").set_value("worst_strongest_user").run()
+    widget(at, "number_input", "wireless.jammer_power_w").set_value(-110.0).run()
+    widget(at, "number_input", "wireless.num_rx_antennas").set_value(12).run()
+    widget(at, "number_input", "wireless.seed").set_value(5).run()
+    assert not at.exception and not errors(at)
+    link = dict(at.query_params)
+    assert {"wireless.attack", "wireless.jammer_power_w", "wireless.num_rx_antennas", "wireless.seed"} <= set(link)
+    shown = [(m.label, m.value) for m in at.metric]
+
+    again = open_app(query=link)  # a new browser session opening the link
+    assert scenario_of(again) == scenario_of(at)
+    assert [(m.label, m.value) for m in again.metric] == shown
+    assert widget(again, "number_input", "wireless.num_rx_antennas").value == 12
+    assert dict(again.query_params) == link
+
+
+def test_a_bad_link_shows_an_error_beside_the_control_and_the_default(default):
+    at = open_app(query={"wireless.jammer_power_w": "-1"})
+    assert any("jammer" in e.lower() or ">= 0" in e or "greater" in e.lower() for e in errors(at)), errors(at)
+    assert scenario_of(at) == default
+
+
+def test_a_bad_widget_value_shows_an_error_and_keeps_the_last_valid_scenario():
+    at = open_app()
+    valid = scenario_of(at)
+    widget(at, "number_input", "wireless.d_max_m").set_value(50.0).run()
+    assert not at.exception
+    assert any("d_min_m" in e for e in errors(at)), errors(at)
+    assert scenario_of(at) == valid
+    assert at.metric  # the page still shows the last valid numbers
+
+
+def test_removing_every_user_is_refused_with_a_message():
+    at = open_app()
+    widget(at, "multiselect", "tasks").set_value([]).run()
+    assert not at.exception and errors(at)
+
+
+def test_changing_the_users_keeps_the_scenario_consistent(default):
+    at = open_app()
+    keep = list(default.tasks[:2])
+    widget(at, "multiselect", "tasks").set_value(keep).run()
+    assert not at.exception and not errors(at)
+    scn = scenario_of(at)
+    assert list(scn.tasks) == keep and scn.wireless.num_users == 2
+    assert len(at.dataframe[0].value) == 2
+
+
+def test_scenario_file_download_and_upload(light, default):
+    at = open_app()
+    download = next(b for b in at.get("download_button") if b.label.startswith("Download the scenario"))
+    assert download is not None
+    upload = at.sidebar.file_uploader[0]
+    upload.upload("scenario.json", json.dumps(light.to_dict()).encode(), mime_type="application/json").run()
+    assert not at.exception
+    assert scenario_of(at) == light
+    assert list(widget(at, "multiselect", "tasks").value) == list(light.tasks)  # widgets redrawn
+
+
+@pytest.mark.parametrize("content, word", [
+    (b"{not json", "JSON"),
+    (json.dumps({"tasks": ["digits"], "wireless": {"attack": "nuke"}}).encode(), "attack"),
+])
+def test_a_bad_scenario_file_shows_an_error(content, word, default):
+    at = open_app()
+    at.sidebar.file_uploader[0].upload("bad.json", content, mime_type="application/json").run()
+    assert not at.exception
+    assert any(word in e for e in errors(at)), errors(at)
+    assert scenario_of(at) == default
+
+
+def test_presenter_mode_hides_advanced_controls_and_is_in_the_link():
+    at = open_app()
+    assert any("advanced" in e.label for e in at.expander)
+    at.sidebar.toggle(key="presenter").set_value(True).run()
+    assert not at.exception
+    assert not any("advanced" in e.label for e in at.expander)
+    assert at.query_params.get("presenter") == "1"
+    again = open_app(query={"presenter": "1"})
+    assert again.sidebar.toggle(key="presenter").value is True
+
+
+def test_placement_table_edits_move_the_users():
+    at = open_app()
+    at.radio(key=next(r.key for r in at.radio if r.key.startswith("scenario.placement."))).set_value("table").run()
+    assert not at.exception and not errors(at)
+    scn = scenario_of(at)
+    assert scn.wireless.distances_m is not None and len(scn.wireless.distances_m) == len(scn.tasks)
+
+
+def test_tradeoffs_sweep_runs_and_resumes_from_the_cache(light, default):
+    query = codec.to_query(light.replace(**{"defense.realign": False, "defense.freeze": False}), default)
+    at = open_app("tradeoffs", query)
+    at.slider(key="snr.range").set_value((-140, -130)).run()
+    at.multiselect(key="snr.attacks").set_value(["worst_sum_rate"]).run()
+    at.multiselect(key="snr.defenses").set_value(["none"]).run()
+    at.button(key="snr.run").click().run()
+    assert not at.exception and not errors(at)
+    assert at.get("plotly_chart")
+
+    # a new session with the same settings: every point is in the disk cache, so it draws at once
+    again = open_app("tradeoffs", query)
+    again.slider(key="snr.range").set_value((-140, -130)).run()
+    again.multiselect(key="snr.attacks").set_value(["worst_sum_rate"]).run()
+    again.multiselect(key="snr.defenses").set_value(["none"]).run()
+    assert not again.exception
+    assert again.get("plotly_chart")
+    assert any("2 already in the disk cache" in c.value for c in again.caption) or again.get("plotly_chart")
+
+
+def test_ablation_sweep_runs(light, default):
+    at = open_app("ablations", codec.to_query(light, default))
+    at.multiselect(key="ablation.shots").set_value([1]).run()
+    at.button(key="ablation.run").click().run()
+    assert not at.exception and not errors(at)
+    assert at.get("plotly_chart")
