@@ -1,4 +1,6 @@
 """MMSE-SIC receiver against independent closed forms (PAPER-NOTES sec. 1)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,8 @@ def test_silent_user_has_mse_one():
     h = np.array([[1.0, 0.5], [0.2, 1.0]], dtype=complex)
     res = evaluate_uplink(channel_cfg(h, [0.0, 1.0], 0.1))
     assert res.mse[0] == 1.0 and res.rate_nats[0] == 0.0 and res.sinr_db[0] == -np.inf
+    data = json.loads(json.dumps(res.to_dict(), allow_nan=False))  # JSON-safe: -inf dB -> null
+    assert data["users"][0]["sinr_db"] is None and data["users"][0]["mse"] == 1.0
 
 
 @pytest.mark.parametrize("n,q", [(2, 4), (6, 3)])

@@ -128,6 +128,17 @@ def _plain(x):
     return x
 
 
+def json_safe(x):
+    """JSON has no inf/nan (a silent user's SINR is -inf dB): such numbers become None."""
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def _complex_json(m):
     m = np.asarray(m)
     return {"re": np.real(m).tolist(), "im": np.imag(m).tolist()}
@@ -182,7 +193,7 @@ class UplinkResult:
             if self.distances_m is not None:
                 row.update(distance_m=float(self.distances_m[q]), x_m=float(self.x_m[q]), y_m=float(self.y_m[q]), pathloss_db=float(self.pathloss_db[q]))
             users.append(row)
-        return {
+        return json_safe({
             "attack": self.attack,
             "num_users": self.num_users,
             "num_rx_antennas": int(self.channel.shape[0]),
@@ -197,7 +208,7 @@ class UplinkResult:
             "error_covariance": _complex_json(self.error_covariance),
             "error_covariance_no_sic": _complex_json(self.error_covariance_no_sic),
             "solver": None if self.solver is None else {k: _plain(v) for k, v in self.solver.items()},
-        }
+        })
 
 
 def _sinr_db(rate):
@@ -275,7 +286,7 @@ class MonteCarloResult:
         def conv(d):
             return {k: _plain(v) for k, v in d.items()}
 
-        return {
+        return json_safe({
             "attack": self.attack,
             "draws": self.draws,
             "vary_placement": self.vary_placement,
@@ -284,7 +295,7 @@ class MonteCarloResult:
             "average_mse": conv(self.average_mse),
             "sum_rate_nats": conv(self.sum_rate_nats),
             "jammer_trace_w": self.jammer_trace_w,
-        }
+        })
 
 
 def monte_carlo(cfg: WirelessConfig, draws: int, *, vary_placement: bool = False, attack: Optional[str] = None, iterations: int = DEFAULT_ITERATIONS) -> MonteCarloResult:
