@@ -229,8 +229,8 @@ def kth_largest(mags: torch.Tensor, k: int) -> torch.Tensor:
 
 def tall_masks(vectors: torch.Tensor, tall_mask_lambda: float) -> torch.Tensor:
     """Bool [T, P]: TALL mask of each task, |tau_t| >= lambda * |sum_s tau_s - tau_t|."""
-    total = vectors.sum(0, keepdim=True)
-    return vectors.abs() >= tall_mask_lambda * (total - vectors).abs()
+    rest = vectors.sum(0, keepdim=True) - vectors  # the other tasks' sum; in place from here on
+    return vectors.abs() >= rest.abs_().mul_(tall_mask_lambda)
 
 
 def consensus_mask(vectors: torch.Tensor, tall_mask_lambda: float, min_tasks: int) -> torch.Tensor:

@@ -228,10 +228,9 @@ def _correlate(z: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
 # ----------------------------------------------------------------------------------- digital
 
 def q_function(x):
-    """Gaussian tail Q(x) = P(N(0,1) > x), elementwise on numpy arrays."""
-    from scipy.special import erfc
-
-    return 0.5 * erfc(np.asarray(x, dtype=np.float64) / math.sqrt(2.0))
+    """Gaussian tail Q(x) = P(N(0,1) > x), elementwise on numpy arrays (float64)."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    return (0.5 * torch.special.erfc(x / math.sqrt(2.0))).numpy()
 
 
 def qam64_axis_tail(sinr) -> np.ndarray:

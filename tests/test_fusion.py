@@ -13,6 +13,7 @@ from rmtllmf_core.fusion import (
     METHODS,
     Recipe,
     consensus_mask,
+    elect_signs,
     heuristic_lambda,
     layer_ids,
     kth_largest,
@@ -208,6 +209,17 @@ def test_kth_largest_is_exact_against_sorting():
     for k in (1, 2, 1666, 2500, 3333, 4999, 5000):
         want = x.sort(dim=1, descending=True).values[:, k - 1 : k]
         assert torch.equal(kth_largest(x, k), want), k
+
+
+def test_ties_two_pass_disjoint_sum_equals_masking_by_elected_signs():
+    x = random_vectors(t=5, p=300, seed=14)
+    x[:, :10] = 0.0  # columns with no mass elect no sign
+    x[0, 10], x[1, 10] = 1.0, -1.0  # an exact tie between signs
+    x[2:, 10] = 0.0
+    want = (x * elect_signs(x)).sum(0)
+    got = merge_recipe(x, Recipe(sign="ties"), layout=BIG, lambda_=1.0)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.all(got[:11] == 0)
 
 
 def test_dare_expectation_is_task_arithmetic_and_seeded():
