@@ -139,7 +139,7 @@ def _check_number(value, field: str, lo: float, hi: float, lo_open=False, hi_ope
 
 # ----------------------------------------------------------------------------------- building blocks
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _tensor_layers(layout: ParamLayout) -> tuple[tuple[int, ...], int]:
     """Compact layer id of each tensor (stem, block 0, ..., head; only those present), and their count."""
     blocks = []
@@ -151,7 +151,7 @@ def _tensor_layers(layout: ParamLayout) -> tuple[tuple[int, ...], int]:
     return tuple(rank[b] for b in blocks), len(present)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _element_layers(layout: ParamLayout) -> torch.Tensor:
     ids, _ = _tensor_layers(layout)
     return torch.repeat_interleave(torch.tensor(ids, dtype=torch.int64), torch.tensor(np.diff(layout.offsets)))
