@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import lru_cache
 import weakref
 from typing import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.stats import chi2
 
 from .errors import InputError
 from .taskvec import ParamLayout
@@ -239,9 +239,26 @@ def logit_deviation(z_u: torch.Tensor, z_d: torch.Tensor) -> torch.Tensor:
     return torch.where(num == 0, torch.zeros_like(num), num / den)
 
 
+@lru_cache(maxsize=256)
+def chi2_quantile(p: float, dof: int) -> float:
+    """The p-quantile of chi-square with `dof` degrees of freedom, by bisection on its CDF
+    gammainc(dof/2, x/2) in float64 (torch only: scipy.stats costs seconds to import)."""
+    half = torch.tensor(dof / 2.0, dtype=torch.float64)
+    lo, hi = 0.0, float(dof) + 10.0 * math.sqrt(2.0 * dof) + 50.0  # far beyond any p < 1 - 1e-12
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if float(torch.special.gammainc(half, torch.tensor(mid / 2.0, dtype=torch.float64))) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
 def _null_quantile(classes: int, significance: float) -> float:
     """sqrt(q / (C - 1)), q the (1 - alpha) quantile of chi-square with C - 1 degrees of freedom."""
-    return math.sqrt(chi2.ppf(1.0 - significance, classes - 1) / (classes - 1))
+    return math.sqrt(chi2_quantile(1.0 - significance, classes - 1) / (classes - 1))
 
 
 def rejection_threshold(z_u: torch.Tensor, significance: float) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Evaluation: accuracy, normalised accuracy, WDE (eq. 7-8), the logit-ratio test (eq. 9-12)."""
+import math
 import time
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from micro_zoo import make_micro_zoo
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.evaluate import (
-    Evaluator, average, disagreement, logit_deviation, normalized, rejection_rate,
+    Evaluator, average, chi2_quantile, disagreement, logit_deviation, normalized, rejection_rate,
     rejection_threshold, rejections, weight_disentanglement_error,
 )
 from rmtllmf_core.taskvec import stack
@@ -230,6 +231,14 @@ def test_rejection_rate_is_alpha_at_the_null_boundary():
     z_d = z_u + sigma0 * torch.randn(n, c, generator=g, dtype=torch.float64)
     for alpha in (0.05, 0.2):
         assert rejection_rate(z_u, z_d, alpha) == pytest.approx(alpha, abs=0.01)
+
+
+def test_chi2_quantile_matches_known_values():
+    # table values: chi2.ppf(0.95, 1) = 1.959964^2, (0.95, 9) = 16.918978, (0.99, 396) = 464.394590 (scipy)
+    assert chi2_quantile(0.95, 1) == pytest.approx(1.959963984540054**2, rel=1e-9)
+    assert chi2_quantile(0.95, 9) == pytest.approx(16.918977604620448, rel=1e-9)
+    assert chi2_quantile(0.5, 2) == pytest.approx(2 * math.log(2), rel=1e-9)  # exponential median
+    assert chi2_quantile(0.99, 396) == pytest.approx(464.3945904142693, rel=1e-9)
 
 
 def test_rejection_rate_validates_input():
