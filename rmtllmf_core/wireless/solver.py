@@ -17,7 +17,9 @@ Method, vectorised over all draws (the Python loop is over iterations, never dra
   construction, so no eigen-decomposition per step (rates fall with C_J: the optimum spends all);
 - gradient of R_q w.r.t. C is -(1 + SINR_q) f_q f_q^H with f_q the MMSE-SIC filter, obtained for
   all users at once from two Cholesky factors and triangular solves;
-- per-draw adaptive step: grow on success, halve and reject on an increase (monotone).
+- L-BFGS (memory 6) on B, vectorised over draws: every draw keeps its own curvature pairs and
+  step; a trial that raises the objective is rejected and that draw's step halved (monotone).
+  The temperature rises geometrically from t_min to t_max over the iterations (continuation).
 A Frank-Wolfe certificate bounds the remaining suboptimality: gap = tr(grad Phi) - P_J
 lambda_min(grad) >= f(Phi) - f*; it is returned with the solution.
 """
@@ -28,7 +30,8 @@ import numpy as np
 from .attacks import Jammer, worst_sum_rate_noise
 from .receiver import hermitian
 
-DEFAULT_ITERATIONS = 30
+DEFAULT_ITERATIONS = 20
+LBFGS_MEMORY = 6
 
 
 def _solve_lower(lower, rhs):
@@ -71,6 +74,37 @@ def _rates_and_gradient(phi, t_rev, need_grad=True):
     return rates, k
 
 
+def _flat(b):
+    """(..., m, m) complex -> (..., 2 m^2) real: the real vector space L-BFGS works in."""
+    return np.ascontiguousarray(b).view(np.float64).reshape(b.shape[:-2] + (-1,))
+
+
+def _unflat(x, shape):
+    return np.ascontiguousarray(x).view(np.complex128).reshape(shape)
+
+
+def _lbfgs_direction(g, memory, gstep, damp):
+    """Quasi-Newton step -H g by the two-loop recursion, per draw (pairs with rho = 0 are
+    skipped for that draw), damped by `damp` after failed trials. A draw without curvature
+    information, or whose quasi-Newton step is not a descent direction, steps -gstep * g."""
+    q = g.copy()
+    alphas = []
+    for s, y, rho, _ in reversed(memory):
+        alpha = rho * np.vecdot(s, q)
+        q -= alpha[..., None] * y
+        alphas.append(alpha)
+    gamma = np.zeros(g.shape[:-1])  # initial inverse Hessian gamma I from the newest valid pair
+    for _, _, rho, yy in reversed(memory):
+        fresh = (gamma == 0) & (rho > 0) & (yy > 0)
+        gamma = np.where(fresh, 1.0 / np.where(fresh, rho * yy, 1.0), gamma)
+    r = gamma[..., None] * q
+    for (s, y, rho, _), alpha in zip(memory, reversed(alphas)):
+        beta = rho * np.vecdot(y, r)
+        r += (alpha - beta)[..., None] * s
+    newton = (gamma > 0) & (np.vecdot(r, g) > 0)
+    return np.where(newton[..., None], -damp[..., None] * r, -gstep[..., None] * g)
+
+
 def _aggregate(rates, objective, user_rev, temperature):
     """Objective value and per-user weights (d objective / d R_i)."""
     if objective == "sum":
@@ -101,10 +135,8 @@ def solve_worst_jammer(
     iterations: int = DEFAULT_ITERATIONS,
     t_min: float = 3.0,
     t_max: float = 100.0,
-    momentum: float = 0.8,
     white_mix: float = 0.1,
     first_step: float = 0.1,
-    grow: float = 1.2,
 ):
     """Numerical worst-case jammer for normalised channels g_rev (..., N, Q), columns in REVERSE
     decoding order (decoded-last first). `user_rev`: per-draw column index for objective "user".
@@ -147,40 +179,53 @@ def solve_worst_jammer(
     def phi_of(bb):
         return budget * (bb @ hermitian(bb))
 
-    schedule = np.geomspace(t_min, t_max, max(iterations, 1))
-    phi = phi_of(b)
-    rates, kmat = _rates_and_gradient(phi, t_sub)
-    step = None
-    vel = np.zeros_like(b)
-    best_b, best_val = b.copy(), _exact(rates, objective, user_rev)
-    for it in range(iterations):
-        temp = schedule[it]
+    def bm_gradient(bb, phi, rates, kmat, temp):
+        """Objective at `temp` and its gradient w.r.t. B (real inner product), as flat reals."""
         f, weight = _aggregate(rates, objective, user_rev, temp)
         grad = -(kmat * weight[..., None, :]) @ hermitian(kmat)  # d f / d Phi (Hermitian, <= 0)
         lin = np.real(np.einsum("...ij,...ji->...", grad, phi))
-        gb = 2.0 * budget * (grad @ b) - 2.0 * lin[..., None, None] * b  # Burer-Monteiro gradient
-        gnorm = np.linalg.norm(gb, axis=(-2, -1))
-        if step is None:
-            step = first_step / np.maximum(gnorm, 1e-300)  # first move: a fraction of ||B|| = 1
-        step = np.minimum(step, 1.0 / np.maximum(gnorm, 1e-300))  # never move more than ||B|| = 1
-        vel = momentum * vel - step[..., None, None] * gb  # heavy ball, restarted on a failed step
-        trial = b + vel
-        trial = trial / np.linalg.norm(trial, axis=(-2, -1), keepdims=True)
-        phi_t = phi_of(trial)
+        gb = 2.0 * budget * (grad @ bb) - 2.0 * lin[..., None, None] * bb
+        return f, _flat(gb)
+
+    shape = b.shape
+    schedule = np.geomspace(t_min, t_max, max(iterations, 1))
+    phi = phi_of(b)
+    rates, kmat = _rates_and_gradient(phi, t_sub)
+    x = _flat(b)
+    best_x, best_val = x.copy(), _exact(rates, objective, user_rev)
+    memory: list[tuple[np.ndarray, ...]] = []  # (s, y, 1 / s.y, y.y) per draw
+    gstep, damp = None, np.ones(batch)
+    for it in range(iterations):
+        temp = schedule[it]
+        f, g = bm_gradient(_unflat(x, shape), phi, rates, kmat, temp)
+        if gstep is None:
+            gstep = first_step / np.maximum(np.linalg.norm(g, axis=-1), 1e-300)  # first move: part of ||B|| = 1
+        direction = _lbfgs_direction(g, memory, gstep, damp)
+        trial = x + direction
+        trial = trial / np.linalg.norm(trial, axis=-1, keepdims=True)  # Phi is scale-free in B
+        b_t = _unflat(trial, shape)
+        phi_t = phi_of(b_t)
         rates_t, k_t = _rates_and_gradient(phi_t, t_sub)
-        f_t, _ = _aggregate(rates_t, objective, user_rev, temp)
-        ok = f_t <= f
-        vel = np.where(ok[..., None, None], vel, 0.0)
-        step = np.where(ok, step * grow, step * 0.5)
-        sel = ok[..., None, None]
-        b = np.where(sel, trial, b)
-        phi = np.where(sel, phi_t, phi)
+        f_t, g_t = bm_gradient(b_t, phi_t, rates_t, k_t, temp)
+        ok = f_t <= f  # monotone: a draw whose trial is worse keeps its point and halves its step
+        s_vec, y_vec = trial - x, g_t - g
+        sy = np.vecdot(s_vec, y_vec)
+        keep = ok & (sy > 0)  # only curvature pairs that keep the inverse Hessian positive definite
+        rho = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
+        memory.append((s_vec, y_vec, rho, np.vecdot(y_vec, y_vec)))  # rho = 0: the pair is inert
+        if len(memory) > LBFGS_MEMORY:
+            memory.pop(0)
+        gstep = np.where(ok, gstep * 1.2, gstep * 0.5)
+        damp = np.where(ok, np.minimum(damp * 2.0, 1.0), damp * 0.5)
+        x = np.where(ok[..., None], trial, x)
+        phi = np.where(ok[..., None, None], phi_t, phi)
         rates = np.where(ok[..., None], rates_t, rates)
-        kmat = np.where(sel, k_t, kmat)
+        kmat = np.where(ok[..., None, None], k_t, kmat)
         val = _exact(rates, objective, user_rev)
         better = val < best_val
         best_val = np.where(better, val, best_val)
-        best_b = np.where(better[..., None, None], b, best_b)
+        best_x = np.where(better[..., None], x, best_x)
+    best_b = _unflat(best_x, shape)
 
     phi = phi_of(best_b)
     rates, kmat = _rates_and_gradient(phi, t_sub)
