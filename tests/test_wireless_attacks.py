@@ -164,3 +164,13 @@ def test_every_attack_spends_the_same_budget():
         assert np.linalg.eigvalsh(res.jammer_covariance).min() > -1e-12
     white = evaluate_uplink(channel_cfg(h, 1.0, 0.1, 0.4, "white"))
     np.testing.assert_allclose(white.jammer_covariance, 0.08 * np.eye(5), atol=1e-15)
+
+
+def test_strongest_user_tie_break_matches_the_sic_order():
+    h = np.array([[1.0, 1.0, 0.5], [0.0, 0.0, 0.1]], dtype=complex)  # users 0 and 1 tie
+    h[1, 1] = 0.0
+    res = evaluate_uplink(channel_cfg(h, 1.0, 0.1, 2.0, "worst_strongest_user"))
+    last = int(np.argmax(res.sic_rank))
+    d = h[:, last] / np.linalg.norm(h[:, last])
+    np.testing.assert_allclose(res.jammer_covariance, 2.0 * np.outer(d, d.conj()), atol=1e-12)
+    assert res.rate_nats[last] == pytest.approx(np.log1p(1.0 / (0.1 + 2.0)))

@@ -62,8 +62,9 @@ def select_user_column(g, user_index):
 
 
 def strongest_user(channel, tx_power_w):
-    """argmax_q p_q ||h_q||^2 (the user SIC decodes last)."""
-    return np.argmax(np.asarray(tx_power_w) * np.sum(np.abs(channel) ** 2, axis=-2), axis=-1)
+    """argmax_q p_q ||h_q||^2: the user SIC decodes last (same tie-break as the SIC order)."""
+    strength = np.asarray(tx_power_w) * np.sum(np.abs(channel) ** 2, axis=-2)
+    return np.argsort(strength, axis=-1, kind="stable")[..., -1]
 
 
 def worst_sum_rate_noise(eig, budget):
