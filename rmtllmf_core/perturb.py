@@ -140,28 +140,13 @@ def _noise_std(clean: torch.Tensor, mse: np.ndarray, layout: ParamLayout, scale:
         # float64 accumulation: 1-2 M squares summed in float32 would lose digits
         power = torch.linalg.vector_norm(clean, dim=1, dtype=torch.float64).square() / clean.shape[1]
         return (var * power).sqrt().to(torch.float32).unsqueeze(1)
-    power = per_tensor_mean_square(clean, layout)  # [T, n_tensors]
+    power = layout.per_tensor_mean_square(clean)  # [T, n_tensors]
     std = (var.unsqueeze(1) * power).sqrt().to(torch.float32)
     return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
 
 
 def _tensor_sizes(layout: ParamLayout) -> torch.Tensor:
     return torch.tensor(np.diff(layout.offsets), dtype=torch.int64)
-
-
-def per_tensor_mean_square(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
-    """[T, n_tensors] float64 mean square of each tensor of each row of [T, P].
-
-    Same values as ``ParamLayout.per_tensor_mean_square`` but a loop over tensors (each a view)
-    with a cascaded-sum norm: ~10x faster than the index_add_ scatter and more accurate.
-    """
-    out = torch.empty(vectors.shape[0], len(layout.names), dtype=torch.float64)
-    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
-        if b > a:
-            out[:, i] = torch.linalg.vector_norm(vectors[:, a:b], dim=1, dtype=torch.float64).square() / (b - a)
-        else:
-            out[:, i] = 0.0
-    return out
 
 
 def _standard_normal(n_users: int, n_params: int, gen: torch.Generator) -> torch.Tensor:
