@@ -62,3 +62,13 @@ def test_chunking_does_not_change_results(monkeypatch, vary_placement):
     chunked = monte_carlo(cfg, 37, vary_placement=vary_placement)
     np.testing.assert_allclose(chunked.per_draw_mse, whole.per_draw_mse, rtol=1e-12)
     assert chunked.jammer_trace_w == pytest.approx(whole.jammer_trace_w)
+
+
+def test_paper_preset_calibration_holds():
+    """The presets' documented calibration (see wireless/presets.py), on 2,000 drops."""
+    ideal = monte_carlo(preset("paper"), 2000, vary_placement=True).average_mse["mean"]
+    worst = monte_carlo(preset("paper_worst_sum_rate"), 2000, vary_placement=True).average_mse["mean"]
+    assert ideal == pytest.approx(0.0129, abs=0.0008)
+    assert worst == pytest.approx(0.211, abs=0.006)
+    assert evaluate_uplink(preset("paper")).average_mse == pytest.approx(0.0132, abs=2e-4)
+    assert evaluate_uplink(preset("paper_worst_sum_rate")).average_mse == pytest.approx(0.209, abs=2e-3)
