@@ -1,0 +1,331 @@
+"""Load test of a served instance: many concurrent sessions, cache hits, cold runs, bad links.
+
+    .venv/bin/python benchmarks/bench_load.py --sessions 24 --duration 120
+
+Starts `streamlit run app.py` on 127.0.0.1 (a free port, a fresh result cache unless --cache-dir
+is given), then drives `--sessions` concurrent virtual users for `--duration` seconds (and at
+most `--max-requests` sessions in all). Each virtual user repeatedly opens a new Streamlit
+session over the real websocket protocol (what a browser tab does: connect to /_stcore/stream,
+send a rerun_script BackMsg with the page and the link's query string, read ForwardMsg deltas
+until the script finishes) and records the time until the page shows its result. Requests mix:
+
+- hit:     a link whose scenario was computed during warm-up (answered from the disk cache);
+- cold:    a link with a never-seen seed (a full pipeline run, through the compute queue);
+- invalid: a link with a bad value (out of range, NaN, unknown attack, ...): the page must show
+           an error message and the default view, never an exception.
+
+Reported (stdout and --out JSON): sessions served, outcome counts per kind, server errors
+(exception elements sent to a browser, tracebacks in the server log, connection failures:
+must be 0), lost results (hit/cold sessions that never showed their result: must be 0), and
+p50 / p95 time to result for hits and for cold runs. Loopback only; every loop is bounded in
+count and time; the server is stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+RESULT_MARKER = re.compile(r"from the result cache|· computed ·")
+INVALID_LINKS = [
+    {"fusion.lambda": "7"},
+    {"seed": "-3"},
+    {"wireless.attack": "nuclear"},
+    {"tasks": "[]"},
+    {"evaluation.samples_per_task": "NaN"},
+    {"defense.realign_steps": "100000"},
+    {"wireless.jammer_power_w": "-1"},
+    {"zoo": "x" * 300},
+    {"fusion.method": "<script>alert(1)</script>"},
+    {"wireless.tx_power_dbm": "1e309"},
+]
+
+
+@dataclass
+class Outcome:
+    kind: str
+    query: str
+    started: float
+    seconds: float = float("nan")      # time to result (hit/cold) or to the shown error (invalid)
+    result: bool = False               # the page showed its result
+    error_shown: bool = False          # an st.error / st.warning element arrived
+    exception: str = ""                # an exception element arrived (a server error)
+    finished: bool = False             # script_finished arrived
+    failure: str = ""                  # connection / protocol failure, timeout
+    texts: list = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> float:
+    start = time.monotonic()
+    url = f"http://{HOST}:{port}/_stcore/health"
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError("server did not become healthy")
+
+
+def start_server(port: int, cache_dir: str, log_path: Path, extra_env: dict) -> subprocess.Popen:
+    env = {**os.environ, "RMTLLMF_CACHE_DIR": cache_dir, **extra_env}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", HOST, "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    log = open(log_path, "w")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def open_session(port: int, page: str, query: dict, kind: str, timeout: float) -> Outcome:
+    """One browser tab: connect, ask for the page with the link's query, read until finished."""
+    import websocket
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    qs = urlencode(query)
+    out = Outcome(kind=kind, query=qs[:200], started=time.time())
+    t0 = time.monotonic()
+    ws = None
+    try:
+        ws = websocket.create_connection(f"ws://{HOST}:{port}/_stcore/stream", subprotocols=["streamlit"],
+                                         timeout=timeout, origin=f"http://{HOST}:{port}")
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string = qs
+        cs.page_name = page
+        cs.context_info.timezone = "UTC"
+        cs.context_info.locale = "en-US"
+        cs.context_info.url = f"http://{HOST}:{port}/{page}" + (f"?{qs}" if qs else "")
+        ws.send_binary(msg.SerializeToString())
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            ws.settimeout(max(0.1, deadline - time.monotonic()))
+            frame = ws.recv()
+            if not isinstance(frame, (bytes, bytearray)):
+                continue
+            fwd = ForwardMsg()
+            fwd.ParseFromString(frame)
+            which = fwd.WhichOneof("type")
+            if which == "delta" and fwd.delta.WhichOneof("type") == "new_element":
+                el = fwd.delta.new_element
+                etype = el.WhichOneof("type")
+                if etype == "exception":
+                    out.exception = (el.exception.type + ": " + el.exception.message)[:300]
+                elif etype == "alert" and el.alert.format in (1, 2):  # ERROR, WARNING
+                    out.error_shown = True
+                    out.texts.append(el.alert.body[:160])
+                    if kind == "invalid" and math_isnan(out.seconds):
+                        out.seconds = time.monotonic() - t0
+                elif etype == "markdown" and RESULT_MARKER.search(el.markdown.body):
+                    if not out.result:
+                        out.result = True
+                        out.seconds = time.monotonic() - t0
+            elif which == "script_finished":
+                status = fwd.script_finished
+                if status in (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR):
+                    out.finished = True
+                    if status == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+                        out.exception = out.exception or "script failed to compile"
+                    break
+        else:
+            out.failure = "timeout"
+        if not out.finished and not out.failure:
+            out.failure = "timeout"
+    except Exception as exc:  # noqa: BLE001 - every failure is counted, not raised
+        out.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+    return out
+
+
+def math_isnan(x: float) -> bool:
+    return x != x
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 3)
+
+
+def server_log_errors(text: str) -> list[str]:
+    lines = text.splitlines()
+    bad = []
+    for i, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line or "Uncaught app execution" in line or \
+                "Uncaught exception" in line:
+            bad.append(" | ".join(lines[max(0, i - 1): i + 12])[:800])
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=24, help="concurrent virtual users (>= 20 for the issue)")
+    ap.add_argument("--duration", type=float, default=120.0, help="seconds of load (new sessions stop after this)")
+    ap.add_argument("--max-requests", type=int, default=600, help="sessions in all, at most")
+    ap.add_argument("--mix", default="hit=0.6,cold=0.2,invalid=0.2", help="request mix")
+    ap.add_argument("--warm", type=int, default=6, help="scenarios computed before the load (the hits)")
+    ap.add_argument("--page", default="fusion", help="page url path that shows a result")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds one session may take")
+    ap.add_argument("--think", type=float, default=0.5, help="mean pause between a user's sessions, s")
+    ap.add_argument("--cache-dir", default=None, help="result cache folder (default: a fresh temporary one)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench_load.json"))
+    args = ap.parse_args(argv)
+    if args.sessions < 1 or args.duration <= 0 or args.max_requests < 1:
+        ap.error("sessions, duration and max-requests must be positive")
+
+    mix = {k: float(v) for k, v in (p.split("=") for p in args.mix.split(","))}
+    rng = random.Random(args.seed)
+    tmp = tempfile.mkdtemp(prefix="rmtllmf-bench-load-")
+    cache_dir = args.cache_dir or os.path.join(tmp, "cache")
+    log_path = Path(tmp) / "server.log"
+    port = free_port()
+    wired = "hosting.run_heavy" in (ROOT / "app.py").read_text() or "hosting import" in (ROOT / "app.py").read_text()
+    print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; app uses the compute queue: {wired}")
+
+    proc = start_server(port, cache_dir, log_path, {})
+    report: dict = {"sessions": args.sessions, "duration_s": args.duration, "mix": mix, "page": args.page,
+                    "app_uses_compute_queue": wired, "cores": os.cpu_count()}
+    outcomes: list[Outcome] = []
+    try:
+        report["startup_s"] = round(wait_healthy(port, proc, 120), 2)
+        try:
+            from rmtllmf_core.hosting import limits
+            report["max_concurrent_jobs"] = limits().max_concurrent_jobs
+        except Exception:  # noqa: BLE001
+            pass
+
+        # warm-up: the default view (what a bad link falls back to) and the hit scenarios, one at a time
+        warm_queries = [{}] + [{"seed": str(s)} for s in range(1, args.warm + 1)]
+        warm = []
+        for q in warm_queries:
+            o = open_session(port, args.page, q, "warmup", args.timeout)
+            warm.append(o)
+            print(f"warm-up {q or 'default'}: result={o.result} {o.seconds:.2f}s {o.failure or ''}{o.exception}")
+        report["warmup"] = [{"query": o.query, "seconds": round(o.seconds, 3), "result": o.result,
+                             "failure": o.failure, "exception": o.exception} for o in warm]
+        hit_queries = [q for q, o in zip(warm_queries, warm) if o.result]
+        if not hit_queries:
+            raise RuntimeError("warm-up produced no result: is the app able to compute? see " + str(log_path))
+
+        lock = threading.Lock()
+        issued = [0]
+        cold_seed = [100_000 + rng.randrange(1_000_000) * 10]
+        t_end = time.monotonic() + args.duration
+
+        def next_request(r: random.Random):
+            with lock:
+                if issued[0] >= args.max_requests or time.monotonic() >= t_end:
+                    return None
+                issued[0] += 1
+                kind = r.choices(list(mix), weights=list(mix.values()))[0]
+                if kind == "cold":
+                    cold_seed[0] += 1
+                    return kind, {"seed": str(cold_seed[0])}
+            if kind == "hit":
+                return kind, dict(r.choice(hit_queries))
+            return kind, dict(r.choice(INVALID_LINKS))
+
+        def user(i: int):
+            r = random.Random(args.seed * 1000 + i)
+            time.sleep(r.uniform(0, 2.0))  # stagger the first tabs
+            while True:
+                req = next_request(r)
+                if req is None:
+                    return
+                o = open_session(port, args.page, req[1], req[0], args.timeout)
+                with lock:
+                    outcomes.append(o)
+                time.sleep(r.expovariate(1.0 / args.think) if args.think > 0 else 0)
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(args.sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(args.duration + args.timeout + 60)
+        report["wall_s"] = round(time.monotonic() - t0, 1)
+    finally:
+        stop_server(proc)
+        log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+
+    # ---- summary ----------------------------------------------------------------------------------
+    by_kind = {k: [o for o in outcomes if o.kind == k] for k in ("hit", "cold", "invalid")}
+    exceptions = [o for o in outcomes + warm if o.exception]
+    failures = [o for o in outcomes if o.failure]
+    log_errors = server_log_errors(log_text)
+    lost = [o for o in by_kind["hit"] + by_kind["cold"] if not o.result]
+    invalid_bad = [o for o in by_kind["invalid"] if not o.error_shown or o.exception]
+    report.update({
+        "sessions_served": sum(1 for o in outcomes if o.finished),
+        "requests": {k: len(v) for k, v in by_kind.items()},
+        "server_errors": len(exceptions) + len(log_errors) + len(failures),
+        "exceptions_shown": [o.exception for o in exceptions][:10],
+        "server_log_errors": log_errors[:10],
+        "connection_failures": [o.failure for o in failures][:10],
+        "lost_results": len(lost),
+        "lost_examples": [asdict(o) for o in lost[:5]],
+        "invalid_without_message": len(invalid_bad),
+        "time_to_result_s": {
+            k: {"n": len(v), "p50": pct([o.seconds for o in v if o.result], 0.5),
+                "p95": pct([o.seconds for o in v if o.result], 0.95),
+                "max": pct([o.seconds for o in v if o.result], 1.0)}
+            for k, v in by_kind.items() if k != "invalid"},
+        "time_to_message_s": {"invalid": {"n": len(by_kind["invalid"]),
+                                          "p50": pct([o.seconds for o in by_kind["invalid"] if o.error_shown], 0.5),
+                                          "p95": pct([o.seconds for o in by_kind["invalid"] if o.error_shown], 0.95)}},
+        "server_log": str(log_path),
+    })
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("warmup", "lost_examples")}, indent=2))
+    ok = report["server_errors"] == 0 and report["lost_results"] == 0 and report["invalid_without_message"] == 0
+    print("PASS" if ok else "FAIL", f"(report: {args.out})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
