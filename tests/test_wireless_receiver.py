@@ -163,3 +163,35 @@ def test_batched_receiver_equals_per_draw():
         for k in range(7):
             np.testing.assert_allclose(rate[k], direct_rates(h[k], p, cz[k]), rtol=1e-9)
     assert linear_mmse_error_covariance(g).shape == (7, 3, 3)
+
+
+@pytest.mark.parametrize("attack", ["none", "white", "worst_sum_rate", "worst_strongest_user", "targeted", "worst_max_user_numeric"])
+@pytest.mark.parametrize("noise_w,jammer_w", [(1e-40, 0.0), (1e-40, 1e-16), (1e-60, 1e3), (1e10, 1e-16)])
+@pytest.mark.parametrize("n,q", [(16, 8), (4, 8), (1, 8)])
+def test_extreme_scales_stay_finite_and_exact(attack, noise_w, jammer_w, n, q):
+    """Huge or tiny SNR and budgets (Q > N_R too): no LinAlgError, MSE in (0, 1], full budget."""
+    from rmtllmf_core.wireless import monte_carlo, preset
+
+    cfg = preset("paper", num_users=q, num_rx_antennas=n, noise_power_w=noise_w, jammer_power_w=jammer_w,
+                 attack=attack, target_user=0)
+    res = evaluate_uplink(cfg, iterations=5)
+    assert np.all(np.isfinite(res.mse)) and np.all((res.mse > 0) & (res.mse <= 1))
+    np.testing.assert_allclose(res.mse, np.exp(-res.rate_nats), rtol=1e-12)
+    assert res.jammer_trace_w == pytest.approx(0.0 if attack == "none" else jammer_w, rel=1e-9)
+    mc = monte_carlo(cfg, 4, iterations=5)
+    assert np.all(np.isfinite(mc.per_draw_mse))
+
+
+def test_qr_fallback_agrees_with_cholesky():
+    from rmtllmf_core.wireless import receiver
+
+    rng = np.random.default_rng(12)
+    a = complex_normal(rng, 5, 6, 4) * 30.0  # scale 900 * 6: below the limit, Cholesky path
+    chol = receiver.gram_cholesky(a)
+    limit = receiver._GRAM_SCALE_LIMIT
+    try:
+        receiver._GRAM_SCALE_LIMIT = 1.0  # force QR for every draw
+        qr = receiver.gram_cholesky(a)
+    finally:
+        receiver._GRAM_SCALE_LIMIT = limit
+    np.testing.assert_allclose(qr, chol, rtol=1e-10, atol=1e-10)

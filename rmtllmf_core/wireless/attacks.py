@@ -104,6 +104,13 @@ def worst_sum_rate_noise(eig, budget):
     spent = c.sum(axis=-1, keepdims=True)
     # remove the last ~1e-15 relative of bisection slack so tr C_J = P_J exactly
     c = np.where(spent > 0, c * (budget / np.where(spent > 0, spent, 1.0)), c)
+    # a budget below the float resolution of the thermal floor (P_J < ~1e-16 s2) vanishes in
+    # root - 1; its optimal limit is all of it on the strongest mode (highest price u/(1+u))
+    top_only = (spent[..., 0] <= 0) & (u_max > 0)
+    if np.any(top_only):
+        first = np.zeros_like(u)
+        np.put_along_axis(first, np.argmax(u, axis=-1)[..., None], budget, axis=-1)
+        c = np.where(top_only[..., None], first, c)
     c = np.where((u_max > 0)[..., None], c, 0.0)
     return c
 

@@ -265,8 +265,10 @@ PERCENTILES = (5.0, 50.0, 95.0)
 
 
 def _stats(x, axis=0):
-    pct = np.percentile(x, PERCENTILES, axis=axis)
-    return {"mean": np.mean(x, axis=axis), "std": np.std(x, axis=axis), **{f"p{int(p)}": v for p, v in zip(PERCENTILES, pct)}}
+    # a silent user's SINR is -inf dB: its mean is -inf and its spread NaN (null in JSON), quietly
+    with np.errstate(invalid="ignore"):
+        pct = np.percentile(x, PERCENTILES, axis=axis)
+        return {"mean": np.mean(x, axis=axis), "std": np.std(x, axis=axis), **{f"p{int(p)}": v for p, v in zip(PERCENTILES, pct)}}
 
 
 @dataclass(frozen=True)

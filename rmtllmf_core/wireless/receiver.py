@@ -24,6 +24,41 @@ def hermitian(x):
     return np.conj(np.swapaxes(x, -1, -2), order="C")
 
 
+# Above this signal-to-noise scale (max diagonal of A^H A) the Cholesky factor of I + A^H A would
+# lose more than ~1e-8 relative accuracy in its smallest pivots (>= 1): use QR instead.
+_GRAM_SCALE_LIMIT = 1e8
+
+
+def gram_cholesky(a):
+    """Lower L with L L^H = I + A^H A, batched over leading axes.
+
+    Normally a Cholesky factorisation of the Gram matrix (fast). Draws whose scale exceeds
+    _GRAM_SCALE_LIMIT (huge SNR: the identity would drown in rounding, and with Q > N_R the Gram
+    matrix is numerically singular) are factorised as the R of a QR decomposition of the stacked
+    [A; I] instead, which never forms A^H A (R^H R = A^H A + I exactly in exact arithmetic).
+    """
+    q = a.shape[-1]
+    gram = hermitian(a) @ a
+    scale = np.max(np.real(np.diagonal(gram, axis1=-2, axis2=-1)), axis=-1, initial=0.0)
+    big = scale > _GRAM_SCALE_LIMIT
+    if not np.any(big):
+        return np.linalg.cholesky(gram + np.eye(q))
+    batch = a.shape[:-2]
+    flat_a = a.reshape((-1,) + a.shape[-2:])
+    flat_big = np.broadcast_to(big, batch).reshape(-1)
+    lower = np.empty((flat_a.shape[0], q, q), dtype=np.result_type(a, complex))
+    if np.any(~flat_big):
+        lower[~flat_big] = np.linalg.cholesky(gram.reshape((-1, q, q))[~flat_big] + np.eye(q))
+    hard = flat_a[flat_big]
+    stacked = np.concatenate([hard, np.broadcast_to(np.eye(q, dtype=hard.dtype), (hard.shape[0], q, q))], axis=-2)
+    r = np.linalg.qr(stacked, mode="r")
+    diag = np.diagonal(r, axis1=-2, axis2=-1)
+    phase = np.where(np.abs(diag) > 0, diag / np.where(np.abs(diag) > 0, np.abs(diag), 1.0), 1.0)
+    r = np.conj(phase)[..., :, None] * r  # unit-modulus row scaling: positive real diagonal
+    lower[flat_big] = hermitian(r)
+    return lower.reshape(batch + (q, q))
+
+
 def sic_order(channel, tx_power_w):
     """Decoding order (weakest p||h||^2 first) and each user's rank in it (0 = decoded first)."""
     strength = np.asarray(tx_power_w) * np.sum(np.abs(channel) ** 2, axis=-2)  # (..., Q)
@@ -52,9 +87,7 @@ def sic_mmse(a, rank, *, with_filters: bool = False):
     q = a.shape[-1]
     rev = np.argsort(-rank, axis=-1, kind="stable")  # reversed decoding order: decoded-last first
     a_rev = _gather_columns(a, rev)
-    gram = hermitian(a_rev) @ a_rev
-    m = gram + np.eye(q)
-    lower = np.linalg.cholesky(m)  # M = L L^H, R = L^H
+    lower = gram_cholesky(a_rev)  # M = I + A^H A = L L^H, R = L^H
     diag = np.real(np.diagonal(lower, axis1=-2, axis2=-1))
     rate_rev = 2.0 * np.log(diag)
     inv_rev = np.argsort(rev, axis=-1, kind="stable")
@@ -84,7 +117,6 @@ def linear_mmse_error_covariance(a):
     users share the residual interference and noise and their errors correlate.
     """
     q = a.shape[-1]
-    m = hermitian(a) @ a + np.eye(q)
-    lower = np.linalg.cholesky(m)
-    inv_lower = np.linalg.solve(lower, np.broadcast_to(np.eye(q), m.shape))
+    lower = gram_cholesky(a)
+    inv_lower = np.linalg.solve(lower, np.broadcast_to(np.eye(q), lower.shape))
     return hermitian(inv_lower) @ inv_lower

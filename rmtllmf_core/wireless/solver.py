@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attacks import Jammer, worst_sum_rate_noise
-from .receiver import hermitian
+from .receiver import gram_cholesky, hermitian
 
 DEFAULT_ITERATIONS = 20
 LBFGS_MEMORY = 6
@@ -57,13 +57,15 @@ def _solve_upper(upper, rhs):
     return x
 
 
-def _rates_and_gradient(phi, t_rev, need_grad=True):
-    """Rates (reverse decoding order) and the Cholesky pieces for the gradient, at noise I + Phi."""
-    m = phi.shape[-1]
-    q = t_rev.shape[-1]
-    lc = np.linalg.cholesky(phi + np.eye(m))
+def _rates_and_gradient(factor, t_rev, need_grad=True):
+    """Rates (reverse decoding order) and the gradient pieces, at noise I + Phi, Phi = F F^H.
+
+    Phi is given by a factor F (m x r) so that I + F F^H is factorised without forming it
+    (`gram_cholesky`): jamming budgets of 1e20 thermal units would otherwise drown the identity.
+    """
+    lc = gram_cholesky(hermitian(factor))
     a = _solve_lower(lc, t_rev)
-    lm = np.linalg.cholesky(hermitian(a) @ a + np.eye(q))
+    lm = gram_cholesky(a)
     rates = 2.0 * np.log(np.real(np.diagonal(lm, axis1=-2, axis2=-1)))
     if not need_grad:
         return rates, None
@@ -152,7 +154,7 @@ def solve_worst_jammer(
     t_sub = hermitian(basis) @ g_rev  # = diag(sv) W^H: the channel in subspace coordinates
     if budget <= 0.0 or m == 1:  # nothing to choose: no power, or one direction takes it all
         power = np.full(batch + (m,), max(budget, 0.0))
-        rates, _ = _rates_and_gradient(np.full(batch + (m, m), max(budget, 0.0)), t_sub, False)
+        rates, _ = _rates_and_gradient(np.full(batch + (m, m), np.sqrt(max(budget, 0.0))), t_sub, False)
         return Jammer(basis, power, {"objective": _exact(rates, objective, user_rev), "gap": np.zeros(batch), "iterations": 0})  # exact
 
     eye = np.eye(m)
@@ -160,22 +162,21 @@ def solve_worst_jammer(
         # warm start: the better, for this objective, of the two closed forms (both live in the
         # subspace: the sum-rate jammer is diagonal in the SVD basis, the strongest-user one is
         # aligned with the first column)
-        phi_sr = eye * worst_sum_rate_noise(sv**2, budget)[..., None, :]
+        c_sr = worst_sum_rate_noise(sv**2, budget)
         d = t_sub[..., :, 0] / np.maximum(np.linalg.norm(t_sub[..., :, 0], axis=-1, keepdims=True), 1e-300)
-        phi_su = budget * d[..., :, None] * np.conj(d[..., None, :])
-        val_sr = _exact(_rates_and_gradient(phi_sr, t_sub, False)[0], objective, user_rev)
-        val_su = _exact(_rates_and_gradient(phi_su, t_sub, False)[0], objective, user_rev)
-        phi0 = np.where((val_su < val_sr)[..., None, None], phi_su, phi_sr)
+        val_sr = _exact(_rates_and_gradient(eye * np.sqrt(c_sr)[..., None, :], t_sub, False)[0], objective, user_rev)
+        val_su = _exact(_rates_and_gradient(np.sqrt(budget) * d[..., :, None], t_sub, False)[0], objective, user_rev)
+        phi0 = np.where((val_su < val_sr)[..., None, None], d[..., :, None] * np.conj(d[..., None, :]), eye * (c_sr / budget)[..., None, :])
     elif init is not None:
         proj = hermitian(basis) @ init.basis
         phi0 = (proj * init.power[..., None, :]) @ hermitian(proj)
     else:
         phi0 = np.zeros(batch + (m, m))
-    # mix in 10% white so B has full rank (Burer-Monteiro cannot grow a direction that starts at
-    # exactly zero), then B = chol(Phi0): Phi0 = B B^H
-    scale = budget / np.maximum(np.real(np.trace(phi0, axis1=-2, axis2=-1)), 1e-300)
-    phi0 = (1.0 - white_mix) * phi0 * np.where(scale < 1e300, scale, 0.0)[..., None, None] + white_mix * (budget / m) * eye
-    b = np.linalg.cholesky(phi0)
+    # in units of the budget, mixed with 10% white so B has full rank (Burer-Monteiro cannot
+    # grow a direction that starts at exactly zero), then B = chol(Phi0 / P_J)
+    trace = np.real(np.trace(phi0, axis1=-2, axis2=-1))
+    phi0 = phi0 * np.where(trace > 0, 1.0 / np.where(trace > 0, trace, 1.0), 0.0)[..., None, None]
+    b = np.linalg.cholesky((1.0 - white_mix) * phi0 + (white_mix / m) * eye)
     b = b / np.linalg.norm(b, axis=(-2, -1), keepdims=True)
 
     def phi_of(bb):
@@ -192,7 +193,7 @@ def solve_worst_jammer(
     shape = b.shape
     schedule = np.geomspace(t_min, t_max, max(iterations, 1))
     phi = phi_of(b)
-    rates, kmat = _rates_and_gradient(phi, t_sub)
+    rates, kmat = _rates_and_gradient(np.sqrt(budget) * b, t_sub)
     x = _flat(b)
     best_x, best_val = x.copy(), _exact(rates, objective, user_rev)
     memory: list[tuple[np.ndarray, ...]] = []  # (s, y, 1 / s.y, y.y) per draw
@@ -207,7 +208,7 @@ def solve_worst_jammer(
         trial = trial / np.linalg.norm(trial, axis=-1, keepdims=True)  # Phi is scale-free in B
         b_t = _unflat(trial, shape)
         phi_t = phi_of(b_t)
-        rates_t, k_t = _rates_and_gradient(phi_t, t_sub)
+        rates_t, k_t = _rates_and_gradient(np.sqrt(budget) * b_t, t_sub)
         f_t, g_t = bm_gradient(b_t, phi_t, rates_t, k_t, temp)
         ok = f_t <= f  # monotone: a draw whose trial is worse keeps its point and halves its step
         s_vec, y_vec = trial - x, g_t - g
@@ -230,20 +231,19 @@ def solve_worst_jammer(
     best_b = _unflat(best_x, shape)
 
     phi = phi_of(best_b)
-    rates, kmat = _rates_and_gradient(phi, t_sub)
+    rates, kmat = _rates_and_gradient(np.sqrt(budget) * best_b, t_sub)
     if objective == "max":
-        gap = _dual_gap(phi, rates, kmat, budget, certify_steps) if certify_steps else None
+        gap = _dual_gap(best_b, rates, kmat, budget, certify_steps) if certify_steps else None
     else:  # fixed weights: the Frank-Wolfe gap tr(grad Phi) - P lambda_min(grad) >= f(Phi) - f*
         _, weight = _aggregate(rates, objective, user_rev, t_max)
         grad = -(kmat * weight[..., None, :]) @ hermitian(kmat)
         gap = np.maximum(np.real(np.einsum("...ij,...ji->...", grad, phi)) - budget * np.linalg.eigvalsh(grad)[..., 0], 0.0)
-    lam, vec = np.linalg.eigh(phi)
-    lam = np.maximum(lam, 0.0)
-    lam = lam * (budget / np.maximum(lam.sum(axis=-1, keepdims=True), 1e-300))
+    vec, sing, _ = np.linalg.svd(best_b)  # eigen-form of Phi = P_J B B^H, exactly PSD
+    lam = sing**2 * (budget / np.maximum(np.sum(sing**2, axis=-1, keepdims=True), 1e-300))
     return Jammer(basis @ vec, lam, {"objective": _exact(rates, objective, user_rev), "gap": gap, "iterations": iterations})
 
 
-def _dual_gap(phi, rates, kmat, budget, steps):
+def _dual_gap(b, rates, kmat, budget, steps):
     """Certified bound on max_q R_q(Phi) - min_C max_q R_q, per draw.
 
     For any weights lam on the simplex, convexity of L = sum_q lam_q R_q gives the lower bound
@@ -253,7 +253,7 @@ def _dual_gap(phi, rates, kmat, budget, steps):
     steps on lam (Q x Q Hermitian eigenproblems) make it tight near the optimum.
     """
     gram = hermitian(kmat) @ kmat  # K^H K: shares the nonzero spectrum of K diag(lam) K^H
-    lin = np.real(np.einsum("...iq,...ij,...jq->...q", np.conj(kmat), phi, kmat))
+    lin = budget * np.sum(np.abs(hermitian(b) @ kmat) ** 2, axis=-2)  # k_q^H Phi k_q, Phi = P_J B B^H
     value = rates + lin
     top = rates.max(axis=-1, keepdims=True)
     lam = np.exp(100.0 * (rates - top))  # start from the smoothed-max weights
