@@ -485,6 +485,8 @@ def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
     and lands in the disk cache. Raises CapExceeded / the job's RmtllmfError / JobCancelled."""
     from . import jobs
 
+    if jobs.in_job():  # called from inside a queued job: it already holds a slot
+        return job(*args, **kwargs)
     args = tuple(_materialize(args))
     kwargs = dict(zip(kwargs, _materialize(kwargs.values())))
     points = check_job(job, args, kwargs)

@@ -51,6 +51,15 @@ class JobFailed(RmtllmfError):
     """The job raised an error that is not one of ours (a bug); the server log has the traceback."""
 
 
+_local = threading.local()
+
+
+def in_job() -> bool:
+    """True on a queue's worker thread: work submitted from inside a job must run inline (queueing
+    it behind the job that waits for it would deadlock a one-slot queue)."""
+    return getattr(_local, "job", None) is not None
+
+
 def available_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -311,6 +320,7 @@ class JobQueue:
 
     def _execute(self, job: _Job) -> None:
         state, value, error = FAILED, None, None
+        _local.job = job
         try:
             value = job.fn(lambda fraction, message="": self._checkpoint(job, fraction, message))
             state = DONE
@@ -322,6 +332,8 @@ class JobQueue:
             log.exception("job %s failed", str(job.key)[:32])
             error = JobFailed(f"the computation failed with an internal error ({type(exc).__name__}); "
                               "the server log has the details")
+        finally:
+            _local.job = None
         with self._lock:
             job.value, job.error = value, error
             if state == DONE:

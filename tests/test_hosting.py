@@ -328,3 +328,25 @@ def test_a_session_sees_its_place_in_line_then_its_result():
         timer.join(5)
         jobs.set_default_queue(None)
         hosting.set_limits(None)
+
+
+# ---- the real app behind the gate (once app.py calls it) ----------------------------------------
+
+APP = __import__("pathlib").Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.mark.skipif(not APP.exists() or "require_access" not in APP.read_text(),
+                    reason="app.py does not call hosting.require_access yet")
+def test_the_app_behind_a_password_shows_only_the_form_and_calls_no_engine(monkeypatch):
+    def engine_called(*a, **k):
+        raise AssertionError("an engine call ran before sign-in")
+
+    for name in ("run", "cached", "get_engine", "get_zoo"):
+        monkeypatch.setattr(pipeline, name, engine_called)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets["access"] = {"password_hash": hash_password("the host's password")}
+    at.query_params["seed"] = "7"   # a shared link: it carries the scenario, never a credential
+    at.run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert not at.get("plotly_chart") and not at.metric and not at.sidebar.button

@@ -13,7 +13,7 @@ import pytest
 
 from rmtllmf_core.errors import CapExceeded, InputError, RmtllmfError
 from rmtllmf_core.jobs import (CANCELLED, DONE, RUNNING, JobCancelled, JobFailed, JobQueue,
-                               default_max_running)
+                               default_max_running, in_job)
 
 T = 10.0  # seconds: only reached when something is broken
 
@@ -315,3 +315,22 @@ def test_a_parked_sweep_can_be_cancelled():
     blocker.release.set()
     b.result(T)
     release.set()
+
+
+def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked():
+    from rmtllmf_core import hosting, jobs
+
+    q = JobQueue(1)
+    jobs.set_default_queue(q)
+    try:
+        def inner(progress=None):
+            return "inner ran"
+
+        def outer(progress):
+            assert in_job()
+            return hosting.run_heavy(inner)   # a one-slot queue: queueing this would wait forever
+
+        assert not in_job()
+        assert q.run("outer", outer, timeout=T) == "inner ran"
+    finally:
+        jobs.set_default_queue(None)
