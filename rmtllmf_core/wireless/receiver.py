@@ -29,7 +29,7 @@ def hermitian(x):
 _GRAM_SCALE_LIMIT = 1e8
 
 
-def gram_cholesky(a):
+def gram_cholesky(a, gram=None):
     """Lower L with L L^H = I + A^H A, batched over leading axes.
 
     Normally a Cholesky factorisation of the Gram matrix (fast). Draws whose scale exceeds
@@ -38,7 +38,8 @@ def gram_cholesky(a):
     [A; I] instead, which never forms A^H A (R^H R = A^H A + I exactly in exact arithmetic).
     """
     q = a.shape[-1]
-    gram = hermitian(a) @ a
+    if gram is None:  # callers that already hold A^H A pass it
+        gram = hermitian(a) @ a
     scale = np.max(np.real(np.diagonal(gram, axis1=-2, axis2=-1)), axis=-1, initial=0.0)
     big = scale > _GRAM_SCALE_LIMIT
     if not np.any(big):

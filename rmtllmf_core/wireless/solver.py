@@ -57,13 +57,13 @@ def _solve_upper(upper, rhs):
     return x
 
 
-def _rates_and_gradient(factor, t_rev, need_grad=True):
+def _rates_and_gradient(factor, t_rev, need_grad=True, phi=None):
     """Rates (reverse decoding order) and the gradient pieces, at noise I + Phi, Phi = F F^H.
 
     Phi is given by a factor F (m x r) so that I + F F^H is factorised without forming it
     (`gram_cholesky`): jamming budgets of 1e20 thermal units would otherwise drown the identity.
     """
-    lc = gram_cholesky(hermitian(factor))
+    lc = gram_cholesky(hermitian(factor), gram=phi)  # phi = F F^H when the caller has it
     a = _solve_lower(lc, t_rev)
     lm = gram_cholesky(a)
     rates = 2.0 * np.log(np.real(np.diagonal(lm, axis1=-2, axis2=-1)))
@@ -193,7 +193,7 @@ def solve_worst_jammer(
     shape = b.shape
     schedule = np.geomspace(t_min, t_max, max(iterations, 1))
     phi = phi_of(b)
-    rates, kmat = _rates_and_gradient(np.sqrt(budget) * b, t_sub)
+    rates, kmat = _rates_and_gradient(np.sqrt(budget) * b, t_sub, phi=phi)
     x = _flat(b)
     best_x, best_val = x.copy(), _exact(rates, objective, user_rev)
     memory: list[tuple[np.ndarray, ...]] = []  # (s, y, 1 / s.y, y.y) per draw
@@ -208,7 +208,7 @@ def solve_worst_jammer(
         trial = trial / np.linalg.norm(trial, axis=-1, keepdims=True)  # Phi is scale-free in B
         b_t = _unflat(trial, shape)
         phi_t = phi_of(b_t)
-        rates_t, k_t = _rates_and_gradient(np.sqrt(budget) * b_t, t_sub)
+        rates_t, k_t = _rates_and_gradient(np.sqrt(budget) * b_t, t_sub, phi=phi_t)
         f_t, g_t = bm_gradient(b_t, phi_t, rates_t, k_t, temp)
         ok = f_t <= f  # monotone: a draw whose trial is worse keeps its point and halves its step
         s_vec, y_vec = trial - x, g_t - g
