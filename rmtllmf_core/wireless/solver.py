@@ -17,7 +17,7 @@ Method, vectorised over all draws (the Python loop is over iterations, never dra
   construction, so no eigen-decomposition per step (rates fall with C_J: the optimum spends all);
 - gradient of R_q w.r.t. C is -(1 + SINR_q) f_q f_q^H with f_q the MMSE-SIC filter, obtained for
   all users at once from two Cholesky factors and triangular solves;
-- L-BFGS (memory 6) on B, vectorised over draws: every draw keeps its own curvature pairs and
+- L-BFGS (memory 4) on B, vectorised over draws: every draw keeps its own curvature pairs and
   step; a trial that raises the objective is rejected and that draw's step halved (monotone).
   The temperature rises geometrically from t_min to t_max over the iterations (continuation).
 A certificate bounds the remaining suboptimality: the Frank-Wolfe gap for "sum"/"user", and for
@@ -31,7 +31,7 @@ from .attacks import Jammer, worst_sum_rate_noise
 from .receiver import gram_cholesky, hermitian
 
 DEFAULT_ITERATIONS = 20
-LBFGS_MEMORY = 6
+LBFGS_MEMORY = 4
 
 
 def _solve_lower(lower, rhs):
@@ -238,8 +238,9 @@ def solve_worst_jammer(
         _, weight = _aggregate(rates, objective, user_rev, t_max)
         grad = -(kmat * weight[..., None, :]) @ hermitian(kmat)
         gap = np.maximum(np.real(np.einsum("...ij,...ji->...", grad, phi)) - budget * np.linalg.eigvalsh(grad)[..., 0], 0.0)
-    vec, sing, _ = np.linalg.svd(best_b)  # eigen-form of Phi = P_J B B^H, exactly PSD
-    lam = sing**2 * (budget / np.maximum(np.sum(sing**2, axis=-1, keepdims=True), 1e-300))
+    lam, vec = np.linalg.eigh(phi)  # eigen-form of Phi = P_J B B^H (rounding may leave tiny negatives)
+    lam = np.maximum(lam, 0.0)
+    lam = lam * (budget / np.maximum(lam.sum(axis=-1, keepdims=True), 1e-300))
     return Jammer(basis @ vec, lam, {"objective": _exact(rates, objective, user_rev), "gap": gap, "iterations": iterations})
 
 
