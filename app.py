@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import engine, sidebar, state
+from studio import engine, frame, sidebar, state
 
 st.set_page_config(page_title="R-MTLLMF Studio", page_icon=":material/cell_tower:", layout="wide")
 
@@ -36,18 +36,16 @@ engine.set_runner(run_heavy)
 
 state.init_session()
 
-# The page scripts live one folder down (pages/views/): a .py file directly in pages/ would make
-# Streamlit run it *without this frame* on a fresh server's first request (its old pages/
-# convention), and AppTest reruns likewise.
 PAGES = [
-    st.Page("pages/views/scenario.py", title="Scenario", icon=":material/cell_tower:", url_path="scenario", default=True),
-    st.Page("pages/views/fusion.py", title="Fusion & defense", icon=":material/merge:", url_path="fusion"),
-    st.Page("pages/views/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
-    st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
-    st.Page("pages/views/about.py", title="About", icon=":material/info:", url_path="about"),
+    st.Page("pages/scenario.py", title="Scenario", icon=":material/cell_tower:", url_path="scenario", default=True),
+    st.Page("pages/fusion.py", title="Fusion & defense", icon=":material/merge:", url_path="fusion"),
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
+    st.Page("pages/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
+    st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
 ]
 page = st.navigation(PAGES)
 share_slot = sidebar.draw()
-page.run()
+with frame.framed():  # see studio/frame.py: a page never runs without this frame
+    page.run()
 sidebar.share(share_slot)
 state.sync_url()

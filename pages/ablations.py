@@ -10,10 +10,12 @@ from rmtllmf_core import plots as result_plots
 from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
-from studio import fields, plots, state, ui
+from studio import fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep
 from studio.widgets import channel_controls
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
 presenter = state.presenter()
 st.title("Ablations")

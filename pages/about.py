@@ -11,7 +11,9 @@ import streamlit as st
 from rmtllmf_core import pipeline, report, sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
-from studio import engine, state, ui
+from studio import engine, frame, state, ui
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
 ROOT = Path(__file__).resolve().parents[2]
 scn = state.scenario()
@@ -57,18 +59,18 @@ with st.expander("Zoo card"):
     st.json(dict(zoo.card), expanded=1)
 
 st.header("The equations, in short", divider="gray")
-st.markdown("**Uplink.** Q single-antenna users, a base station with N_R antennas; the jammer adds "
-            "noise of covariance C_J within its budget P_J.")
+st.markdown("**Uplink.** $Q$ single-antenna users, a base station with $N_R$ antennas; the jammer adds "
+            "noise of covariance $C_J$ within its budget $P_J$.")
 st.latex(r"y=\sum_{q} h_q\sqrt{p_q}\,s_q+z,\qquad z\sim\mathcal{CN}(0,\ \sigma^2 I+C_J),\qquad \operatorname{tr}C_J\le P_J")
-st.markdown("**MMSE-SIC receiver.** Weakest user first; user q sees the users decoded after it as interference.")
+st.markdown("**MMSE-SIC receiver.** Weakest user first; user $q$ sees the users decoded after it as interference.")
 st.latex(r"R_q=\log\!\left(1+p_q h_q^H X_q^{-1}h_q\right),\quad X_q=\sum_{q'\succ q}p_{q'}h_{q'}h_{q'}^H+\sigma^2I+C_J,"
          r"\quad \mu_q=e^{-R_q}")
-st.markdown("**Worst-case jammers.** Sum rate (P1): noise shaped on the eigenmodes u_i of H P H^H. "
+st.markdown("**Worst-case jammers.** Sum rate (P1): noise shaped on the eigenmodes $u_i$ of $HPH^H$. "
             "Strongest user (P2): all power on one user's channel.")
 st.latex(r"n_i=\max\!\Big(\sigma^2,\ \tfrac{u_i}{2}\big(\sqrt{1+\tfrac{4}{u_i\nu}}-1\big)\Big),\ \ \sum_i (n_i-\sigma^2)=P_J"
          r"\qquad\qquad C_J=P_J\,\frac{h_Qh_Q^H}{\lVert h_Q\rVert^2}")
 st.markdown("**Received task vectors and fusion.** The MSE becomes noise on each task vector "
-            "(the scale s_q is a switch: absolute, per tensor, per vector); the fused model is task arithmetic.")
+            "(the scale $s_q$ is a switch: absolute, per tensor, per vector); the fused model is task arithmetic.")
 st.latex(r"\hat\tau_q=\tau_q+\varepsilon_q,\ \ \varepsilon_q\sim\mathcal N(0,\ \mu_q s_q^2 I),\qquad "
          r"\theta=\theta_0+\lambda\sum_q\hat\tau_q")
 st.markdown("**Evaluation.** Accuracy normalised by each task's own fine-tuned model; the "

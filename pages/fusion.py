@@ -9,9 +9,11 @@ import streamlit as st
 from rmtllmf_core import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
-from studio import engine, fields, plots, state, ui
+from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.widgets import channel_controls
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
 presenter = state.presenter()
 st.title("Fusion & defense")
@@ -22,10 +24,30 @@ ed = Editor("fusion")
 scn = ed.base
 d = scn.defense
 
-channel_controls(ed, scn)
+controls, view = st.columns([1, 3] if presenter else [1, 2], gap="large")
+with controls:
+    st.subheader("Channel", divider="gray")
+    channel_controls(ed, scn, columns=False)
 
-c_fuse, c_def, c_noise = st.columns(3, gap="large")
-with c_fuse:
+    st.subheader("R-MTLLMF", divider="gray")
+    ed.toggle("defense.freeze", "Freeze: reload the base embeddings after fusion")
+    if d.freeze and not presenter:
+        ed.multiselect("defense.freeze_groups", "Frozen groups", options=fields.choices(Scenario, "defense.freeze_groups"),
+                       format_func=lambda g: g.replace("_", " "))
+    realign = ed.toggle("defense.realign", "Realign: few-shot fine-tuning of the fused model")
+    if realign:
+        ed.slider("defense.shots_per_class", "Shots per class", step=1)
+        if not presenter:
+            c1, c2 = st.columns(2)
+            with c1:
+                ed.number("defense.realign_steps", "Steps")
+            with c2:
+                ed.number("defense.realign_lr", "Learning rate", format="%.1e", step=1e-5)
+
+    st.subheader("Other defenses", divider="gray")
+    ed.toggle("defense.shrinkage", "Shrinkage: MMSE estimate from the known MSE")
+    ed.slider("defense.trim_keep_fraction", "Trim: keep this fraction of the largest entries", step=0.05)
+
     st.subheader("Fusion", divider="gray")
     method = ed.select("fusion.method", "Method", format_func=lambda m: m.replace("_", " "))
     if method != "average":
@@ -47,26 +69,6 @@ with c_fuse:
                            to_value=lambda v: list(v) or None,
                            help="All users transmit (and interfere); the base station fuses only these.")
 
-with c_def:
-    st.subheader("R-MTLLMF", divider="gray")
-    ed.toggle("defense.freeze", "Freeze: reload the base embeddings after fusion")
-    if d.freeze and not presenter:
-        ed.multiselect("defense.freeze_groups", "Frozen groups", options=fields.choices(Scenario, "defense.freeze_groups"),
-                       format_func=lambda g: g.replace("_", " "))
-    realign = ed.toggle("defense.realign", "Realign: few-shot fine-tuning of the fused model")
-    if realign:
-        ed.slider("defense.shots_per_class", "Shots per class", step=1)
-        if not presenter:
-            c1, c2 = st.columns(2)
-            with c1:
-                ed.number("defense.realign_steps", "Steps")
-            with c2:
-                ed.number("defense.realign_lr", "Learning rate", format="%.1e", step=1e-5)
-    st.subheader("Other defenses", divider="gray")
-    ed.toggle("defense.shrinkage", "Shrinkage (linear MMSE estimate of each vector from its MSE)")
-    ed.slider("defense.trim_keep_fraction", "Trim: keep this fraction of the largest entries", step=0.05)
-
-with c_noise:
     st.subheader("Noise model", divider="gray")
     ed.select("perturb.model", "MSE to parameter error", format_func={
         "gaussian": "Gaussian, independent per user", "correlated": "Gaussian, correlated across users",
@@ -85,7 +87,6 @@ with c_noise:
             ed.toggle("evaluation.clean_realign_control", "Control: realign the clean fusion too")
 
 scn = ed.commit()
-st.divider()
 
 CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 
@@ -93,25 +94,27 @@ CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 def draw(res: dict) -> None:
     tasks = res["tasks"]
     avg = res["average_normalized"]
-    m = st.columns(5)
+    m = st.columns(3)
     m[0].metric("Clean fusion", f"{100 * avg['clean']:.1f}%", help="average normalised accuracy (fused / individual)")
     m[1].metric("Attacked, no defense", f"{100 * avg['attacked']:.1f}%",
                 delta=f"{100 * (avg['attacked'] - avg['clean']):+.1f} pts vs clean")
     m[2].metric("Attacked + defense", f"{100 * avg['defended']:.1f}%",
                 delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
-    m[3].metric("WDE attacked / defended", f"{res['wde']['attacked']:.3f} / {res['wde']['defended']:.3f}",
+    m = st.columns(3)
+    m[0].metric("WDE attacked / defended", f"{res['wde']['attacked']:.3f} / {res['wde']['defended']:.3f}",
                 help="weight-disentanglement error: disagreement with the individual models (clean: "
                      f"{res['wde'].get('clean', float('nan')):.3f})")
-    m[4].metric("H0 rejection attacked / defended",
+    m[1].metric("H0 rejection attacked / defended",
                 f"{100 * res['rejection_rate']['attacked']:.1f}% / {100 * res['rejection_rate']['defended']:.1f}%",
                 help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
+    m[2].metric("Lambda", f"{res['lambda']:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
 
     extra = [c for c in ("zeroshot", "clean_realigned") if c in res["accuracy"]]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
-    fig_acc = plots.style(result_plots.accuracy_bars(res, shown), presenter=presenter, height=420)
+    fig_acc = plots.style(plots.recolor(result_plots.accuracy_bars(res, shown)), presenter=presenter, height=420)
     ui.chart(fig_acc, "chart.accuracy")
-    fig_cos = plots.style(result_plots.cosine_heatmaps(res), presenter=presenter, height=380)
+    fig_cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(res)), presenter=presenter, height=400)
     fig_cos.update_layout(title="Cosine similarity of the task vectors (defended: frozen parts reset)")
     ui.chart(fig_cos, "chart.cosine")
 
@@ -119,14 +122,14 @@ def draw(res: dict) -> None:
         f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * res["accuracy"][c][t] for t in tasks]
         for c in res["accuracy"]}})
     frozen = " + ".join(g.replace("_", " ") for g in scn.defense.freeze_groups) if scn.defense.freeze else "nothing"
-    st.caption(f"lambda = {res['lambda']:.2f} · frozen: {frozen} · "
+    st.caption(f"frozen: {frozen} · "
                f"{'from the result cache' if res.get('_from_cache') else 'computed'} · "
                f"engine {res['engine_version']}, zoo {res['zoo']['name']} ({res['zoo']['fingerprint'][:8]})")
     if not presenter:
         with st.expander("Accuracy per task (table)"):
             st.dataframe(table, hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[1:]})
-    ui.export("fusion", tables={"accuracy per task": table}, data=res,
+    ui.export("fusion", tables={"accuracy per task": table}, data={k: v for k, v in res.items() if not k.startswith("_")},
               figures={"accuracy": fig_acc, "cosine": fig_cos})
 
 
@@ -142,4 +145,5 @@ def results(scn) -> None:
     draw(res)
 
 
-results(scn)
+with view:
+    results(scn)

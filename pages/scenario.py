@@ -11,9 +11,11 @@ import pandas as pd
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
-from studio import engine, plots, state, ui
+from studio import engine, frame, plots, state, ui
 from studio.editor import Editor, users_follow_tasks
 from studio.widgets import channel_controls, dbm, watts
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
 
 presenter = state.presenter()
@@ -140,12 +142,12 @@ table = pd.DataFrame({
 
 with view:
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Average MSE", f"{up['average_mse']:.4f}", help="mean over users of exp(-rate)")
-    m2.metric("Sum rate", f"{up['sum_rate_bits_per_hz']:.2f} bit/s/Hz")
-    m3.metric("Weakest SINR", f"{min(u['sinr_db'] for u in users):.1f} dB")
+    m1.metric("Average MSE", f"{up['average_mse']:.4f}", help="mean over the users of exp(-rate)")
+    m2.metric("Sum rate (bit/s/Hz)", f"{up['sum_rate_bits_per_hz']:.2f}")
+    m3.metric("Weakest SINR (dB)", f"{min(u['sinr_db'] for u in users):.1f}")
     budget = up["jammer_power_w"]
-    m4.metric("Jammer spends", f"{dbm(up['jammer_trace_w']) or '-'} dBm" if up["jammer_trace_w"] > 0 else "nothing",
-              help=f"trace of its covariance; budget {dbm(budget) or 0} dBm")
+    m4.metric("Jammer spends (dBm)", f"{dbm(up['jammer_trace_w']):.1f}" if up["jammer_trace_w"] > 0 else "none",
+              help=f"the trace of its noise covariance; its budget is {dbm(budget) or 0} dBm")
 
     target = scn.wireless.target_user if scn.wireless.attack == "targeted" else None
     if "x_m" in users[0]:

@@ -17,10 +17,12 @@ from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
 from rmtllmf_core.wireless import ATTACKS
-from studio import plots, state, ui
+from studio import frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep
 from studio.widgets import channel_controls, dbm
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
 presenter = state.presenter()
 st.title("Trade-offs")

@@ -22,6 +22,34 @@ CONDITION_LABELS = {
 }
 
 
+# colours by meaning (the engine's builders colour by position): blue = each task's own model,
+# green = clean fusion, red = attacked, orange = defended
+TRACE_COLORS = {
+    "individual fine-tuning": "#4C78A8",
+    "base (zero-shot)": "#BAB0AC",
+    "clean fusion": "#54A24B",
+    "clean fusion + realign": "#88D27A",
+    "attacked, no defense": "#E45756",
+    "attacked + defense": "#F58518",
+}
+
+
+def recolor(fig: go.Figure, colors: dict[str, str] = TRACE_COLORS) -> go.Figure:
+    """Give the traces named in `colors` those colours (others keep theirs)."""
+    for trace in fig.data:
+        if trace.name in colors and hasattr(trace, "marker"):
+            trace.marker.color = colors[trace.name]
+    return fig
+
+
+def side_by_side(fig: go.Figure) -> go.Figure:
+    """Subplots in one row sharing their y labels: show them on the first only."""
+    for name in fig.layout:
+        if name.startswith("yaxis") and name != "yaxis":
+            fig.layout[name].showticklabels = False
+    return fig
+
+
 def style(fig: go.Figure, *, presenter: bool = False, height: int = 380) -> go.Figure:
     """Shared look: compact margins, legend on top; bigger text and plots in presenter mode."""
     fig.update_layout(

@@ -5,8 +5,7 @@ from rmtllmf_core.presets import PRESET_TITLES, SCENARIO_PRESETS, preset_scenari
 from rmtllmf_core.scenario import Scenario
 
 NAMES = tuple(SCENARIO_PRESETS)
-SHORT = {"paper_ideal": "Ideal", "paper_worst_sum_rate": "Worst SR", "paper_worst_strongest_user": "Worst SU"}
-LABELS = {name: SHORT.get(name, PRESET_TITLES.get(name, name)) for name in NAMES}
+LABELS = {name: PRESET_TITLES.get(name, name) for name in NAMES}
 HELP = {name: PRESET_TITLES.get(name, name) + " (keeps your choice of users)" for name in NAMES}
 
 

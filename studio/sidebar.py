@@ -57,10 +57,9 @@ def draw():
     sb.toggle("Presenter mode", key=state.PRESENTER,
               help="Hides advanced controls and enlarges plots, for a projector.")
     sb.markdown("**Presets**")
-    cols = sb.columns(len(presets.NAMES))
-    for col, name in zip(cols, presets.NAMES):
-        col.button(presets.LABELS[name], key=f"preset.{name}", on_click=_apply_preset, args=(name,),
-                   help=presets.HELP[name], width="stretch")
+    for name in presets.NAMES:
+        sb.button(presets.LABELS[name], key=f"preset.{name}", on_click=_apply_preset, args=(name,),
+                  help=presets.HELP[name], width="stretch")
     sb.button("Reset to the default scenario", key="preset.reset", on_click=_reset, width="stretch")
     return sb.container()
 

@@ -35,7 +35,7 @@ def open_app(page="scenario", query=None):
     at.query_params.update(query or {})
     at.run()
     if page != "scenario":
-        at.switch_page(f"pages/views/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 
@@ -68,10 +68,10 @@ def test_every_page_renders_without_exception(page, light, default):
 
 def test_scenario_page_attack_changes_the_numbers(default):
     at = open_app()
-    before = (metric(at, "Average MSE"), metric(at, "Sum rate"))
+    before = (metric(at, "Average MSE"), metric(at, "Sum rate (bit/s/Hz)"))
     widget(at, "selectbox", "wireless.attack").set_value("worst_sum_rate").run()
     assert not at.exception
-    after = (metric(at, "Average MSE"), metric(at, "Sum rate"))
+    after = (metric(at, "Average MSE"), metric(at, "Sum rate (bit/s/Hz)"))
     assert after != before and float(after[0]) > float(before[0])
     assert scenario_of(at).wireless.attack == "worst_sum_rate"
     assert at.query_params.get("wireless.attack") == "worst_sum_rate"

@@ -28,3 +28,15 @@ def test_figure_html_is_self_contained():
     html = plots.figure_html(plots.eigenmode_bars([1.0]))
     assert b"<html" in html and b"plotly.js" in html.lower() or b"Plotly" in html
     assert b'<script src="http' not in html and b"<script src='http" not in html  # opens offline
+
+
+def test_engine_figures_get_colours_by_meaning_and_shared_labels():
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(name="attacked, no defense", y=[1]), go.Bar(name="other", y=[2], marker_color="#123456")])
+    plots.recolor(fig)
+    assert fig.data[0].marker.color == plots.TRACE_COLORS["attacked, no defense"] and fig.data[1].marker.color == "#123456"
+    grid = make_subplots(rows=1, cols=3)
+    plots.side_by_side(grid)
+    assert grid.layout.yaxis.showticklabels is not False and grid.layout.yaxis3.showticklabels is False
