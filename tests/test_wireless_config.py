@@ -26,6 +26,9 @@ def test_dbm_aliases_give_one_canonical_form():
 def test_sizes_are_implied_by_channel_distances_or_power_list():
     cfg = WirelessConfig.parse({"channel": CHANNEL})
     assert (cfg.num_users, cfg.num_rx_antennas) == (2, 3)
+    assert WirelessConfig.parse(cfg.to_dict()) == cfg
+    real = WirelessConfig.parse({"channel": {"re": CHANNEL["re"]}})
+    assert real.channel.im is None and WirelessConfig.parse(real.to_dict()) == real
     assert WirelessConfig.parse({"distances_m": [100, 200, 300]}).num_users == 3
     assert WirelessConfig.parse({"tx_power_w": [1e-4] * 5}).num_users == 5
     assert WirelessConfig.parse({}).num_users == 8

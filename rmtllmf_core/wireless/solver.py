@@ -30,6 +30,9 @@ import numpy as np
 from .attacks import Jammer, worst_sum_rate_noise
 from .receiver import gram_cholesky, hermitian
 
+# dot products over the last axis (np.vecdot is numpy >= 2; requirements admit 1.26)
+_vdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...", a, b))
+
 DEFAULT_ITERATIONS = 20
 LBFGS_MEMORY = 4
 
@@ -92,7 +95,7 @@ def _lbfgs_direction(g, memory, gstep, damp):
     q = g.copy()
     alphas = []
     for s, y, rho, _ in reversed(memory):
-        alpha = rho * np.vecdot(s, q)
+        alpha = rho * _vdot(s, q)
         q -= alpha[..., None] * y
         alphas.append(alpha)
     gamma = np.zeros(g.shape[:-1])  # initial inverse Hessian gamma I from the newest valid pair
@@ -101,9 +104,9 @@ def _lbfgs_direction(g, memory, gstep, damp):
         gamma = np.where(fresh, 1.0 / np.where(fresh, rho * yy, 1.0), gamma)
     r = gamma[..., None] * q
     for (s, y, rho, _), alpha in zip(memory, reversed(alphas)):
-        beta = rho * np.vecdot(y, r)
+        beta = rho * _vdot(y, r)
         r += (alpha - beta)[..., None] * s
-    newton = (gamma > 0) & (np.vecdot(r, g) > 0)
+    newton = (gamma > 0) & (_vdot(r, g) > 0)
     return np.where(newton[..., None], -damp[..., None] * r, -gstep[..., None] * g)
 
 
@@ -212,10 +215,10 @@ def solve_worst_jammer(
         f_t, g_t = bm_gradient(b_t, phi_t, rates_t, k_t, temp)
         ok = f_t <= f  # monotone: a draw whose trial is worse keeps its point and halves its step
         s_vec, y_vec = trial - x, g_t - g
-        sy = np.vecdot(s_vec, y_vec)
+        sy = _vdot(s_vec, y_vec)
         keep = ok & (sy > 0)  # only curvature pairs that keep the inverse Hessian positive definite
         rho = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
-        memory.append((s_vec, y_vec, rho, np.vecdot(y_vec, y_vec)))  # rho = 0: the pair is inert
+        memory.append((s_vec, y_vec, rho, _vdot(y_vec, y_vec)))  # rho = 0: the pair is inert
         if len(memory) > LBFGS_MEMORY:
             memory.pop(0)
         gstep = np.where(ok, gstep * 1.2, gstep * 0.5)
