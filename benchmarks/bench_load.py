@@ -67,6 +67,7 @@ class Outcome:
     exception: str = ""                # an exception element arrived (a server error)
     finished: bool = False             # script_finished arrived
     failure: str = ""                  # connection / protocol failure, timeout
+    waited_in_line: bool = False       # the page said "waiting in line" (the compute queue was busy)
     texts: list = field(default_factory=list)
 
 
@@ -151,6 +152,8 @@ def open_session(port: int, page: str, query: dict, kind: str, timeout: float) -
                     out.texts.append(el.alert.body[:160])
                     if kind == "invalid" and math_isnan(out.seconds):
                         out.seconds = time.monotonic() - t0
+                elif etype == "progress" and "waiting in line" in el.progress.text:
+                    out.waited_in_line = True
                 elif etype == "markdown" and RESULT_MARKER.search(el.markdown.body):
                     if not out.result:
                         out.result = True
@@ -309,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "lost_results": len(lost),
         "lost_examples": [asdict(o) for o in lost[:5]],
         "invalid_without_message": len(invalid_bad),
+        "cold_runs_that_waited_in_line": sum(o.waited_in_line for o in by_kind["cold"]),
         "time_to_result_s": {
             k: {"n": len(v), "p50": pct([o.seconds for o in v if o.result], 0.5),
                 "p95": pct([o.seconds for o in v if o.result], 0.95),
