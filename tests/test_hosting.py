@@ -350,3 +350,17 @@ def test_the_app_behind_a_password_shows_only_the_form_and_calls_no_engine(monke
     assert not at.exception
     assert [t.label for t in at.text_input] == ["Password"]
     assert not at.get("plotly_chart") and not at.metric and not at.sidebar.button
+
+
+def test_host_check_prints_what_will_be_enforced(monkeypatch, capsys):
+    import json as _json
+
+    monkeypatch.setattr(hosting, "read_secrets", lambda strict=True: {
+        "limits": {"max_sweep_points": 300}, "access": {"password_hash": hash_password("pw-pw-pw-pw")}})
+    monkeypatch.setenv("RMTLLMF_MAX_CONCURRENT_JOBS", "2")
+    assert cli.main(["host-check"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["limits"]["max_sweep_points"] == 300 and out["limits"]["max_concurrent_jobs"] == 2
+    assert out["access"]["password"] and not out["access"]["open_to_anyone_who_reaches_the_port"]
+    monkeypatch.setattr(hosting, "read_secrets", lambda strict=True: {"access": {"password_hash": ""}})
+    assert cli.main(["host-check"]) == 2   # an empty hash is refused, never read as "no password"
