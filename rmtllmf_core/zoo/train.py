@@ -1,0 +1,150 @@
+"""Training and evaluation primitives of the zoo build: contrastive pretraining, zero-shot heads,
+fine-tuning with a frozen head, accuracy, task arithmetic. Pure functions of their inputs and seeds.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .model import to_input
+
+EMBEDDING_NAMES = ("token_embedding", "positional_embedding", "class_embedding")
+
+
+def cosine_lr(step: int, total: int, warmup: int, lr: float, final_frac: float = 0.0) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _param_groups(named, wd):
+    decay, no_decay = [], []
+    for n, p in named:
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or any(e in n for e in EMBEDDING_NAMES) or "ln" in n or "bias" in n or "logit_scale" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def pretrain(model, images_u8: np.ndarray, tokens: torch.Tensor, *, steps: int, batch: int, lr: float,
+             wd: float, warmup: int, seed: int, progress: bool = True, desc: str = "pretrain") -> list[float]:
+    """Contrastive (CLIP) pretraining on image-caption pairs; returns the loss curve."""
+    model.train()
+    opt = torch.optim.AdamW(_param_groups(model.named_parameters(), wd), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    g = np.random.Generator(np.random.PCG64(seed))
+    n = len(images_u8)
+    order = g.permutation(n)
+    pos = 0
+    losses = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    for step in bar:
+        if pos + batch > n:
+            order, pos = g.permutation(n), 0
+        idx = np.sort(order[pos:pos + batch])
+        pos += batch
+        for grp in opt.param_groups:
+            grp["lr"] = cosine_lr(step, steps, warmup, lr)
+        img = to_input(images_u8[idx])
+        txt = tokens[idx]
+        fi = F.normalize(model.encode_image(img), dim=-1)
+        ft = F.normalize(model.encode_text(txt), dim=-1)
+        scale = model.logit_scale.exp()
+        logits = scale * fi @ ft.T
+        target = torch.arange(len(idx))
+        # captions can repeat inside a batch: treat identical captions as positives too
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(float(loss.detach()))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def zero_shot_heads(model, tokenizer, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """[C, D] unit rows: the mean normalised text embedding of each class over the templates."""
+    rows = []
+    for c in class_names:
+        t = tokenizer([tpl.format(c) for tpl in templates])
+        e = F.normalize(model.encode_text(t).float(), dim=-1).mean(0)
+        rows.append(F.normalize(e, dim=-1))
+    return torch.stack(rows)
+
+
+def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, images_u8: np.ndarray,
+             labels: np.ndarray, *, steps: int, batch: int, lr: float, wd: float, warmup: int, seed: int,
+             progress: bool = True, desc: str = "finetune") -> list[float]:
+    """Fine-tune `visual` in place on one task with its head frozen (AdamW, cosine schedule)."""
+    visual.train()
+    opt = torch.optim.AdamW(_param_groups(visual.named_parameters(), wd), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    g = np.random.Generator(np.random.PCG64(seed))
+    n = len(images_u8)
+    order = g.permutation(n)
+    pos = 0
+    losses = []
+    lab = torch.as_tensor(labels, dtype=torch.int64)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0, leave=False)
+    for step in bar:
+        if pos + batch > n:
+            order, pos = g.permutation(n), 0
+        idx = np.sort(order[pos:pos + batch])
+        pos += batch
+        for grp in opt.param_groups:
+            grp["lr"] = cosine_lr(step, steps, warmup, lr)
+        f = F.normalize(visual(to_input(images_u8[idx])), dim=-1)
+        loss = F.cross_entropy(logit_scale * f @ head.T, lab[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    visual.eval()
+    return losses
+
+
+@torch.inference_mode()
+def predict(visual: torch.nn.Module, head: torch.Tensor, x: torch.Tensor, batch: int = 400) -> torch.Tensor:
+    out = []
+    for i in range(0, len(x), batch):
+        out.append((F.normalize(visual(x[i:i + batch]), dim=-1) @ head.T).argmax(-1))
+    return torch.cat(out)
+
+
+def accuracy(visual, head, x, y) -> float:
+    return float((predict(visual, head, x) == y).float().mean())
+
+
+def flat(state: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torch.Tensor:
+    return torch.cat([state[k].reshape(-1).float() for k in keys])
+
+
+def set_state(visual: torch.nn.Module, base: Mapping[str, torch.Tensor],
+              deltas: Sequence[tuple[float, Mapping[str, torch.Tensor]]] = ()) -> None:
+    """Load base + sum(coef * delta) into visual (in place, no new module)."""
+    with torch.no_grad():
+        for k, p in visual.named_parameters():
+            v = base[k].clone()
+            for coef, d in deltas:
+                v.add_(d[k], alpha=coef)
+            p.copy_(v)
+
+
+def eval_tasks(visual, base, deltas, heads, data: Callable[[str], tuple[torch.Tensor, torch.Tensor]],
+               tasks: Sequence[str]) -> dict[str, float]:
+    set_state(visual, base, deltas)
+    return {t: accuracy(visual, heads[t], *data(t)) for t in tasks}
