@@ -128,6 +128,19 @@ BAD = [
     ({"bandwidth_hz": float("nan")}, "wireless.bandwidth_hz"),
     ({"seed": -1}, "wireless.seed"),
     ({"bogus_field": 1}, "wireless.bogus_field"),
+    # absurd magnitudes are refused (never an OverflowError or an inf inside the engine)
+    ({"tx_power_dbm": 3113}, "wireless.tx_power_dbm"),
+    ({"jammer_power_dbm": 3113}, "wireless.jammer_power_dbm"),
+    ({"noise_power_dbm": 3113}, "wireless.noise_power_dbm"),
+    ({"tx_power_dbm": 10**400}, "wireless.tx_power_dbm"),
+    ({"tx_power_w": 10**400}, "wireless.tx_power_w"),
+    ({"tx_power_w": [1e-4, 10**400]}, "wireless.tx_power_w"),
+    ({"tx_power_w": 1e308}, "wireless.tx_power_w"),
+    ({"jammer_power_w": 1e308}, "wireless.jammer_power_w"),
+    ({"noise_power_w": 1e-300}, "wireless.noise_power_w"),
+    ({"channel": {"re": [[1e300]]}}, "wireless.channel.re"),
+    ({"channel": {"re": [[10**400]]}}, "wireless.channel.re.0.0"),
+    ({"distances_m": [10**400]}, "wireless.distances_m.0"),
 ]
 
 

@@ -166,7 +166,7 @@ def test_batched_receiver_equals_per_draw():
 
 
 @pytest.mark.parametrize("attack", ["none", "white", "worst_sum_rate", "worst_strongest_user", "targeted", "worst_max_user_numeric"])
-@pytest.mark.parametrize("noise_w,jammer_w", [(1e-40, 0.0), (1e-40, 1e-16), (1e-60, 1e3), (1e10, 1e-16)])
+@pytest.mark.parametrize("noise_w,jammer_w", [(1e-50, 0.0), (1e-50, 1e3), (1e-40, 1e-16), (1.0, 1e-16), (1.0, 1e3)])
 @pytest.mark.parametrize("n,q", [(16, 8), (4, 8), (1, 8)])
 def test_extreme_scales_stay_finite_and_exact(attack, noise_w, jammer_w, n, q):
     """Huge or tiny SNR and budgets (Q > N_R too): no LinAlgError, MSE in (0, 1], full budget."""
@@ -180,6 +180,17 @@ def test_extreme_scales_stay_finite_and_exact(attack, noise_w, jammer_w, n, q):
     assert res.jammer_trace_w == pytest.approx(0.0 if attack == "none" else jammer_w, rel=1e-9)
     mc = monte_carlo(cfg, 4, iterations=5)
     assert np.all(np.isfinite(mc.per_draw_mse))
+
+
+@pytest.mark.parametrize("attack", ["none", "worst_sum_rate", "worst_max_user_numeric"])
+def test_largest_accepted_values_compute(attack):
+    """Every bound at its extreme at once: amplitude 1e6, 1 kW users and jammer, 1e-50 W noise."""
+    rng = np.random.default_rng(2)
+    h = np.clip(complex_normal(rng, 4, 6).real * 1e6, -1e6, 1e6) + 0j
+    for pj in (0.0, 1e3):
+        res = evaluate_uplink(channel_cfg(h, 1e3, 1e-50, pj=pj, attack=attack), iterations=5)
+        assert np.all(np.isfinite(res.mse)) and np.all((res.mse > 0) & (res.mse <= 1))
+        assert np.isfinite(res.sum_rate_nats)
 
 
 def test_qr_fallback_agrees_with_cholesky():

@@ -9,13 +9,11 @@ Users are indexed from 0 in input order everywhere (`target_user`, result rows).
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..errors import InputError
 from ..validation import Config
 
 MAX_USERS = 64
@@ -35,8 +33,13 @@ Attack = Literal["none", "white", "worst_sum_rate", "worst_strongest_user", "tar
 PathlossModel = Literal["uma_nlos", "umi_nlos", "free_space", "log_distance"]
 
 _DBM_ALIASES = {"tx_power_dbm": "tx_power_w", "noise_power_dbm": "noise_power_w", "jammer_power_dbm": "jammer_power_w"}
-# a model-level ValueError whose text starts with "<field>: " is re-attributed to that field
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_\.\[\]]*): (.*)$", re.S)
+# Physical bounds keep every quantity well inside float range through the engine (SNRs up to
+# ~1e60, budgets up to ~1e53 thermal units): absurd values are refused, not computed into inf.
+MAX_POWER_W = 1e3  # 60 dBm, per user and for the jammer
+MIN_NOISE_W, MAX_NOISE_W = 1e-50, 1.0
+MAX_CHANNEL_AMPLITUDE = 1e6
+_DBM_MAX = {"tx_power_dbm": 60.0, "jammer_power_dbm": 60.0, "noise_power_dbm": 30.0}
+_DBM_MIN = {"noise_power_dbm": -470.0}
 
 
 def _field_error(field: str, message: str) -> PydanticCustomError:
@@ -44,7 +47,12 @@ def _field_error(field: str, message: str) -> PydanticCustomError:
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (e.g. 10**400)
+        return False
 
 
 def _dbm_to_w(value: float) -> float:
@@ -70,6 +78,8 @@ class ChannelMatrix(Config):
         for i, row in enumerate(rows):
             if len(row) != width:
                 raise ValueError(f"rows must all have {width} columns (N_R x Q); row {i} has {len(row)}")
+            if any(abs(v) > MAX_CHANNEL_AMPLITUDE for v in row):
+                raise ValueError(f"entries must be within +-{MAX_CHANNEL_AMPLITUDE:g} (linear amplitude); row {i} is not")
         return rows
 
     @model_validator(mode="after")
@@ -110,23 +120,21 @@ class WirelessConfig(Config):
     carrier_frequency_hz: float = Field(3.5e9, ge=1e8, le=1e11)
     bandwidth_hz: float = Field(1e6, gt=0.0, le=1e10)
     noise_figure_db: float = Field(7.0, ge=0.0, le=40.0)
-    noise_power_w: Optional[float] = Field(None, gt=0.0, description="thermal noise per antenna, overrides k T B NF")
+    noise_power_w: Optional[float] = Field(None, description="thermal noise per antenna, W; overrides k T B NF")
     pathloss_model: PathlossModel = "uma_nlos"
     pathloss_exponent: float = Field(3.5, ge=1.0, le=8.0, description="log_distance only (1 m reference)")
     shadowing_std_db: float = Field(0.0, ge=0.0, le=20.0, description="log-normal shadowing, 0 = off")
 
-    jammer_power_w: float = Field(0.0, ge=0.0, description="jammer budget P_J >= tr C_J, W (all attacks)")
+    jammer_power_w: float = Field(0.0, ge=0.0, le=MAX_POWER_W, description="jammer budget P_J >= tr C_J, W (all attacks)")
     attack: Attack = "none"
     target_user: Optional[int] = Field(None, description="0-based user index, for attack='targeted'")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def parse(cls, data: Any, *, field: str = "wireless") -> "WirelessConfig":
-        """The entry point: plain data (or a config) -> config, or InputError naming the field."""
-        try:
-            return super().parse(data, field=field)
-        except InputError as exc:
-            raise _reattribute(exc, field) from None
+        """The entry point: plain data (or a config) -> config, or InputError naming the field
+        (cross-field messages "name: reason" are attributed to `name` by `input_error`)."""
+        return super().parse(data, field=field)
 
     @model_validator(mode="before")
     @classmethod
@@ -140,12 +148,14 @@ class WirelessConfig(Config):
             if canonical in data:
                 raise _field_error(alias, f"give either {alias} or {canonical}, not both")
             value = data.pop(alias)
-            if _finite_number(value):
-                data[canonical] = _dbm_to_w(value)
-            elif alias == "tx_power_dbm" and isinstance(value, list) and value and all(map(_finite_number, value)):
-                data[canonical] = [_dbm_to_w(v) for v in value]
-            else:
+            values = value if alias == "tx_power_dbm" and isinstance(value, list) and value else [value]
+            if not all(map(_finite_number, values)):
                 raise _field_error(alias, f"must be a finite number in dBm{' or a list of them' if alias == 'tx_power_dbm' else ''} (got {value!r:.60})")
+            low, high = _DBM_MIN.get(alias, -math.inf), _DBM_MAX[alias]
+            if not all(low <= v <= high for v in values):  # checked before 10**(dBm/10) can overflow
+                span = f"{low:g} to {high:g}" if low > -math.inf else f"at most {high:g}"
+                raise _field_error(alias, f"must be {span} dBm (got {value!r:.60})")
+            data[canonical] = [_dbm_to_w(v) for v in values] if isinstance(value, list) else _dbm_to_w(value)
         # Q (and N_R) may be implied; fill them so the canonical form always states them
         if "num_users" not in data:
             channel = data.get("channel")
@@ -192,8 +202,8 @@ class WirelessConfig(Config):
     @classmethod
     def _powers(cls, value, info):
         values = value if isinstance(value, list) else [value]
-        if any(v < 0 for v in values):
-            raise ValueError("must be >= 0 W")
+        if any(not 0.0 <= v <= MAX_POWER_W for v in values):
+            raise ValueError(f"must be in [0, {MAX_POWER_W:g}] W")
         q = info.data.get("num_users")
         if isinstance(value, list) and q is not None and len(value) != q:
             raise ValueError(f"has {len(value)} entries, needs one per user ({q}) or a scalar")
@@ -233,6 +243,13 @@ class WirelessConfig(Config):
             raise ValueError(f"must be >= d_min_m ({d_min})")
         return value
 
+    @field_validator("noise_power_w")
+    @classmethod
+    def _noise(cls, value):
+        if value is not None and not MIN_NOISE_W <= value <= MAX_NOISE_W:
+            raise ValueError(f"must be in [{MIN_NOISE_W:g}, {MAX_NOISE_W:g}] W per antenna")
+        return value
+
     @field_validator("target_user")
     @classmethod
     def _target(cls, value, info):
@@ -264,11 +281,3 @@ class WirelessConfig(Config):
             return float(self.noise_power_w)
         return thermal_noise_w(self.bandwidth_hz, self.noise_figure_db)
 
-
-def _reattribute(exc: InputError, prefix: str) -> InputError:
-    """Model-level messages of the form 'field: reason' become InputError(prefix.field, reason)."""
-    if exc.field == prefix:
-        match = _FIELD_PREFIX.match(exc.reason)
-        if match:
-            return InputError(f"{exc.field}.{match.group(1)}", match.group(2))
-    return exc
