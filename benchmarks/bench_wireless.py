@@ -79,8 +79,10 @@ def main() -> int:
     print(f"single draw, worst_max_user_numeric: {best * 1e3:.2f} ms  (median {median * 1e3:.2f} ms, CPU {cpu * 1e3:.2f} ms)")
     figures["single_numeric_s"] = best
 
-    ok = figures["mc_all_attacks_s"] < 0.5 and figures["single_closed_form_s"] < 0.02
-    print("targets met" if ok else "targets NOT met on this run")
+    wall_ok = figures["mc_all_attacks_s"] < 0.5 and figures["single_closed_form_s"] < 0.02
+    cpu_ok = figures["mc_all_attacks_cpu_s"] < 0.5 and figures["single_closed_form_cpu_s"] < 0.02
+    print(f"targets {'met' if wall_ok else 'NOT met'} in wall time, {'met' if cpu_ok else 'NOT met'} in CPU time"
+          + ("" if wall_ok or not cpu_ok else " (other load on the cores inflates wall time)"))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
