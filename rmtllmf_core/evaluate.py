@@ -56,11 +56,13 @@ class Evaluator:
     Holds the first `samples_per_task` samples of `split` of every task, concatenated (task blocks
     are contiguous, in the order of `tasks`), their labels, and each task's frozen head. Logits of
     sample x of task t are `logit_scale * <f(x), head_t[c]>` with f(x) the unit-norm feature.
-    `batch_size` caps the images per forward pass (None: all at once; set it for large encoders).
+    `batch_size` caps the images per forward pass (None: all at once). The default 256 is faster than
+    one big batch on CPU (activations stay in cache: 8 x 200 images through the tiny zoo's encoder
+    took 1.1 s in chunks of 100-400 against 2.1 s in one, one contended core).
     """
 
     def __init__(self, zoo: Zoo, tasks: Sequence[str], samples_per_task: int, split: str = "test",
-                 *, batch_size: int | None = None):
+                 *, batch_size: int | None = 256):
         tasks = list(tasks)
         if not tasks:
             raise InputError("tasks", "at least one task")
