@@ -59,9 +59,11 @@ def shrink(received: torch.Tensor, noise_std: torch.Tensor | float, layout: Para
     _check_flat("received", received_2d, layout, rows=True)
     std = torch.as_tensor(noise_std, dtype=torch.float64)
     try:
-        torch.broadcast_shapes(std.shape, received_2d.shape)
+        fits = torch.broadcast_shapes(std.shape, received_2d.shape) == received_2d.shape
     except RuntimeError:
-        raise InputError("noise_std", f"shape {list(std.shape)} does not broadcast to {list(received_2d.shape)}") from None
+        fits = False
+    if not fits:
+        raise InputError("noise_std", f"shape {list(std.shape)} does not broadcast to {list(received_2d.shape)}")
     if (std < 0).any() or not torch.isfinite(std).all():
         raise InputError("noise_std", "must be finite and >= 0")
     t, n_tensors = received_2d.shape[0], len(layout.names)

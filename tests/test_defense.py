@@ -102,6 +102,8 @@ def test_shrink_zeroes_pure_noise_and_reduces_the_error(flats):
         defense.shrink(vectors, -torch.ones(1), layout)
     with pytest.raises(InputError, match="noise_std"):
         defense.shrink(vectors, torch.ones(2, 1), layout)
+    with pytest.raises(InputError, match="noise_std"):
+        defense.shrink(vectors[0], torch.ones(3, 1), layout)  # would broadcast the one vector to three
 
 
 @settings(max_examples=25, deadline=None)
