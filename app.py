@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import engine, frame, sidebar, state
+from studio import engine, frame, sidebar, state, ui
 
-st.set_page_config(page_title="R-MTLLMF Studio", page_icon=":material/cell_tower:", layout="wide")
+# the favicon is drawn here: a material-icon favicon would be fetched from Google's font servers
+st.set_page_config(page_title="R-MTLLMF Studio", page_icon=ui.favicon(), layout="wide")
 
 
 # ---- Access gate and compute wrapper -----------------------------------------------------------

@@ -146,7 +146,7 @@ with view:
     m2.metric("Sum rate (bit/s/Hz)", f"{up['sum_rate_bits_per_hz']:.2f}")
     m3.metric("Weakest SINR (dB)", f"{min(u['sinr_db'] for u in users):.1f}")
     budget = up["jammer_power_w"]
-    m4.metric("Jammer spends (dBm)", f"{dbm(up['jammer_trace_w']):.1f}" if up["jammer_trace_w"] > 0 else "none",
+    m4.metric("Jammer (dBm)", f"{dbm(up['jammer_trace_w']):.1f}" if up["jammer_trace_w"] > 0 else "none",
               help=f"the trace of its noise covariance; its budget is {dbm(budget) or 0} dBm")
 
     target = scn.wireless.target_user if scn.wireless.attack == "targeted" else None

@@ -37,7 +37,7 @@ def load_scenario_bytes(data: bytes) -> Scenario:
         raise InputError("file", f"not a JSON file ({type(exc).__name__})") from None
     if isinstance(payload, dict) and isinstance(payload.get("scenario"), dict) and "tasks" not in payload:
         payload = payload["scenario"]  # a result file exported from the app carries its scenario
-    return Scenario.parse(payload)
+    return state.accept(Scenario.parse(payload))
 
 
 def _upload() -> None:

@@ -32,6 +32,21 @@ def default_scenario() -> Scenario:
     return engine_default()
 
 
+def served_zoos() -> tuple[str, ...]:
+    """The zoos this app serves: the embedded ones. A link or a file naming anything else (a model
+    name, a path, a hub address) is refused: loading it could read the disk or the network."""
+    from rmtllmf_core.zoo.loader import BUILTIN
+
+    return tuple(BUILTIN)
+
+
+def accept(scn: Scenario) -> Scenario:
+    """A scenario from outside the app (a link, a file), checked for what only the app knows."""
+    if scn.zoo not in served_zoos():
+        raise InputError("zoo", f"this app serves the zoo(s) {', '.join(served_zoos())}; got {scn.zoo[:60]!r}")
+    return scn
+
+
 def init_session() -> None:
     """First run of a session: the scenario from the link, refusing (and saying) what is wrong."""
     ss = st.session_state
@@ -40,7 +55,7 @@ def init_session() -> None:
     params = st.query_params.to_dict()
     default = default_scenario()
     try:
-        ss[SCENARIO] = codec.from_query(params, default)
+        ss[SCENARIO] = accept(codec.from_query(params, default))
         ss[LINK_ERROR] = None
     except InputError as exc:
         ss[SCENARIO] = default

@@ -23,6 +23,19 @@ ATTACK_LABELS = {
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
+@st.cache_resource(show_spinner=False)
+def favicon():
+    """The app's icon, drawn locally (served by the app itself: no outside request)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((2, 2, 62, 62), fill=(228, 87, 86, 255))
+    draw.polygon([(32, 12), (46, 52), (18, 52)], fill=(255, 255, 255, 255))  # an antenna mast
+    draw.ellipse((26, 6, 38, 18), fill=(255, 255, 255, 255))
+    return img
+
+
 def task_title(name: str) -> str:
     """A task's human title from the session's zoo (its name when the zoo does not know it)."""
     try:

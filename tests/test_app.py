@@ -139,6 +139,19 @@ def test_a_bad_link_shows_an_error_beside_the_control_and_the_default(default):
     assert scenario_of(at) == default
 
 
+@pytest.mark.parametrize("zoo", ["ViT-B-32", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "/etc", "../assets/tiny"])
+def test_a_link_naming_another_zoo_is_refused(zoo, default):
+    """Loading a zoo by name or path could read the disk or the network: only the served zoos."""
+    at = open_app(query={"zoo": zoo})
+    assert any("serves the zoo" in e for e in errors(at)), errors(at)
+    assert scenario_of(at) == default
+
+
+def test_a_bad_link_error_sits_with_the_controls():
+    at = open_app(query={"wireless.jammer_power_w": "-1"})
+    assert [e.value for e in at.columns[0].error] == errors(at)  # the controls' column, by the jammer input
+
+
 def test_a_bad_widget_value_shows_an_error_and_keeps_the_last_valid_scenario():
     at = open_app()
     valid = scenario_of(at)
@@ -178,6 +191,7 @@ def test_scenario_file_download_and_upload(light, default):
 
 @pytest.mark.parametrize("content, word", [
     (b"{not json", "JSON"),
+    (json.dumps({"zoo": "ViT-B-32", "tasks": ["digits"]}).encode(), "serves the zoo"),
     (json.dumps({"tasks": ["digits"], "wireless": {"attack": "nuke"}}).encode(), "attack"),
 ])
 def test_a_bad_scenario_file_shows_an_error(content, word, default):

@@ -1,0 +1,167 @@
+"""One real browser against a served app: headless Debian Chromium through Selenium and the system
+chromedriver (no browser download). Serves `app.py` on loopback, opens the Scenario and Fusion
+pages, waits for their plotly charts, checks the key numbers against the engine, checks that no
+request left the machine, and saves the screenshots the README shows (docs/screenshots/)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                       reason="needs Debian's chromium and chromium-driver (.ci/run installs them: "
+                              "apt-get install chromium chromium-driver)"),
+]
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:", "chrome:", "chrome-extension:")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # RMTLLMF_CACHE_DIR: the test session's cache (conftest)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1600,1500", "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, timeout=240, what="the page"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition, message=f"waiting for {what}")
+
+
+def charts(driver):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+
+
+def text(driver) -> str:
+    return driver.find_element("tag name", "body").text
+
+
+def idle(driver) -> bool:
+    """Streamlit has finished this run (no 'running' indicator) and drew something."""
+    from selenium.webdriver.common.by import By
+
+    return not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']") and bool(
+        driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetric']"))
+
+
+def requests_seen(driver) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+            params = message["params"]
+            urls.append(params.get("request", {}).get("url") or params.get("url", ""))
+    return urls
+
+
+def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
+    from rmtllmf_core import pipeline
+    from rmtllmf_core.presets import default_scenario
+    from rmtllmf_core.wireless import evaluate_uplink
+    from selenium.webdriver.common.by import By
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    scenario = default_scenario().replace(**{"wireless.attack": "worst_sum_rate"})
+    link = f"{server}/?wireless.attack=worst_sum_rate"
+
+    # Scenario page: the placement map and the jammer's eigenmodes, and the engine's numbers
+    browser.get(link)
+    wait_for(browser, lambda d: len(charts(d)) >= 2 and idle(d), what="the Scenario page's plotly charts")
+    uplink = evaluate_uplink(scenario.wireless)
+    page = text(browser)
+    assert "Average MSE" in page and f"{uplink.average_mse:.4f}" in page
+    assert "Sum rate (bit/s/Hz)" in page and f"{uplink.sum_rate_nats / 0.6931471805599453:.2f}" in page
+    assert "worst_sum_rate" in browser.current_url
+    time.sleep(1.0)  # let plotly finish its transitions
+    browser.save_screenshot(str(SHOTS / "scenario.png"))
+
+    # Fusion page, through the sidebar (same session, same scenario): a cold run, then its charts
+    browser.find_element(By.CSS_SELECTOR, "a[href*='fusion']").click()
+    wait_for(browser, lambda d: "Attacked + defense" in text(d) and len(charts(d)) >= 2 and idle(d),
+             what="the Fusion page's plotly charts")
+    result = pipeline.cached(scenario)
+    assert result is not None, "the run the page showed is in the disk cache"
+    page = text(browser)
+    avg = result["average_normalized"]
+    for cond in ("clean", "attacked", "defended"):
+        assert f"{100 * avg[cond]:.1f}%" in page
+    assert "/fusion" in browser.current_url and "worst_sum_rate" in browser.current_url
+    time.sleep(1.0)
+    browser.save_screenshot(str(SHOTS / "fusion.png"))
+
+    # Trade-offs and About render too (their long computations start only on request)
+    for path, name, marker in (("tradeoffs", "tradeoffs", "Accuracy versus jammer power"),
+                               ("about", "about", "The equations, in short")):
+        browser.find_element(By.CSS_SELECTOR, f"a[href*='{path}']").click()
+        wait_for(browser, lambda d: marker in text(d), what=f"the {name} page")
+        time.sleep(1.5)
+        assert "Traceback" not in text(browser)
+        browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+    # nothing left the machine: every request went to the app on loopback
+    outside = [u for u in requests_seen(browser) if u and not u.startswith(LOCAL)]
+    assert not outside, outside
