@@ -148,29 +148,9 @@ def assert_valid_scenario(s: Scenario) -> None:
     assert Scenario.parse(json.loads(canonical)) == s          # the canonical form is a fixed point
 
 
-def known_bug(exc: BaseException) -> bool:
-    """Escapes found by these fuzzers, reported and awaiting a fix in code this file does not own.
-
-    Each has a strict xfail regression test below: once it is fixed that test fails, and the
-    entry here must go."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append((tb.tb_frame.f_code.co_filename.replace("\\", "/"), tb.tb_frame.f_code.co_name))
-        tb = tb.tb_next
-    # wireless/config.py: a huge *_dbm value overflows 10 ** (dBm / 10), and a huge int
-    # (e.g. 10**400) overflows math.isfinite, before any range check (tx_power_w, *_dbm)
-    return (isinstance(exc, OverflowError) and bool(frames) and frames[-1][0].endswith("wireless/config.py")
-            and frames[-1][1] in ("_dbm_to_w", "_finite_number"))
-
-
 def parse_or_input_error(data):
     try:
         s = Scenario.parse(data)
-    except OverflowError as exc:
-        if known_bug(exc):
-            return None
-        raise
     except InputError as exc:
         assert exc.field and isinstance(exc.reason, str) and exc.reason
         assert len(str(exc)) < 2000  # a message, not a dump of the input
@@ -215,9 +195,7 @@ def test_parse_numeric_boundaries(path, value):
         pytest.fail(f"{path}={value} accepted")
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="known bug: wireless/config.py overflows on huge powers (10**(dBm/10), math.isfinite(10**400)): OverflowError "
-                          "escapes Scenario.parse); when this passes, remove known_bug()'s entry")
+# Found by these fuzzers (OverflowError escaped Scenario.parse); fixed in wireless/config.py (568161f).
 @pytest.mark.parametrize("path, value", [("wireless.tx_power_dbm", 3113), ("wireless.jammer_power_dbm", 3113),
                                          ("wireless.noise_power_dbm", 3113), ("wireless.tx_power_dbm", 10**400),
                                          ("wireless.tx_power_w", 10**400), ("wireless.tx_power_w", [1e-4, 10**400])],
@@ -262,10 +240,6 @@ url_keys = st.one_of(st.sampled_from(PATHS + HOSTILE_KEYS + ["presenter"]), st.t
 def restore_or_input_error(params):
     try:
         s = codec.from_query(params, DEFAULT)
-    except OverflowError as exc:
-        if known_bug(exc):
-            return None
-        raise
     except InputError as exc:
         assert isinstance(exc.field, str) and len(str(exc)) < 2000
         return None
@@ -312,10 +286,6 @@ def test_scenario_upload_random_bytes(data):
         s = uploads.load_scenario_json(data, lim=LIM)
     except InputError:
         return
-    except OverflowError as exc:
-        if known_bug(exc):
-            return
-        raise
     assert_valid_scenario(s)
 
 
@@ -348,9 +318,7 @@ def _flip(data: bytes, flips) -> bytearray:
 
 # ---- accepted values must also be computable ------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="known bug: accepted but absurd powers (no upper bound on tx_power_w, "
-                                       "jammer_power_w, noise_power_w) crash the wireless engine with "
-                                       "LinAlgError / OverflowError instead of being refused by Scenario.parse")
+# Found while fuzzing: accepted absurd powers crashed the uplink (LinAlgError); now refused (568161f).
 @pytest.mark.parametrize("changes", [
     {"wireless.jammer_power_w": 1e308},
     {"wireless.tx_power_w": 1e308},
