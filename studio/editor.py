@@ -49,29 +49,28 @@ class Editor:
         self.slots: dict[str, Any] = {}
         self.aliases: dict[str, str] = {}
         self.top = st.container()    # errors whose control is not on this page
-        self.shown_error = False
+        self._data = self.base.to_dict()
 
     # ---- binding ---------------------------------------------------------------------------
     def key(self, path: str) -> str:
         return f"{self.scope}.{path}.{self.rev}"
 
     def get(self, path: str) -> Any:
-        node: Any = self.base.to_dict()
+        node: Any = self._data
         for part in path.split("."):
             node = node[part]
         return node
 
     def _bind(self, path: str, widget: Callable, shown: Any, *, to_value: Callable = lambda v: v,
-              container=None, aliases: Iterable[str] = (), compare: Any = ..., **kwargs) -> Any:
+              aliases: Iterable[str] = (), compare: Any = ..., **kwargs) -> Any:
         """Draw `widget` showing `shown`; a value unlike `compare` (default: `shown`) is an edit."""
-        where = container or st
         if "help" not in kwargs:
             try:
                 kwargs["help"] = fields.help_text(Scenario, path)
             except KeyError:
                 kwargs["help"] = None
-        value = widget(where, shown, key=self.key(path), **kwargs)
-        self.slots[path] = where.empty()
+        value = widget(shown, key=self.key(path), **kwargs)
+        self.slots[path] = st.empty()  # the error slot, right under the widget
         for alias in aliases:
             self.aliases[alias] = path
         if not _same(value, shown if compare is ... else compare):
@@ -79,8 +78,7 @@ class Editor:
         return value
 
     def number(self, path: str, label: str, *, shown: Any = None, to_value: Callable | None = None,
-               scale: float = 1.0, use_bounds: bool = True, container=None, aliases: Iterable[str] = (),
-               **kwargs) -> Any:
+               scale: float = 1.0, use_bounds: bool = True, aliases: Iterable[str] = (), **kwargs) -> Any:
         """A number input; `scale` shows the value in other units (shown = value / scale)."""
         current = self.get(path) if shown is None else shown
         if scale != 1.0:
@@ -97,18 +95,17 @@ class Editor:
             for k in ("min_value", "max_value"):
                 if k in kwargs and kwargs[k] is not None:
                     kwargs[k] = float(kwargs[k])
-        return self._bind(path, lambda w, v, **kw: w.number_input(label, value=v, **kw), current,
-                          to_value=to_value, container=container, aliases=aliases, **kwargs)
+        return self._bind(path, lambda v, **kw: st.number_input(label, value=v, **kw), current,
+                          to_value=to_value, aliases=aliases, **kwargs)
 
-    def slider(self, path: str, label: str, *, container=None, **kwargs) -> Any:
+    def slider(self, path: str, label: str, **kwargs) -> Any:
         current = self.get(path)
         for k, v in fields.bounds(Scenario, path).items():
             kwargs.setdefault(k, type(current)(v))
-        return self._bind(path, lambda w, v, **kw: w.slider(label, value=v, **kw), current,
-                          container=container, **kwargs)
+        return self._bind(path, lambda v, **kw: st.slider(label, value=v, **kw), current, **kwargs)
 
     def select(self, path: str, label: str, *, options: Iterable | None = None, format_func=str,
-               container=None, radio: bool = False, default: Any = None, **kwargs) -> Any:
+               radio: bool = False, default: Any = None, **kwargs) -> Any:
         """A selectbox (or radio) over the field's Literal choices; `default` is shown (and applied)
         while the scenario holds None."""
         actual = self.get(path)
@@ -117,28 +114,27 @@ class Editor:
         if current not in opts:
             opts.append(current)
         kwargs["compare"] = actual
-        draw = (lambda w, v, **kw: w.radio(label, opts, index=opts.index(v), format_func=format_func, **kw)) if radio \
-            else (lambda w, v, **kw: w.selectbox(label, opts, index=opts.index(v), format_func=format_func, **kw))
-        return self._bind(path, draw, current, container=container, **kwargs)
+        draw = (lambda v, **kw: st.radio(label, opts, index=opts.index(v), format_func=format_func, **kw)) if radio \
+            else (lambda v, **kw: st.selectbox(label, opts, index=opts.index(v), format_func=format_func, **kw))
+        return self._bind(path, draw, current, **kwargs)
 
-    def toggle(self, path: str, label: str, *, container=None, **kwargs) -> bool:
-        return self._bind(path, lambda w, v, **kw: w.toggle(label, value=v, **kw), bool(self.get(path)),
-                          container=container, **kwargs)
+    def toggle(self, path: str, label: str, **kwargs) -> bool:
+        return self._bind(path, lambda v, **kw: st.toggle(label, value=v, **kw), bool(self.get(path)), **kwargs)
 
-    def multiselect(self, path: str, label: str, *, options: Iterable, format_func=str, container=None,
+    def multiselect(self, path: str, label: str, *, options: Iterable, format_func=str,
                     to_value: Callable = lambda v: v, shown: Any = None, **kwargs) -> list:
         current = list(self.get(path) if shown is None else shown)
         opts = list(dict.fromkeys([*options, *current]))
-        return self._bind(path, lambda w, v, **kw: w.multiselect(label, opts, default=v, format_func=format_func, **kw),
-                          current, to_value=to_value, container=container, **kwargs)
+        return self._bind(path, lambda v, **kw: st.multiselect(label, opts, default=v, format_func=format_func, **kw),
+                          current, to_value=to_value, **kwargs)
 
     def change(self, path: str, value: Any) -> None:
         """A change made by page logic rather than by one widget (e.g. a table edit)."""
         self.changes[path] = value
 
-    def slot(self, path: str, container=None) -> None:
+    def slot(self, path: str) -> None:
         """An error slot for a path edited by a custom control (drawn just before this call)."""
-        self.slots[path] = (container or st).empty()
+        self.slots[path] = st.empty()
 
     # ---- validation ------------------------------------------------------------------------
     def commit(self, fixup: Callable[[Scenario, dict], dict] | None = None) -> Scenario:
@@ -178,7 +174,6 @@ class Editor:
         else:  # a fragment rerun may only draw inside itself
             where = f"`{field}`: " if field else ""
             (st if _fragment_rerun() else self.top).error(f"{prefix}{where}{reason}", icon=":material/error:")
-        self.shown_error = True
 
 
 def users_follow_tasks(base: Scenario, changes: dict) -> dict:

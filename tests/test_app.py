@@ -87,6 +87,16 @@ def test_fusion_page_attack_changes_the_numbers(light, default):
     assert len(at.get("plotly_chart")) == 2  # accuracy bars and cosine heatmaps
 
 
+def test_fusion_cold_run_shows_a_status_and_a_cache_hit_redraws_without_one(light, default):
+    at = open_app("fusion", codec.to_query(light.replace(seed=12345), default))  # nobody computed this one
+    assert [s.label for s in at.status] and "done" in at.status[0].label
+    shown = [(m.label, m.value) for m in at.metric]
+    at.run()  # the same scenario again: straight from the disk cache
+    assert not at.exception and not at.status
+    assert [(m.label, m.value) for m in at.metric] == shown
+    assert any("from the result cache" in c.value for c in at.caption)
+
+
 def test_fusion_page_defense_switch_changes_the_defended_numbers(light, default):
     at = open_app("fusion", codec.to_query(light.replace(**{"wireless.attack": "worst_sum_rate"}), default))
     assert light.defense.freeze and light.defense.realign
