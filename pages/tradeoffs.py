@@ -16,8 +16,9 @@ from rmtllmf_core import plots as result_plots
 from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.units import dbm_to_w
 from rmtllmf_core.wireless import ATTACKS
-from studio import frame, plots, state, ui
+from studio import engine, frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep
 from studio.widgets import channel_controls, dbm
@@ -54,6 +55,16 @@ def snr_section(base: Scenario) -> None:
         defenses = st.multiselect("Defenses", list(sweeps.DEFENSES), default=["none", "rmtllmf"],
                                   format_func=lambda d: DEFENSE_LABELS.get(d, d), key="snr.defenses")
     powers = [float(p) for p in np.arange(lo, hi + 0.5 * step, step)]
+    try:  # the channel alone is instant: draw it before any accuracy run
+        channel = [{"attack": a, "jammer_power_dbm": p, "average_mse": engine.uplink(base.replace(**{
+            "wireless.attack": a, "wireless.jammer_power_w": float(dbm_to_w(p))}).wireless)["average_mse"]}
+            for a in attacks for p in powers]
+    except RmtllmfError as exc:
+        st.error(str(exc))
+        return
+    if channel:
+        fig_mse = plots.mse_curves(channel, labels=ui.ATTACK_LABELS, presenter=presenter)
+        ui.chart(fig_mse, "chart.snr_mse")
     spec = {"powers": powers, "attacks": attacks, "defenses": defenses}
     try:
         points = sweeps.snr_points(base, powers, attacks, defenses)

@@ -125,6 +125,20 @@ def eigenmode_bars(powers_w: Sequence[float], *, budget_w: float | None = None, 
     return style(fig, presenter=presenter, height=320)
 
 
+def mse_curves(rows: Sequence[dict], *, labels: dict[str, str] | None = None, presenter: bool = False) -> go.Figure:
+    """Average MSE over the users versus jammer power, one line per attack (log scale)."""
+    fig = go.Figure()
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        pts = sorted((r["jammer_power_dbm"], r["average_mse"]) for r in rows if r["attack"] == attack)
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                 name=(labels or {}).get(attack, attack),
+                                 hovertemplate="P_J %{x} dBm: average MSE %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(title="jammer power (dBm)")
+    fig.update_yaxes(title="average MSE over the users", type="log")
+    fig.update_layout(title="The channel: average MSE versus jammer power (one drop)")
+    return style(fig, presenter=presenter, height=380)
+
+
 def figure_html(fig: go.Figure) -> bytes:
     """A self-contained HTML file of a figure (plotly.js embedded: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True).encode()

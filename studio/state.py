@@ -79,7 +79,7 @@ def presenter() -> bool:
 def set_scenario(new: Scenario, *, from_outside: bool = False) -> None:
     """Make `new` the session's scenario; from_outside=True redraws every widget from it."""
     ss = st.session_state
-    if new != ss[SCENARIO]:
+    if from_outside or new != ss[SCENARIO]:
         ss[LINK_ERROR] = None
     ss[SCENARIO] = new
     if from_outside:

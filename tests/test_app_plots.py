@@ -40,3 +40,13 @@ def test_engine_figures_get_colours_by_meaning_and_shared_labels():
     grid = make_subplots(rows=1, cols=3)
     plots.side_by_side(grid)
     assert grid.layout.yaxis.showticklabels is not False and grid.layout.yaxis3.showticklabels is False
+
+
+def test_mse_curves_one_line_per_attack_sorted_by_power():
+    rows = [{"attack": "white", "jammer_power_dbm": -100.0, "average_mse": 0.3},
+            {"attack": "white", "jammer_power_dbm": -140.0, "average_mse": 0.02},
+            {"attack": "worst_sum_rate", "jammer_power_dbm": -140.0, "average_mse": 0.05}]
+    fig = plots.mse_curves(rows, labels={"white": "white noise"})
+    assert [t.name for t in fig.data] == ["white noise", "worst_sum_rate"]
+    assert list(fig.data[0].x) == [-140.0, -100.0] and list(fig.data[0].y) == [0.02, 0.3]
+    assert fig.layout.yaxis.type == "log"
