@@ -10,7 +10,8 @@ send a rerun_script BackMsg with the page and the link's query string, read Forw
 until the script finishes) and records the time until the page shows its result. Requests mix:
 
 - hit:     a link whose scenario was computed during warm-up (answered from the disk cache);
-- cold:    a link with a never-seen seed (a full pipeline run, through the compute queue);
+- cold:    a link with a jammer power never asked before (or, --cold seed, a new seed): a full
+           pipeline run through the compute queue (at most --max-cold of them);
 - invalid: a link with a bad value (out of range, NaN, unknown attack, ...): the page must show
            an error message and the default view, never an exception.
 
@@ -37,7 +38,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -93,9 +94,29 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> float:
     raise RuntimeError("server did not become healthy")
 
 
+# Benchmark-only launcher options (both off by default): serve another zoo directory as "tiny"
+# (e.g. a micro build, for a quick check while the embedded zoo is being rebuilt), and force the
+# app's heavy calls through hosting.run_heavy (for an app.py that does not call it yet).
+LAUNCHER = """
+import os, sys, pathlib
+if os.environ.get("BENCH_ZOO_DIR"):
+    import rmtllmf_core.zoo.loader as loader
+    loader.BUILTIN["tiny"] = pathlib.Path(os.environ["BENCH_ZOO_DIR"])
+if os.environ.get("BENCH_FORCE_QUEUE"):
+    from rmtllmf_core import hosting
+    import studio.engine as engine
+    _set = engine.set_runner
+    engine.set_runner = lambda runner: _set(hosting.run_heavy)
+from streamlit.web.cli import main
+sys.argv[0] = "streamlit"
+main()
+"""
+
+
 def start_server(port: int, cache_dir: str, log_path: Path, extra_env: dict) -> subprocess.Popen:
-    env = {**os.environ, "RMTLLMF_CACHE_DIR": cache_dir, **extra_env}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", HOST, "--server.port", str(port),
+    env = {**os.environ, "RMTLLMF_CACHE_DIR": cache_dir, "PYTHONPATH": str(ROOT), **extra_env}
+    launcher = ["-c", LAUNCHER] if extra_env else ["-m", "streamlit"]
+    cmd = [sys.executable, *launcher, "run", "app.py", "--server.address", HOST, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     log = open(log_path, "w")
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -209,29 +230,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=120.0, help="seconds of load (new sessions stop after this)")
     ap.add_argument("--max-requests", type=int, default=600, help="sessions in all, at most")
     ap.add_argument("--mix", default="hit=0.6,cold=0.2,invalid=0.2", help="request mix")
-    ap.add_argument("--warm", type=int, default=6, help="scenarios computed before the load (the hits)")
+    ap.add_argument("--warm", type=int, default=5, help="scenarios computed before the load (the hits)")
+    ap.add_argument("--max-cold", type=int, default=12, help="cold runs in all, at most (then hits instead)")
+    ap.add_argument("--cold", choices=["jammer", "seed"], default="jammer",
+                    help="what makes a cold request new: a jammer power never asked (default) or a new seed")
     ap.add_argument("--page", default="fusion", help="page url path that shows a result")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds one session may take")
     ap.add_argument("--think", type=float, default=0.5, help="mean pause between a user's sessions, s")
     ap.add_argument("--cache-dir", default=None, help="result cache folder (default: a fresh temporary one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "bench_load.json"))
+    ap.add_argument("--base-query", default="", help="extra link parameters on every request, e.g. "
+                    "'fusion.lambda_mode=heuristic&evaluation.samples_per_task=100'")
+    ap.add_argument("--zoo-dir", default=None, help="benchmark only: serve this zoo directory as 'tiny'")
+    ap.add_argument("--force-queue", action="store_true",
+                    help="benchmark only: route the app's heavy calls through hosting.run_heavy")
     args = ap.parse_args(argv)
     if args.sessions < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("sessions, duration and max-requests must be positive")
 
     mix = {k: float(v) for k, v in (p.split("=") for p in args.mix.split(","))}
+    base_query = dict(parse_qsl(args.base_query, keep_blank_values=True))
     rng = random.Random(args.seed)
     tmp = tempfile.mkdtemp(prefix="rmtllmf-bench-load-")
     cache_dir = args.cache_dir or os.path.join(tmp, "cache")
     log_path = Path(tmp) / "server.log"
     port = free_port()
-    wired = "hosting.run_heavy" in (ROOT / "app.py").read_text() or "hosting import" in (ROOT / "app.py").read_text()
-    print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; app uses the compute queue: {wired}")
+    app_text = (ROOT / "app.py").read_text()
+    wired = "hosting.run_heavy" in app_text or args.force_queue
+    extra_env = {}
+    if args.zoo_dir:
+        extra_env["BENCH_ZOO_DIR"] = str(Path(args.zoo_dir).resolve())
+    if args.force_queue:
+        extra_env["BENCH_FORCE_QUEUE"] = "1"
+    print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; compute queue: {wired}; "
+          f"zoo: {args.zoo_dir or 'tiny (embedded)'}")
 
-    proc = start_server(port, cache_dir, log_path, {})
-    report: dict = {"sessions": args.sessions, "duration_s": args.duration, "mix": mix, "page": args.page,
-                    "app_uses_compute_queue": wired, "cores": os.cpu_count()}
+    proc = start_server(port, cache_dir, log_path, extra_env)
+    report: dict = {"base_query": base_query, "cold_kind": args.cold, "max_cold": args.max_cold,
+                    "sessions": args.sessions, "duration_s": args.duration, "mix": mix, "page": args.page,
+                    "app_uses_compute_queue": wired, "forced_queue": args.force_queue,
+                    "zoo_dir": args.zoo_dir, "cores": os.cpu_count()}
     outcomes: list[Outcome] = []
     try:
         report["startup_s"] = round(wait_healthy(port, proc, 120), 2)
@@ -242,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
             pass
 
         # warm-up: the default view (what a bad link falls back to) and the hit scenarios, one at a time
-        warm_queries = [{}] + [{"seed": str(s)} for s in range(1, args.warm + 1)]
+        # the hits: the default view and a few attacks / jammer powers (what people click through)
+        attacks = ["white", "worst_sum_rate", "worst_strongest_user"]
+        warm_queries = [dict(base_query)] + [
+            {**base_query, "wireless.attack": attacks[i % 3], "wireless.jammer_power_w": f"{10 ** (-13 + i // 3):.0e}"}
+            for i in range(args.warm)]
         warm = []
         for q in warm_queries:
             o = open_session(port, args.page, q, "warmup", args.timeout)
             warm.append(o)
-            print(f"warm-up {q or 'default'}: result={o.result} {o.seconds:.2f}s {o.failure or ''}{o.exception}")
+            print(f"warm-up {q or 'default'}: result={o.result} {o.seconds:.2f}s {o.failure or ''}{o.exception} {o.texts[:2]}")
         report["warmup"] = [{"query": o.query, "seconds": round(o.seconds, 3), "result": o.result,
                              "failure": o.failure, "exception": o.exception} for o in warm]
         hit_queries = [q for q, o in zip(warm_queries, warm) if o.result]
@@ -256,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
         lock = threading.Lock()
         issued = [0]
-        cold_seed = [100_000 + rng.randrange(1_000_000) * 10]
+        cold_seed = [rng.randrange(1_000_000)]
+        cold_issued = [0]
         t_end = time.monotonic() + args.duration
 
         def next_request(r: random.Random):
@@ -265,12 +309,19 @@ def main(argv: list[str] | None = None) -> int:
                     return None
                 issued[0] += 1
                 kind = r.choices(list(mix), weights=list(mix.values()))[0]
+                if kind == "cold" and cold_issued[0] >= args.max_cold:
+                    kind = "hit"
                 if kind == "cold":
+                    cold_issued[0] += 1
                     cold_seed[0] += 1
-                    return kind, {"seed": str(cold_seed[0])}
+                    if args.cold == "seed":   # everything new, the realignment control included
+                        return kind, {**base_query, "seed": str(cold_seed[0])}
+                    # a slider move: a jammer power never asked before (the seed's memos are reused)
+                    return kind, {**base_query, "wireless.attack": "worst_sum_rate",
+                                  "wireless.jammer_power_w": f"{1e-13 * (1 + cold_seed[0] % 100_000 / 1e5):.8e}"}
             if kind == "hit":
                 return kind, dict(r.choice(hit_queries))
-            return kind, dict(r.choice(INVALID_LINKS))
+            return kind, {**base_query, **r.choice(INVALID_LINKS)}
 
         def user(i: int):
             r = random.Random(args.seed * 1000 + i)
