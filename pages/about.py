@@ -3,19 +3,17 @@ the paper's numbers beside ours with the assumptions that separate them.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from rmtllmf_core import pipeline, report, sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
+from rmtllmf_core.zoo.loader import BUILTIN
 from studio import engine, frame, state, ui
 
 frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
 
-ROOT = Path(__file__).resolve().parents[2]
 scn = state.scenario()
 st.title("About R-MTLLMF Studio")
 st.markdown(
@@ -44,15 +42,18 @@ rows = pd.DataFrame({
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.1f") for c in rows.columns[3:]})
 
-samples = {t: sorted((ROOT / "assets" / zoo.name).glob(f"**/{t}*.png")) for t in tasks}
-if any(samples.values()):
+root = BUILTIN.get(scn.zoo)  # the app serves only the embedded zoos (see studio.state.accept)
+samples = {t: root / meta["file"] for t, meta in dict(zoo.card.get("samples") or {}).items()
+           if root is not None and t in zoo.tasks and (root / meta["file"]).is_file()}
+if samples:
     st.subheader("Sample images")
+    st.caption("One row per class, in the order of the class names below each sheet.")
     cols = st.columns(4)
-    for i, t in enumerate(tasks):
+    for i, t in enumerate(samples):
         with cols[i % 4]:
-            if samples[t]:
-                st.image(str(samples[t][0]), caption=zoo.tasks[t].title, width="stretch")
-            st.caption(", ".join(zoo.tasks[t].class_names[:10]) + (" ..." if len(zoo.tasks[t].class_names) > 10 else ""))
+            st.image(str(samples[t]), caption=zoo.tasks[t].title, width="stretch")
+            names = zoo.tasks[t].class_names
+            st.caption(", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
 
 with st.expander("Zoo card"):
     st.caption(f"fingerprint `{zoo.fingerprint}`: it joins every cache key, so a new zoo never reuses old results")

@@ -24,10 +24,11 @@ def default():
 
 @pytest.fixture(scope="module")
 def light(default):
-    """Three users, few test samples, a short realignment: quick cold runs."""
+    """Three users, few test samples, a short realignment, no lambda search: quick cold runs."""
     tasks = list(default.tasks[:3])
     return default.replace(**{"tasks": tasks, "wireless.num_users": len(tasks), "evaluation.samples_per_task": 40,
-                              "defense.realign_steps": 3, "defense.shots_per_class": 2})
+                              "defense.realign_steps": 3, "defense.shots_per_class": 2,
+                              "fusion.lambda_mode": "heuristic", "evaluation.clean_realign_control": False})
 
 
 def open_app(page="scenario", query=None):
@@ -250,6 +251,19 @@ def test_tradeoffs_sweep_runs_and_resumes_from_the_cache(light, default):
     assert not again.exception
     assert again.get("plotly_chart")
     assert any("2 already in the disk cache" in c.value for c in again.caption) or again.get("plotly_chart")
+
+
+def test_about_page_shows_the_zoo_equations_and_paper_numbers():
+    from rmtllmf_core import pipeline
+
+    at = open_app("about")
+    zoo = pipeline.get_zoo("tiny")
+    table = at.dataframe[0].value
+    assert len(table) == len(zoo.tasks)
+    assert len(at.latex) >= 5
+    assert len(at.image) == len([t for t in (zoo.card.get("samples") or {}) if t in zoo.tasks])
+    mse = at.dataframe[1].value
+    assert list(mse["average MSE, paper"]) == [0.013, 0.21, 0.16]
 
 
 def test_ablation_sweep_runs(light, default):
