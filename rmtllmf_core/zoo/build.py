@@ -29,10 +29,10 @@ RECIPE = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 300, "val": 20, "test": 40, "pool": 20},
-    "pretext": {"n": 40000, "steps": 1500, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 100},
-    "finetune": {"steps": 400, "batch": 64, "lr": 1e-4, "wd": 0.1, "warmup": 40},
+    "pretext": {"n": 8192, "steps": 250, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 25},
+    "finetune": {"steps": 150, "batch": 64, "lr": 1e-4, "wd": 0.1, "warmup": 15},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
-    "pair_lambda_grid": [round(0.1 * i, 1) for i in range(2, 11)],
+    "pair_lambda_grid": [0.3, 0.5, 0.7, 1.0],
 }
 MICRO = {
     "seed": 0,
@@ -64,7 +64,8 @@ def _mean(xs):
     return float(sum(xs) / len(xs))
 
 
-def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None, on_pretrained=None) -> dict:
+def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None, on_pretrained=None,
+        pretrain_cache: Path | None = None) -> dict:
     """Train everything; returns states, heads and measurements (nothing written)."""
     t_start = time.perf_counter()
     torch.manual_seed(recipe["seed"])
@@ -84,19 +85,37 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     ptok = tok(pcap)
     log(f"data: {time.perf_counter() - t0:.1f}s")
 
-    # ---- pretraining
+    # ---- pretraining (optionally cached on disk, keyed by everything it depends on)
     t0 = time.perf_counter()
     model = create(model_name, seed=recipe["seed"])
+    key = hashlib.sha256(json.dumps([recipe["pretext"], recipe["seed"], read_config(TINY_CONFIG), pretext.PRETEXT_VERSION,
+                                     torch.__version__, torch.get_num_threads()], sort_keys=True).encode()).hexdigest()[:16]
+    cache_file = Path(pretrain_cache) / f"pretrained-{key}.safetensors" if pretrain_cache else None
+    pretrain_source = "trained in this build"
     if pretrained_state is not None:  # experiments: reuse a pretrained base
         model.load_state_dict(pretrained_state)
         losses = [0.0]
+    elif cache_file is not None and cache_file.is_file():
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(cache_file)))
+        with safe_open(str(cache_file), "pt") as f:
+            m = f.metadata()
+        losses = json.loads(m["losses"])  # per step (or per 50 steps for imported runs)
+        pretrain_source = f"cached (identical recipe, key {key}); original pretraining took {float(m['seconds']):.0f}s"
     else:
         losses = pretrain(model, pimg, ptok, steps=P["steps"], batch=P["batch"], lr=P["lr"], wd=P["wd"],
                           warmup=P["warmup"], seed=recipe["seed"] + 1, progress=progress)
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(cache_file),
+                      metadata={"losses": json.dumps(losses), "seconds": str(time.perf_counter() - t0)})
     t_pre = time.perf_counter() - t0
     if on_pretrained is not None:
         on_pretrained(model)
-    log(f"pretrain: {t_pre:.1f}s, loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}")
+    if losses:
+        log(f"pretrain: {t_pre:.1f}s ({pretrain_source}), loss {np.mean(losses[:20]):.3f} -> {np.mean(losses[-20:]):.3f}")
     # ship the base encoder in fp32, the text tower in fp16: round it now so measurements use shipped values
     with torch.no_grad():
         for n_, p in model.named_parameters():
@@ -129,6 +148,7 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     set_state(visual, base)
     res.update(model=model, model_name=model_name, base=base, task_vectors=tvs, heads=heads, logit_scale=logit_scale,
                data=data, keys=keys, pretrain_loss=[float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)],
+               pretrain_source=pretrain_source,
                times={"pretrain_s": t_pre, "finetune_s": t_ft, "total_s": time.perf_counter() - t_start})
     return res
 
@@ -251,7 +271,7 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
         "description": ("The embedded tiny CLIP zoo: an open_clip ViT pretrained contrastively by us on a synthetic "
                         "pretext corpus, zero-shot heads from its text tower, eight procedural tasks, "
                         "eight fine-tuned image encoders kept as task vectors."),
-        "rebuild_command": REBUILD_HINT + (" --micro" if micro else ""),
+        "rebuild_command": REBUILD_HINT + (" --micro" if micro else "") + ("" if out.resolve() == TINY_CONFIG.parent.resolve() else f" --out {out}"),
         "model": {"open_clip_name": res["model_name"], "config_file": files["model_config"], "weights": files["weights"],
                   "pretrained": None, "config": read_config(TINY_CONFIG),
                   "dtypes": {"visual": "float32", "text": "float16", "task_vectors": "float16", "heads": "float32"},
@@ -284,6 +304,7 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
         "build": {
             "wall_time_s": round(wall_s, 1), "stage_times_s": {k: round(v, 1) for k, v in res["times"].items()},
             "pretrain_loss_every_50_steps": [round(x, 4) for x in res["pretrain_loss"]],
+            "pretrain_source": res["pretrain_source"],
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(), "machine": platform.machine(),
         },
@@ -296,13 +317,14 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
     return card
 
 
-def build(out: Path | None = None, *, micro: bool = False, progress: bool = True, log=print) -> dict:
+def build(out: Path | None = None, *, micro: bool = False, progress: bool = True, log=print,
+          pretrain_cache: Path | None = None) -> dict:
     """The `zoo build tiny` command: train, measure, write; returns the card."""
     from .model import TINY_DIR
 
     t0 = time.perf_counter()
     recipe = MICRO if micro else RECIPE
-    res = run(recipe, progress=progress, log=log)
+    res = run(recipe, progress=progress, log=log, pretrain_cache=pretrain_cache)
     out = Path(out) if out is not None else TINY_DIR
     card = write_assets(res, recipe, out, micro=micro, wall_s=time.perf_counter() - t0)
     log(summary(res))

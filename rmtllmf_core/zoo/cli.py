@@ -14,6 +14,9 @@ def register(subparsers) -> None:
     b.add_argument("--out", default=None, help="output directory (default: assets/tiny, the shipped zoo)")
     b.add_argument("--micro", action="store_true", help="tiny config, a few steps: a smoke build in seconds")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--pretrain-cache", default=None, metavar="DIR",
+                   help="reuse/keep the pretrained base in DIR (keyed by recipe, config, torch version, threads)")
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="print a zoo's card")
@@ -34,8 +37,9 @@ def _build(args) -> int:
 
     from .build import build
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    build(args.out, micro=args.micro, progress=not args.quiet)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    build(args.out, micro=args.micro, progress=not args.quiet, pretrain_cache=args.pretrain_cache)
     return 0
 
 

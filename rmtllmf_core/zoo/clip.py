@@ -382,8 +382,12 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                pairs: bool | None = None, seed: int | None = None, split: Mapping | None = None,
                device: str = "cpu", precision: str | None = None, workers: int = 0, download: bool = False,
                name: str | None = None, restart: bool = False, progress: bool = True, log=print,
-               after_task: Callable[[str], None] | None = None) -> dict:
-    """Build (or resume) a CLIP zoo in `out`; returns the card. See the module docstring."""
+               after_task: Callable[[str], None] | None = None, imported: Mapping[str, Path] | None = None) -> dict:
+    """Build (or resume) a CLIP zoo in `out`; returns the card. See the module docstring.
+
+    `imported`: task -> a safetensors file of that task's fine-tuned image encoder (see `importer`):
+    its task vector is taken from the file instead of fine-tuning.
+    """
     t_start = time.perf_counter()
     out = Path(out)
     folders = dict(folders or {})
@@ -421,7 +425,13 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         recipe["seed"] = int(seed)
     recipe["splits"].update(split or {})
 
+    imported = {t: Path(p) for t, p in (imported or {}).items()}
+    for t in imported:
+        if t not in tasks:
+            raise InputError("finetuned", f"task {t!r} is not among the zoo's datasets {tasks}")
     cfg = _config(model, pretrained, model_config, data_root, tasks, folders, recipe, download)
+    if imported:
+        cfg["imported"] = {t: _sha256(p) for t, p in imported.items()}
     work = out / WORK
     prog_path = work / PROGRESS
     if restart and work.exists():
@@ -495,6 +505,16 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
             for k, p in visual.named_parameters():
                 p.copy_(base[k])
         ts = time.perf_counter()
+        if t in imported:
+            from safetensors import safe_open
+
+            with torch.no_grad(), safe_open(str(imported[t]), "pt") as f:
+                tv = {k: (f.get_tensor(k).to(device).float() - base[k]).half() for k in base}
+            _atomic_save(tv, tv_file, {"task": t, "imported": imported[t].name})
+            del tv
+            prog["done"][t] = {"sha256": _sha256(tv_file), "seconds": round(time.perf_counter() - ts, 1), "imported": True}
+            _atomic_json(prog_path, prog)
+            continue
         losses = finetune(visual, heads[t], logit_scale, sources[t], image_size, mean, std, steps=ft["steps"],
                           batch=ft["batch"], lr=ft["lr"], wd=ft["wd"], warmup=ft["warmup"], clip_grad=ft["clip_grad"],
                           augment=ft["augment"], seed=recipe["seed"] + 1000 * (i + 1), device=device,
@@ -565,7 +585,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                                   and D.DATASETS[t].torchvision else "ImageFolder",
                                   "fingerprint": s.fingerprint(), "sizes": s.split_sizes()} for t, s in sources.items()},
                  "label_order": "class-interleaved: the first n images of a split are balanced and always the same"},
-        "recipe": recipe,
+        "recipe": {**recipe, "imported_tasks": sorted(imported)} if imported else recipe,
         "accuracy": {
             "split": "test", "n_eval": res["n_eval"],
             "finetuned": res["finetuned_accuracy"], "zeroshot": res["zeroshot_accuracy"],

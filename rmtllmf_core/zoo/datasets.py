@@ -449,12 +449,14 @@ class SplitData:
         return normalize_uint8(x[:want], self.mean, self.std), y[:want].clone()
 
 
-def parse_folders(items: Sequence[str]) -> dict[str, str]:
-    """['name=path', ...] -> {name: path} (the --folder option)."""
+def parse_folders(items: Sequence[str], option: str = "folder") -> dict[str, str]:
+    """['name=path', ...] -> {name: path} (the --folder and --finetuned options)."""
     out = {}
     for it in items or ():
         name, sep, path = str(it).partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not path:
-            raise InputError("folder", f"expected NAME=PATH with NAME of letters, digits, '_' or '-', got {it!r}")
+            raise InputError(option, f"expected NAME=PATH with NAME of letters, digits, '_' or '-', got {it!r}")
+        if name in out:
+            raise InputError(option, f"{name!r} given twice")
         out[name] = path
     return out

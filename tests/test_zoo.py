@@ -1,0 +1,251 @@
+"""The embedded zoo: generators, shipped files vs card, loader contract, errors, micro build."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rmtllmf_core.errors import AssetError, InputError
+from rmtllmf_core.zoo import load_zoo
+from rmtllmf_core.zoo import tasks as T
+from rmtllmf_core.zoo.loader import verify_files
+from rmtllmf_core.zoo.model import TINY_DIR
+
+CARD = json.loads((TINY_DIR / "card.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("RMTLLMF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return load_zoo("tiny")
+
+
+# ---------------------------------------------------------------- generators
+
+@pytest.mark.parametrize("task", T.TASK_NAMES)
+def test_generator_is_deterministic_balanced_and_prefix_stable(task):
+    C = len(T.TASKS[task].class_names)
+    assert C >= 10
+    a, ya = T.generate(task, 7, "pool", 3 * C)
+    b, yb = T.generate(task, 7, "pool", 3 * C)
+    assert a.dtype == np.uint8 and a.shape == (3 * C, 32, 32, 3)
+    assert a.tobytes() == b.tobytes() and np.array_equal(ya, yb)
+    assert np.bincount(ya, minlength=C).tolist() == [3] * C
+    short, _ = T.generate(task, 7, "pool", C)
+    assert short.tobytes() == a[:C].tobytes()  # a prefix of a longer split is the shorter split
+    other, _ = T.generate(task, 8, "pool", C)
+    assert other.tobytes() != short.tobytes()
+    test, _ = T.generate(task, 7, "test", C)
+    assert test.tobytes() != short.tobytes()  # splits are disjoint streams
+    assert a.std() > 5  # not blank
+
+
+def test_tasks_are_different_domains():
+    means = np.stack([T.generate(t, 0, "val", 100)[0].reshape(100, -1).mean(0) for t in T.TASK_NAMES])
+    means = means - means.mean(0)
+    assert len({tuple(T.TASKS[t].class_names) for t in T.TASK_NAMES}) == 8
+    assert np.linalg.matrix_rank(means) == 7
+
+
+# ---------------------------------------------------------------- shipped files
+
+def test_shipped_files_match_the_card():
+    verify_files(TINY_DIR, CARD)
+    assert CARD["total_bytes"] <= 30_000_000
+    assert all(f["bytes"] < 20_000_000 for f in CARD["files"].values())
+    assert set(CARD["tasks"]) == set(T.TASK_NAMES)
+
+
+def test_card_holds_the_promised_measurements():
+    acc = CARD["accuracy"]
+    assert set(acc["finetuned"]) == set(acc["zeroshot"]) == set(T.TASK_NAMES)
+    assert len(acc["pairs"]) == 28
+    cos = CARD["cosine"]["matrix"]
+    assert len(cos) == 8 and all(abs(cos[i][i] - 1) < 1e-4 for i in range(8))
+    assert 0 < acc["task_arithmetic"]["lambda"] <= 1
+    for key in ("wall_time_s", "torch", "threads"):
+        assert key in CARD["build"]
+    assert CARD["model"]["parameters"]["visual"] > 0
+
+
+# ---------------------------------------------------------------- loader contract
+
+def test_loaded_zoo_follows_the_contract(zoo):
+    assert zoo.task_names == T.TASK_NAMES
+    assert isinstance(zoo.logit_scale, float) and zoo.logit_scale > 1
+    keys = set(zoo.base_state)
+    assert keys == {k for k, _ in zoo.encoder.named_parameters()}
+    for t in zoo.task_names:
+        assert set(zoo.task_vectors[t]) == keys
+        assert all(v.dtype == torch.float32 for v in zoo.task_vectors[t].values())
+        h = zoo.heads[t]
+        assert h.shape == (len(zoo.tasks[t].class_names), zoo.model.text_projection.shape[1])
+        assert torch.allclose(h.norm(dim=1), torch.ones(len(h)), atol=1e-5)
+    for k, v in zoo.encoder.named_parameters():
+        assert torch.equal(v, zoo.base_state[k])
+    assert len(zoo.fingerprint) == 16
+
+
+def test_split_returns_preprocessed_deterministic_prefixes(zoo):
+    x, y = zoo.split("digits", "test", 20)
+    assert x.dtype == torch.float32 and x.shape == (20, 3, 32, 32)
+    assert y.dtype == torch.int64 and y.tolist() == [i % 10 for i in range(20)]
+    x5, _ = zoo.split("digits", "test", 5)
+    assert torch.equal(x5, x[:5])
+    xa, ya = zoo.split("digits", "pool")
+    assert len(xa) == CARD["data"]["split_per_class"]["pool"] * 10 >= 200
+
+
+@pytest.mark.parametrize("args,field", [(("nope", "test", 5), "task"), (("digits", "nope", 5), "split"),
+                                        (("digits", "test", -1), "n"), (("digits", "test", 10**6), "n")])
+def test_split_rejects_bad_input(zoo, args, field):
+    with pytest.raises(InputError) as e:
+        zoo.split(*args)
+    assert e.value.field == field
+
+
+def test_accuracies_recomputed_on_a_subset_agree_with_the_card(zoo):
+    from rmtllmf_core.zoo.evaluation import evaluate_zoo
+
+    ref = CARD["accuracy"]["check_subset"]
+    got = evaluate_zoo(zoo, ref["n_per_task"])
+    tol = 1.5 / ref["n_per_task"]  # one sample either way (float summation order)
+    for key in ("finetuned", "zeroshot", "task_arithmetic"):
+        for t in T.TASK_NAMES:
+            assert abs(got[key][t] - ref[key][t]) <= tol, (key, t)
+    for k, v in zoo.encoder.named_parameters():  # evaluation restored the base weights
+        assert torch.equal(v, zoo.base_state[k])
+
+
+# ---------------------------------------------------------------- micro build, damaged assets
+
+@pytest.fixture(scope="module")
+def micro_zoo(tmp_path_factory):
+    from rmtllmf_core.zoo.build import build
+
+    out = tmp_path_factory.mktemp("micro") / "zoo"
+    t0 = time.perf_counter()
+    build(out, micro=True, progress=False, log=lambda *a: None)
+    return out, time.perf_counter() - t0
+
+
+def test_micro_build_end_to_end(micro_zoo):
+    out, secs = micro_zoo
+    assert secs < 60, f"micro build took {secs:.0f}s"
+    z = load_zoo(out)
+    assert z.name == "tiny-micro" and z.task_names == T.TASK_NAMES
+    verify_files(out, z.card)
+    x, y = z.split("vehicles", "val", 10)
+    assert x.shape == (10, 3, 32, 32)
+
+
+def _copy(micro_zoo, tmp_path) -> Path:
+    dst = tmp_path / "zoo"
+    shutil.copytree(micro_zoo[0], dst)
+    return dst
+
+
+@pytest.mark.parametrize("victim", ["task_vectors.safetensors", "base.safetensors", "heads.safetensors",
+                                    "rmtllmf-tiny.json", "card.json"])
+def test_missing_file_names_the_file_and_the_rebuild(micro_zoo, tmp_path, victim):
+    root = _copy(micro_zoo, tmp_path)
+    (root / victim).unlink()
+    with pytest.raises(AssetError) as e:
+        load_zoo(root)
+    assert victim in str(e.value) and "zoo build tiny" in str(e.value)
+
+
+def test_truncated_and_corrupted_files_are_refused(micro_zoo, tmp_path):
+    root = _copy(micro_zoo, tmp_path)
+    p = root / "base.safetensors"
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(AssetError, match="base.safetensors.*truncated"):
+        load_zoo(root)
+    root2 = _copy(micro_zoo, tmp_path / "b")
+    p = root2 / "heads.safetensors"
+    raw = bytearray(p.read_bytes())
+    raw[-3] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    with pytest.raises(AssetError, match="heads.safetensors.*sha256"):
+        load_zoo(root2)
+    # even unverified, a truncated safetensors file is an AssetError, not a crash
+    root3 = _copy(micro_zoo, tmp_path / "c")
+    p = root3 / "task_vectors.safetensors"
+    p.write_bytes(p.read_bytes()[:5000])
+    with pytest.raises(AssetError, match="task_vectors.safetensors"):
+        load_zoo(root3, verify=False)
+
+
+def test_wrong_shape_is_refused_even_with_a_matching_hash(micro_zoo, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rmtllmf_core.zoo.build import sha256_file
+
+    root = _copy(micro_zoo, tmp_path)
+    p = root / "task_vectors.safetensors"
+    tv = load_file(str(p))
+    k = next(iter(tv))
+    tv[k] = torch.zeros(tuple(tv[k].shape) + (2,), dtype=tv[k].dtype)
+    save_file(tv, str(p))
+    card = json.loads((root / "card.json").read_text())
+    card["files"]["task_vectors.safetensors"] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    (root / "card.json").write_text(json.dumps(card))
+    with pytest.raises(AssetError, match="shape"):
+        load_zoo(root)
+
+
+def test_fingerprint_changes_with_any_shipped_byte(micro_zoo, tmp_path):
+    from rmtllmf_core.zoo.build import sha256_file
+
+    root = _copy(micro_zoo, tmp_path)
+    f0 = load_zoo(root).fingerprint
+    p = root / "samples" / "digits.png"
+    p.write_bytes(p.read_bytes() + b"\0")
+    card = json.loads((root / "card.json").read_text())
+    card["files"]["samples/digits.png"] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    (root / "card.json").write_text(json.dumps(card, indent=1))
+    assert load_zoo(root).fingerprint != f0
+
+
+# ---------------------------------------------------------------- open_clip path (real CLIP zoos)
+
+def test_open_clip_name_with_local_checkpoints(tmp_path):
+    from safetensors.torch import save_file
+
+    from rmtllmf_core.zoo.model import TINY_CONFIG, create, register_config
+
+    name = register_config(TINY_CONFIG)
+    m = create(name, seed=3)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "base.safetensors"))
+    ft = {k: v.clone() for k, v in m.state_dict().items()}
+    ft["visual.proj"] += 0.01
+    torch.save(ft, tmp_path / "ft.pt")
+    z = load_zoo(name, pretrained=str(tmp_path / "base.safetensors"), finetuned={"digits": tmp_path / "ft.pt"},
+                 tasks=("digits", "textures"))
+    assert z.task_names == ("digits", "textures")
+    assert torch.allclose(z.task_vectors["digits"]["proj"], torch.full_like(z.base_state["proj"], 0.01), atol=1e-6)
+    assert float(z.task_vectors["digits"]["conv1.weight"].abs().max()) == 0.0
+    assert torch.allclose(z.heads["textures"].norm(dim=1), torch.ones(10), atol=1e-5)
+    x, _ = z.split("textures", "val", 4)
+    assert x.shape == (4, 3, 32, 32)
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(AssetError, match="bad.safetensors"):
+        load_zoo(name, pretrained=str(tmp_path / "bad.safetensors"))
+
+
+def test_cli_info_and_eval_subset(capsys):
+    from rmtllmf_core.cli import main
+
+    assert main(["zoo", "info"]) == 0
+    assert "fingerprint" in capsys.readouterr().out
+    n = CARD["accuracy"]["check_subset"]["n_per_task"]
+    assert main(["zoo", "eval", "--n", str(n), "--tolerance", str(1.5 / n)]) == 0
