@@ -380,6 +380,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                steps: int | None = None, batch: int | None = None, lr: float | None = None, wd: float | None = None,
                warmup: int | None = None, augment: bool | None = None, eval_samples: int | None = None,
                pairs: bool | None = None, seed: int | None = None, split: Mapping | None = None,
+               lambda_grid: Sequence[float] | None = None,
                device: str = "cpu", precision: str | None = None, workers: int = 0, download: bool = False,
                name: str | None = None, restart: bool = False, progress: bool = True, log=print,
                after_task: Callable[[str], None] | None = None, imported: Mapping[str, Path] | None = None) -> dict:
@@ -421,6 +422,11 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         recipe["eval_samples"] = eval_samples
     if pairs is not None:
         recipe["pairs"] = bool(pairs)
+    if lambda_grid is not None:
+        grid = sorted({round(float(x), 4) for x in lambda_grid})
+        if not grid or grid[0] <= 0:
+            raise InputError("lambda_grid", f"positive scaling coefficients, got {list(lambda_grid)}")
+        recipe["lambda_grid"] = grid
     if seed is not None:
         recipe["seed"] = int(seed)
     recipe["splits"].update(split or {})
@@ -451,6 +457,12 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     # ---- datasets first: a missing one fails before any training
     sources = {t: D.open_task(t, data_root, folder=folders.get(t), download=download, split_cfg=recipe["splits"])
                for t in tqdm(tasks, desc="datasets", disable=not progress, leave=False)}
+
+    for t, s_ in sources.items():
+        n_val = s_.split_sizes()["val"]
+        if n_val < 50:
+            log(f"warning: {t} has {n_val} validation images; the engine's lambda search reads 50 per task "
+                f"(pipeline.LAMBDA_VALIDATION_SAMPLES): add images or raise --val-fraction")
 
     # ---- base model
     t0 = time.perf_counter()

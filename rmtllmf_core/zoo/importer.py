@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -139,7 +140,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False, convert_dir
         log(f"{path.name}: using its safetensors conversion {converted}")
         return load_file(str(converted)), converted
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "pickle protocol 4" notes on plain pickles: refused below anyway
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
         state = _as_state(obj)
         if state is None:
             raise AssetError(str(path), f"holds a {type(obj).__name__}, not a state dict of tensors")
