@@ -501,11 +501,38 @@ def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
     queue = jobs.default_queue()
     module, _ = _describe(job)
     owner = _session_owner()
-    ticket = queue.submit(job_key(job, args, kwargs), work, owner=owner,
-                          preemptible=module == "rmtllmf_core.sweeps")
+    key = job_key(job, args, kwargs)
+    if owner is not None and _take_cancelled(key):
+        # the rerun that a click on Cancel causes: say so instead of starting the same work again
+        raise jobs.JobCancelled("cancelled; change a setting or run it again to compute it")
+    ticket = queue.submit(key, work, owner=owner, preemptible=module == "rmtllmf_core.sweeps")
     if owner is None:  # not in a Streamlit session: just wait
         return ticket.result()
     return _wait_in_session(ticket, queue, progress)
+
+
+CANCELLED = "rmtllmf.jobs.cancelled"
+
+
+def _cancel_clicked(queue, key: str) -> None:
+    """The Cancel button's callback, at the start of the rerun the click causes (with fast reruns
+    the interrupted run may still hold its ticket: this session's tickets are let go here): stop the
+    job unless another session waits for it, and remember the click so this rerun does not submit
+    the same work again."""
+    import streamlit as st
+
+    queue.cancel(key, owner=_session_owner())
+    st.session_state.setdefault(CANCELLED, set()).add(key)
+
+
+def _take_cancelled(key: str) -> bool:
+    import streamlit as st
+
+    cancelled = st.session_state.get(CANCELLED)
+    if cancelled and key in cancelled:
+        cancelled.discard(key)
+        return True
+    return False
 
 
 def _wait_in_session(ticket, queue, progress: Callable[[float, str], None] | None) -> Any:
@@ -517,8 +544,8 @@ def _wait_in_session(ticket, queue, progress: Callable[[float, str], None] | Non
         while not ticket.wait(POLL_S):
             if slot is None:
                 slot = st.empty()
-                slot.button("Cancel", key=f"rmtllmf.cancel.{ticket.id}", on_click=queue.cancel,
-                            args=(ticket.key,), help="Stop this computation (finished sweep points stay cached)")
+                slot.button("Cancel", key=f"rmtllmf.cancel.{ticket.id}", on_click=_cancel_clicked,
+                            args=(queue, ticket.key), help="Stop this computation (finished sweep points stay cached)")
             pos = ticket.position()
             if pos:
                 state = (0.0, f"waiting in line: {'next' if pos == 1 else f'{pos - 1} ahead of you'} "
@@ -529,8 +556,7 @@ def _wait_in_session(ticket, queue, progress: Callable[[float, str], None] | Non
             if progress is not None and state != last:
                 progress(*state)
                 last = state
-            else:
-                st.session_state.get(GRANTED)  # a yield point: a rerun or stop request raises here
+            st.session_state.get(GRANTED)  # a yield point: a pending rerun or stop raises here
         if slot is not None:
             slot.empty()
         return ticket.result(0)

@@ -220,12 +220,18 @@ class JobQueue:
                 ticket.abandon()
             raise
 
-    def cancel(self, key: Hashable) -> bool:
-        """Cancel the in-flight job of `key` if no session is attached to it any more (a Cancel
-        button whose session has already stopped waiting)."""
+    def cancel(self, key: Hashable, *, owner: Hashable | None = None) -> bool:
+        """Cancel the in-flight job of `key` once no session waits for it: `owner`'s own tickets
+        are let go first (a Cancel button clicked while its session's run is being interrupted)."""
         with self._lock:
             job = self._inflight.get(key)
-            if job is None or job.tickets:
+            if job is None:
+                return False
+            if owner is not None:
+                for t in [t for t in job.tickets if t.owner == owner]:
+                    t.attached = False
+                    job.tickets.discard(t)
+            if job.tickets:
                 return False
             return self._cancel_job(job)
 

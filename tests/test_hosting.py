@@ -364,3 +364,137 @@ def test_host_check_prints_what_will_be_enforced(monkeypatch, capsys):
     assert out["access"]["password"] and not out["access"]["open_to_anyone_who_reaches_the_port"]
     monkeypatch.setattr(hosting, "read_secrets", lambda strict=True: {"access": {"password_hash": ""}})
     assert cli.main(["host-check"]) == 2   # an empty hash is refused, never read as "no password"
+
+
+# ---- Cancel in a served app (real server, real websocket protocol) --------------------------------
+
+CANCEL_APP = '''
+import time
+import streamlit as st
+from rmtllmf_core import hosting, jobs
+
+if st.query_params.get("stats"):
+    st.markdown("STATS " + str(jobs.default_queue().stats()))
+    st.stop()
+
+def job(progress=None):
+    for i in range(30000):
+        time.sleep(0.01)
+        progress(i / 30000, f"step {i}")
+    return "finished"
+
+bar = st.progress(0.0)
+try:
+    out = hosting.run_heavy(job, progress=lambda f, m: bar.progress(f, text=m))
+    st.markdown(f"RESULT {out}")
+except jobs.JobCancelled as exc:
+    st.markdown(f"CANCELLED {exc}")
+'''
+
+
+def _served(tmp_path, script: str):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    app = tmp_path / "app.py"
+    app.write_text(script)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(APP.parent), "RMTLLMF_CACHE_DIR": str(tmp_path / "cache")}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    end = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end:
+                proc.kill()
+                pytest.fail((tmp_path / "server.log").read_text()[-2000:])
+            time.sleep(0.2)
+    return proc, port
+
+
+class Tab:
+    """A minimal browser tab over Streamlit's websocket protocol."""
+
+    def __init__(self, port: int, query: str = ""):
+        import websocket
+
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
+                                              timeout=60)
+        self.query = query
+
+    def rerun(self, widgets=()):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        msg = BackMsg()
+        msg.rerun_script.query_string = self.query
+        for wid in widgets:
+            w = msg.rerun_script.widget_states.widgets.add()
+            w.id, w.trigger_value = wid, True
+        self.ws.send_binary(msg.SerializeToString())
+
+    def read_until(self, predicate, timeout=60):
+        import time
+
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            fwd = ForwardMsg()
+            fwd.ParseFromString(self.ws.recv())
+            el = fwd.delta.new_element if fwd.WhichOneof("type") == "delta" else None
+            got = predicate(fwd, el)
+            if got:
+                return got
+        raise AssertionError("timed out")
+
+
+def _markdown_starting(prefix):
+    def pred(fwd, el):
+        if el is not None and el.WhichOneof("type") == "markdown" and el.markdown.body.startswith(prefix):
+            return el.markdown.body
+    return pred
+
+
+@pytest.mark.slow
+def test_cancel_button_stops_the_job_and_the_rerun_does_not_restart_it(tmp_path):
+    import os
+    import signal
+    import time
+
+    proc, port = _served(tmp_path, CANCEL_APP)
+    try:
+        tab = Tab(port)
+        tab.rerun()
+
+        def cancel_button_and_running(fwd, el, seen={}):
+            if el is not None and el.WhichOneof("type") == "button" and el.button.label == "Cancel":
+                seen["id"] = el.button.id
+            if el is not None and el.WhichOneof("type") == "progress" and el.progress.text.startswith("step"):
+                seen["running"] = True
+            return seen.get("id") if seen.get("running") else None
+
+        button = tab.read_until(cancel_button_and_running)
+        tab.rerun(widgets=[button])                       # the click
+        assert tab.read_until(_markdown_starting("CANCELLED")).startswith("CANCELLED cancelled")
+        time.sleep(0.5)
+        stats = Tab(port, "stats=1")
+        stats.rerun()
+        text = stats.read_until(_markdown_starting("STATS"))
+        assert "'running': 0" in text and "'waiting': 0" in text and "'completed': 1" in text, text
+        log = (tmp_path / "server.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)

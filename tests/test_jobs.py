@@ -222,6 +222,20 @@ def test_queue_cancel_by_key_only_when_nobody_waits():
     assert q.cancel("unknown") is False
 
 
+def test_cancel_by_key_for_one_owner_keeps_a_job_other_sessions_wait_for():
+    q = JobQueue(1)
+    g = Gate()
+    mine = q.submit("k", g, owner="me")
+    g.started.wait(T)
+    theirs = q.submit("k", lambda p: None, owner="them")
+    assert q.cancel("k", owner="me") is False and not mine.attached   # they still wait for it
+    theirs.leave()
+    q.submit("k", lambda p: None, owner="me")
+    assert q.cancel("k", owner="me") is True
+    g.release.set()
+    wait_until(lambda: q.stats()["running"] == 0)
+
+
 def test_errors_of_ours_reach_every_waiter_and_bugs_become_jobfailed(caplog):
     q = JobQueue(1)
     blocker = Gate()
