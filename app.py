@@ -50,3 +50,4 @@ with frame.framed():  # see studio/frame.py: a page never runs without this fram
     page.run()
 sidebar.share(share_slot)
 state.sync_url()
+engine.warm_up(state.scenario().zoo)  # the model pages find the zoo loaded

@@ -7,6 +7,7 @@ goes through it, so a compute queue or per-request caps can be added in one plac
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable
 
@@ -40,6 +41,45 @@ def zoo(name: str = "tiny"):
     from rmtllmf_core import pipeline
 
     return pipeline.get_zoo(name)
+
+
+@st.cache_resource(show_spinner=False)
+def zoo_card(name: str = "tiny") -> dict:
+    """A served zoo's card (plain JSON): its tasks and their titles without loading any weights,
+    so the Scenario page does not wait for the zoo."""
+    from rmtllmf_core.errors import AssetError
+    from rmtllmf_core.zoo.loader import BUILTIN, CARD
+
+    path = BUILTIN[name] / CARD
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        card["tasks"].items()
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise AssetError(str(path), f"the zoo card is missing or unreadable ({type(exc).__name__}); "
+                                    f"rebuild the zoo: python -m rmtllmf_core zoo build {name}") from None
+    return card
+
+
+_warming: set[str] = set()
+_warming_lock = threading.Lock()
+
+
+def warm_up(name: str) -> None:
+    """Load the zoo in the background (once per server), so the first model page finds it ready."""
+    from rmtllmf_core import pipeline
+
+    with _warming_lock:
+        if name in _warming:
+            return
+        _warming.add(name)
+    threading.Thread(target=_load_quietly, args=(pipeline.get_engine, name), name=f"warm-{name}", daemon=True).start()
+
+
+def _load_quietly(load: Callable, name: str) -> None:
+    try:
+        load(name)
+    except Exception:  # the page that needs the zoo shows the error when it asks for it
+        pass
 
 
 def uplink(cfg) -> dict:

@@ -24,12 +24,15 @@ PRESENTER = "presenter"              # also a query parameter: presenter=1
 
 
 @st.cache_resource(show_spinner=False)
-def default_scenario() -> Scenario:
-    """The one default, the base of every link (the engine's: the paper's ideal channel on all the
-    zoo's tasks)."""
-    from rmtllmf_core.presets import default_scenario as engine_default
+def default_scenario(zoo: str = "tiny") -> Scenario:
+    """The one default, the base of every link: the engine's default preset on all the zoo's tasks
+    (as `rmtllmf_core.presets.default_scenario`, with the tasks read from the zoo's card, so the
+    first page does not wait for the weights to load)."""
+    from rmtllmf_core.presets import DEFAULT_PRESET, preset_scenario
 
-    return engine_default()
+    from . import engine
+
+    return preset_scenario(DEFAULT_PRESET, tasks=tuple(engine.zoo_card(zoo)["tasks"]), zoo=zoo)
 
 
 def served_zoos() -> tuple[str, ...]:

@@ -37,12 +37,12 @@ def favicon():
 
 
 def task_title(name: str) -> str:
-    """A task's human title from the session's zoo (its name when the zoo does not know it)."""
+    """A task's human title from the session's zoo card (its name when the card does not know it)."""
     try:
-        info = engine.zoo(state.scenario().zoo).tasks.get(name)
+        info = engine.zoo_card(state.scenario().zoo)["tasks"].get(name) or {}
     except RmtllmfError:  # a zoo that does not load: the page shows that error elsewhere
-        info = None
-    return info.title if info is not None else name
+        info = {}
+    return info.get("title", name)
 
 
 def chart(fig, key: str) -> None:

@@ -60,6 +60,12 @@ def errors(at):
     return [e.value for e in at.error]
 
 
+def test_the_app_default_is_the_engine_default(default):
+    from studio import state
+
+    assert state.default_scenario.__wrapped__() == default  # read from the card, without the weights
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exception(page, light, default):
     at = open_app(page, codec.to_query(light, default))
