@@ -138,7 +138,7 @@ def results(scn) -> None:
     """The slow part: the engine's result (from the cache, or computed with a progress bar)."""
     try:
         hit = engine.cached_result(scn)
-        res = {**hit, "_from_cache": True} if hit is not None else engine.result(scn)
+        res = {**hit, "_from_cache": True} if hit is not None else engine.compute(scn)
     except RmtllmfError as exc:
         ed.show_error(exc)
         return

@@ -108,37 +108,8 @@ def is_cached(scn: Scenario) -> bool:
     return pipeline.result_key(scn, zoo(scn.zoo)) in pipeline.default_cache()
 
 
-def result(scn: Scenario, *, label: str = "Computing the fused models") -> dict:
-    """The result of one scenario: from the disk cache, else computed under a status + progress bar.
-
-    Raises RmtllmfError (the page shows it beside the control it names).
-    """
-    hit = cached_result(scn)
-    if hit is not None:
-        return hit
-    from rmtllmf_core import pipeline
-
-    with st.status(f"{label}...", expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
-
-        def progress(fraction: float, message: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
-
-        start = time.perf_counter()
-        try:
-            out = heavy(pipeline.run, scn, progress=progress)
-        except RmtllmfError:
-            status.update(label="Stopped: see the message below", state="error", expanded=False)
-            raise
-        status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
-                      expanded=False)
-    return out
-
-
-def sweep(fn: Callable, /, *args, label: str, **kwargs) -> list[dict]:
-    """Run a sweep `fn(*args, progress=..., **kwargs)` (each point lands in the disk cache as it
-    finishes) under a status and a progress bar. Pass the engine's own function, not a wrapper:
-    the run-wrapper may look at which sweep it is (caps, fair sharing)."""
+def _with_progress(label: str, job: Callable, *args, done: Callable[[Any, float], str], **kwargs):
+    """Run a heavy call under a status box with a progress bar (its `progress` callback)."""
     with st.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
@@ -147,10 +118,24 @@ def sweep(fn: Callable, /, *args, label: str, **kwargs) -> list[dict]:
 
         start = time.perf_counter()
         try:
-            rows = heavy(fn, *args, progress=progress, **kwargs)
+            out = heavy(job, *args, progress=progress, **kwargs)
         except RmtllmfError:
-            status.update(label=f"{label}: stopped", state="error", expanded=False)
+            status.update(label=f"{label}: stopped (see the message)", state="error", expanded=False)
             raise
-        status.update(label=f"{label}: {len(rows)} points in {time.perf_counter() - start:.1f} s",
-                      state="complete", expanded=False)
-    return rows
+        status.update(label=done(out, time.perf_counter() - start), state="complete", expanded=False)
+    return out
+
+
+def compute(scn: Scenario, *, label: str = "Computing the fused models") -> dict:
+    """A cold run of one scenario under a status and a progress bar (raises RmtllmfError)."""
+    from rmtllmf_core import pipeline
+
+    return _with_progress(label, pipeline.run, scn, done=lambda out, s: f"{label}: done in {s:.1f} s")
+
+
+def sweep(fn: Callable, /, *args, label: str, **kwargs) -> list[dict]:
+    """Run a sweep `fn(*args, progress=..., **kwargs)` (each point lands in the disk cache as it
+    finishes) under a status and a progress bar. Pass the engine's own function, not a wrapper:
+    the run-wrapper may look at which sweep it is (caps, fair sharing)."""
+    return _with_progress(label, fn, *args, **kwargs,
+                          done=lambda rows, s: f"{label}: {len(rows)} points in {s:.1f} s")
