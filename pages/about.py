@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import pipeline, report, sweeps
+from rmtllmf_core import report, sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
 from rmtllmf_core.zoo.loader import BUILTIN
@@ -101,7 +101,7 @@ st.dataframe(pd.DataFrame(mse_rows), hide_index=True, width="stretch",
              column_config={"average MSE, ours (this drop)": st.column_config.NumberColumn(format="%.4f")})
 
 points = [sweeps.with_defense(preset_scenario(name, zoo=zoo.name), d) for name in report.CONDITIONS for d in ("none", "rmtllmf")]
-missing = sum(pipeline.cached(p) is None for p in points)
+missing = sum(not engine.is_cached(p) for p in points)
 
 
 @st.fragment
@@ -123,12 +123,12 @@ def accuracy_table() -> None:
     out += [{"condition": PRESET_TITLES.get(r["condition"], r["condition"]),
              "defense": "R-MTLLMF" if r["defense"] == "rmtllmf" else "none",
              "paper (%)": pct(r["paper"]), "ours (%)": pct(r["ours"])} for r in table]
-    frame = pd.DataFrame(out)
-    st.dataframe(frame, hide_index=True, width="stretch",
+    paper_vs_ours = pd.DataFrame(out)
+    st.dataframe(paper_vs_ours, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.1f") for c in ("paper (%)", "ours (%)")})
     st.caption("Normalised average accuracy over all tasks. The paper's worst-case rows without protection "
                "are given as 4-6%; shown as 5%.")
-    ui.export("paper-vs-ours", tables={"normalised accuracy": frame}, data=table)
+    ui.export("paper-vs-ours", tables={"normalised accuracy": paper_vs_ours}, data=table)
 
 
 accuracy_table()
