@@ -272,9 +272,16 @@ def test_about_page_shows_the_zoo_equations_and_paper_numbers():
     assert list(mse["average MSE, paper"]) == [0.013, 0.21, 0.16]
 
 
-def test_ablation_sweep_runs(light, default):
+def test_ablation_sweep_runs_and_follows_the_attack(light, default):
     at = open_app("ablations", codec.to_query(light, default))
     at.multiselect(key="ablation.shots").set_value([1]).run()
     at.button(key="ablation.run").click().run()
     assert not at.exception and not errors(at)
     assert at.get("plotly_chart")
+    ideal = at.dataframe[0].value["accuracy (%)"].tolist()
+
+    widget(at, "selectbox", "wireless.attack", "ablations").set_value("worst_sum_rate").run()
+    assert not at.get("plotly_chart")  # another base scenario: its sweep waits for the button
+    at.button(key="ablation.run").click().run()
+    assert not at.exception and not errors(at)
+    assert at.dataframe[0].value["accuracy (%)"].tolist() != ideal
