@@ -50,8 +50,11 @@ def run_sweep(name: str, base: Scenario, spec: dict, points: Sequence[tuple[dict
         rows = engine.sweep(fn, *args, label=label, **(kwargs or {}))
     except RmtllmfError as exc:
         st.session_state.pop(key + ".pending", None)
-        st.error(f"`{getattr(exc, 'field', '')}`: {getattr(exc, 'reason', exc)}" if getattr(exc, "field", None) else str(exc))
+        st.error(f"`{exc.field}`: {exc.reason}" if getattr(exc, "field", None) else str(exc))
         return None
+    except Exception:  # a bug: do not retry it on every visit (leaving the page is not an Exception)
+        st.session_state.pop(key + ".pending", None)
+        raise
     st.session_state.pop(key + ".pending", None)
     st.session_state[key] = rows
     return rows
