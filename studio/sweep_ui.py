@@ -39,11 +39,13 @@ def run_sweep(name: str, base: Scenario, spec: dict, points: Sequence[tuple[dict
         st.error(str(exc))
         return None
     pending = st.session_state.get(key + ".pending", False)
-    st.caption(f"{total} runs; {done} already in the disk cache"
-               + (" (resuming where it stopped)" if pending and done < total else ""))
-    start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary",
-                      disabled=total == 0)
-    if not (start or pending or (done == total and total > 0)):
+    if done < total:
+        st.caption(f"{total} runs; {done} already in the disk cache"
+                   + (" (resuming where it stopped)" if pending else ""))
+        start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary")
+        if not (start or pending):
+            return None
+    elif total == 0:
         return None
     st.session_state[key + ".pending"] = True  # kept if the person leaves mid-way: resume on return
     try:

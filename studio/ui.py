@@ -46,7 +46,8 @@ def task_title(name: str) -> str:
 
 
 def chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, config=PLOT_CONFIG, width="stretch")
+    """A plotly figure as styled by `plots.style` (not re-themed: the page shows what Export saves)."""
+    st.plotly_chart(fig, key=key, config=PLOT_CONFIG, width="stretch", theme=None)
 
 
 def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame) -> bytes:
