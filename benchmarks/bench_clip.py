@@ -1,0 +1,189 @@
+"""A real-size CLIP zoo on CPU: time and memory of import, load and one pipeline run, with a randomly
+initialised open_clip ViT-B-32 (88 M image-encoder parameters; no download, no real data).
+
+    .venv/bin/python benchmarks/bench_clip.py [--tasks 2] [--threads 1] [--finetune-steps 0] [--json out.json]
+
+Stages, each timed with the process's resident memory after it and its peak (ru_maxrss):
+1. synthetic data: `--tasks` ImageFolder datasets (3 classes, `--images-per-class` 64x64 PNGs);
+2. checkpoints: the random ViT-B-32 as the "pretrained" file, each task's "fine-tuned" encoder = base
+   + small noise (safetensors);
+3. `zoo import` of those checkpoints (fp16 task vectors, heads, evaluation, card) -- the path a real
+   zoo takes after fine-tuning;
+4. `load_zoo(dir)` (what the app and the engine do);
+5. one cold `pipeline.run` (paper_worst_sum_rate preset, heuristic lambda, `--samples` test images per
+   task, `--realign-steps` realignment steps) and a second one with another seed;
+6. optionally `--finetune-steps` real fine-tuning iterations (batch `--batch`) to time one step.
+
+tracemalloc does not see torch's allocator, so memory is the process RSS (/proc/self/statm) and its
+peak (resource.getrusage); one fp32 copy of the ViT-B-32 image encoder is ~352 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--tasks", type=int, default=2)
+    ap.add_argument("--images-per-class", type=int, default=60)
+    ap.add_argument("--samples", type=int, default=30, help="test images per task in the pipeline run (10 .. test split size)")
+    ap.add_argument("--realign-steps", type=int, default=3)
+    ap.add_argument("--finetune-steps", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="device of the import's evaluation and of --finetune-steps")
+    ap.add_argument("--no-realign", action="store_true", help="pipeline run without few-shot realignment")
+    ap.add_argument("--max-rss-gb", type=float, default=12.0,
+                    help="abort (printing the stage reached) when the process's RSS passes this (a shared machine)")
+    ap.add_argument("--keep", default=None, help="work in this directory and keep it (default: a temporary one)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from rmtllmf_core import pipeline
+    from rmtllmf_core.cache import ResultCache
+    from rmtllmf_core.presets import preset_scenario
+    from rmtllmf_core.zoo.clip import load_base
+    from rmtllmf_core.zoo.importer import import_zoo
+    from rmtllmf_core.zoo.loader import load_zoo
+
+    reached = ["start"]
+
+    def watchdog():
+        while True:
+            time.sleep(0.5)
+            if rss_mb() > args.max_rss_gb * 1e3:
+                print(f"ABORT: RSS {rss_mb():.0f} MB passed --max-rss-gb {args.max_rss_gb} during the stage after "
+                      f"{reached[-1]!r}", flush=True)
+                os._exit(3)
+
+    import threading
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-clip-"))
+    work.mkdir(parents=True, exist_ok=True)
+    fig: dict = {"model": args.model, "tasks": args.tasks, "realign": not args.no_realign, "threads": args.threads, "device": args.device,
+                 "load_avg": os.getloadavg()[0], "stages": {}}
+
+    def stage(name, t0, **extra):
+        reached.append(name)
+        fig["stages"][name] = {"s": round(time.perf_counter() - t0, 2), "rss_mb": round(rss_mb()), "peak_mb": round(peak_mb()), **extra}
+        print(f"{name:28s} {fig['stages'][name]['s']:8.2f} s   rss {fig['stages'][name]['rss_mb']:6d} MB   "
+              f"peak {fig['stages'][name]['peak_mb']:6d} MB" + "".join(f"   {k} {v}" for k, v in extra.items()), flush=True)
+
+    print(f"start: rss {rss_mb():.0f} MB, load average {fig['load_avg']:.2f}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    names = [f"task{i}" for i in range(args.tasks)]
+    folders = {}
+    for ti, t in enumerate(names):
+        for c in range(3):
+            d = work / "data" / t / f"class_{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(args.images_per_class):
+                a = (rng.random((64, 64, 3)) * 80).astype(np.uint8)
+                a[..., (c + ti) % 3] += 150
+                Image.fromarray(a).save(d / f"{i:03d}.png")
+        folders[t] = str(work / "data" / t)
+    stage("data", t0)
+
+    t0 = time.perf_counter()
+    m, name, _, _ = load_base(args.model, None, log=lambda *a: None)
+    base_file = work / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(base_file))
+    ckpts = {}
+    g = torch.Generator().manual_seed(0)
+    n_visual = sum(p.numel() for p in m.visual.parameters())
+    for t in names:
+        st = {k: (v + 1e-3 * v.abs().mean() * torch.randn(v.shape, generator=g)).contiguous()
+              for k, v in m.visual.state_dict().items()}
+        ckpts[t] = work / f"ft-{t}.safetensors"
+        save_file(st, str(ckpts[t]))
+        del st
+    del m
+    stage("checkpoints", t0, visual_params=n_visual)
+
+    t0 = time.perf_counter()
+    out = work / "zoo"
+    card = import_zoo(out, ckpts, model=args.model, pretrained=str(base_file), datasets=[], folders=folders,
+                      eval_samples=20, workers=0, pairs=False, lambda_grid=[0.3, 1.0], device=args.device,
+                      progress=False, restart=True, log=lambda *a: None)
+    stage("zoo import (+ evaluation)", t0, zoo_mb=round(card["total_bytes"] / 1e6),
+          task_vectors_mb=round(card["files"]["task_vectors.safetensors"]["bytes"] / 1e6))
+
+    t0 = time.perf_counter()
+    try:
+        zoo = load_zoo(out)
+    except KeyError as exc:
+        print(f"load_zoo cannot load a 'datasets' zoo yet ({exc!r}): the loader's data-kind dispatch is not wired")
+        return 1
+    stage("load_zoo", t0)
+    pipeline.register_zoo(zoo)
+    del zoo
+    s = preset_scenario("paper_worst_sum_rate", tasks=tuple(names), zoo=card["name"])
+    s = s.replace(**{"evaluation.samples_per_task": args.samples, "defense.realign_steps": args.realign_steps,
+                     "defense.shots_per_class": 2, "fusion.lambda_mode": "heuristic",
+                     **({"defense.realign": False} if args.no_realign else {})})
+    cache = ResultCache(work / "cache")
+    try:
+        t0 = time.perf_counter()
+        pipeline.run(s, cache=cache, use_cache=False)
+        stage("pipeline.run (cold)", t0)
+        t0 = time.perf_counter()
+        pipeline.run(s.replace(seed=1), cache=cache, use_cache=False)
+        stage("pipeline.run (seed 1)", t0)
+    finally:
+        cache.close()
+
+    if args.finetune_steps:
+        from rmtllmf_core.zoo import datasets as D
+        from rmtllmf_core.zoo.clip import finetune
+
+        m, _, _, _ = load_base(args.model, str(base_file), log=lambda *a: None)
+        m.to(args.device)
+        head = torch.nn.functional.normalize(torch.randn(3, m.text_projection.shape[1]), dim=1)
+        src = D.open_task(names[0], None, folder=folders[names[0]])
+        t0 = time.perf_counter()
+        finetune(m.visual, head, 100.0, src, 224, D.OPENAI_MEAN, D.OPENAI_STD, steps=args.finetune_steps, batch=args.batch,
+                 lr=1e-5, wd=0.1, warmup=1, clip_grad=1.0, augment=False, seed=0, device=args.device,
+                 precision="amp_bf16" if args.device.startswith("cuda") else "fp32", progress=False)
+        stage(f"fine-tune x{args.finetune_steps} (batch {args.batch})", t0,
+              s_per_step=round((time.perf_counter() - t0) / args.finetune_steps, 2))
+    fig["peak_mb"] = round(peak_mb())
+    fig["copy_fp32_visual_mb"] = round(n_visual * 4 / 1e6)
+    print(f"peak RSS {fig['peak_mb']} MB (one fp32 image encoder = {fig['copy_fp32_visual_mb']} MB); work dir {work}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(fig, indent=1) + "\n")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
