@@ -119,7 +119,8 @@ def test_eight_paper_datasets_are_known():
 def test_build_writes_the_zoo_layout_and_card(built, env):
     out, card = built
     assert card["format"] == "rmtllmf-zoo/1" and card["data"]["kind"] == "datasets"
-    assert set(card["files"]) == {"vit-b-32-shrunk.json", "base.safetensors", "task_vectors.safetensors", "heads.safetensors"}
+    assert set(card["files"]) == {"vit-b-32-shrunk.json", "base.safetensors", "task_vectors.safetensors", "heads.safetensors",
+                                  "samples/stripes.png", "samples/colors.png"}
     from rmtllmf_core.zoo.loader import verify_files
 
     verify_files(out, card)  # hashes and sizes match

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..errors import AssetError, InputError
 from . import datasets as D
-from .model import create, read_config, register_config, tokenizer
+from .model import create, register_config, tokenizer
 
 FORMAT = "rmtllmf-zoo/1"
 WORK = ".build"
@@ -350,6 +350,29 @@ def evaluate(fuser: Fuser, heads, evalset, names, recipe, mean, std, device, pre
 
 # ----------------------------------------------------------------------------- the build
 
+def write_sample_sheet(x_u8: torch.Tensor, y: torch.Tensor, path: Path, per_class: int = 8, max_classes: int = 10,
+                       tile: int = 64) -> str:
+    """PNG page: row r = the r-th class (of at most `max_classes`), `per_class` test images per row."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    classes = sorted(set(y.tolist()))[:max_classes]
+    size = min(tile, x_u8.shape[-1])
+    blank = torch.zeros(3, size, size, dtype=torch.uint8)
+    rows = []
+    for c in classes:
+        idx = (y == c).nonzero().squeeze(1)[:per_class]
+        imgs = F.interpolate(x_u8[idx].float(), size=(size, size), mode="bilinear", antialias=True,
+                             align_corners=False).round().clamp(0, 255).to(torch.uint8) if len(idx) else x_u8[:0]
+        cells = list(imgs) + [blank] * (per_class - len(imgs))
+        rows.append(torch.cat(cells, dim=2))
+    sheet = torch.cat(rows, dim=1).permute(1, 2, 0).contiguous().numpy()
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(sheet).save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
+    return f"row r = class r (first {len(classes)} classes), {per_class} test images ({size}x{size}) per row"
+
+
 def _config(model, pretrained, model_config, data_root, tasks, folders, recipe, download) -> dict:
     return {"model": model, "pretrained": str(pretrained) if pretrained else None,
             "model_config": str(Path(model_config).resolve()) if model_config else None,
@@ -554,6 +577,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         sizes = s.split_sizes()
         evalset[t] = {sp: D.load_uint8(s, sp, None if n_eval is None else min(n_eval, sizes[sp]), image_size, workers)
                       for sp in ("val", "test")}
+    samples = {t: write_sample_sheet(*evalset[t]["test"], out / "samples" / f"{t}.png") for t in tasks}
     fuser = Fuser(visual, base, device)
     del base
     for t in tasks:
@@ -568,7 +592,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     stream_safetensors(out / files["task_vectors"], [(f"{t}/{k}", work / f"tv-{t}.safetensors", k) for t in tasks
                                                      for k in fuser.keys], meta)
     _atomic_save({t: heads[t].float() for t in tasks}, out / files["heads"], meta)
-    listed = [files["weights"], files["task_vectors"], files["heads"]]
+    listed = [files["weights"], files["task_vectors"], files["heads"]] + [f"samples/{t}.png" for t in tasks]
     if cfg_path is not None:
         shutil.copyfile(cfg_path, out / cfg_path.name)
         listed.insert(0, cfg_path.name)
@@ -588,6 +612,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                   "logit_scale": logit_scale},
         "task_vectors": files["task_vectors"],
         "heads": files["heads"],
+        "samples": {t: {"file": f"samples/{t}.png", "layout": samples[t]} for t in tasks},
         "tasks": {t: {"title": s.title, "description": s.description, "class_names": list(s.class_names),
                       "templates": list(s.templates)} for t, s in sources.items()},
         "data": {"kind": "datasets", "root": cfg["data_root"], "image_size": image_size, "mean": list(mean), "std": list(std),
