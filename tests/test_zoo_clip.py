@@ -107,6 +107,42 @@ def test_missing_dataset_says_where_and_how(tmp_path):
         C.build_clip(tmp_path / "zoo", model="ViT-B-32", data_root=tmp_path, datasets=["svhn"], **FAST)
 
 
+def _write_mnist(root, n_train=40, n_test=20):
+    """torchvision's MNIST layout (uncompressed idx files under root/MNIST/raw), tiny."""
+    import struct
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+def test_torchvision_layouts_offline(tmp_path):
+    from PIL import Image
+
+    _write_mnist(tmp_path)
+    src = D.open_task("mnist", tmp_path, split_cfg={"pool_per_class": 1})
+    assert src.class_names == tuple("0123456789") and src.test is not None
+    assert src.split_sizes()["test"] == 20 and src.split_sizes()["pool"] == 10
+    ds = D.PreprocessedSplit(src, "test", 32)
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8 and y == int(src.test_labels[src.splits()["test"][1][0]])
+    # EuroSAT: one split in torchvision's folder layout; test carved out, class names in words
+    for c in D.EUROSAT_NAMES:
+        d = tmp_path / "eurosat" / "2750" / c
+        d.mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((64, 64, 3), 10 * i, np.uint8)).save(d / f"{c}_{i}.jpg")
+    eu = D.open_task("eurosat", tmp_path)
+    assert eu.test is None and eu.class_names[0] == "annual crop land" and "sea or lake" in eu.class_names
+    sizes = eu.split_sizes()
+    assert sizes["test"] == 10 and sizes["train"] + sizes["val"] == 40
+
+
 def test_eight_paper_datasets_are_known():
     assert set(D.PAPER_TASKS) == {"cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"}
     assert len(D.GTSRB_CLASSES) == 43 and len(D.EUROSAT_NAMES) == 10
@@ -150,6 +186,14 @@ def test_load_zoo_loads_a_built_zoo(built):
     assert len(py) == card["data"]["datasets"]["colors"]["sizes"]["pool"]
     with pytest.raises(InputError):
         zoo.split("colors", "test", 10_000)
+    # the shared `zoo eval` code recomputes the card's check subset from the loaded files
+    from rmtllmf_core.zoo.evaluation import evaluate_zoo
+
+    sub = card["accuracy"]["check_subset"]
+    r = evaluate_zoo(zoo, sub["n_per_task"])
+    for key in ("finetuned", "zeroshot", "task_arithmetic"):
+        for t, v in sub[key].items():
+            assert abs(r[key][t] - v) < 1e-6, (key, t)
 
 
 def test_pipeline_runs_on_a_real_layout_zoo_selected_by_path(built, tmp_path):
