@@ -11,6 +11,12 @@ from pathlib import Path
 
 from ..errors import InputError
 
+# (no torch or open_clip at import: every command's parser is built on start-up, `channel` must stay fast)
+PICKLE_HELP = ("allow unpickling checkpoints that are not plain weights (the task-arithmetic paper's published "
+               "checkpoints are pickled ImageEncoder modules). Unpickling can execute arbitrary code hidden in the "
+               "file: use it only for files from a source you trust. Each such file is converted once to "
+               "safetensors under OUT/converted/ and never unpickled again.")
+
 
 def _add(parser: argparse.ArgumentParser, *flags, **kw) -> None:
     """Add an option unless the parser already has it (the tiny build's --out/--quiet/--threads serve both)."""
@@ -64,8 +70,6 @@ def add_clip_commands(zoo_subparsers, build_parser: argparse.ArgumentParser) -> 
     _add(build_parser, "--out", default=None, help="output directory")
     _add(build_parser, "--quiet", action="store_true", help="no progress bars")
     _add(build_parser, "--threads", type=int, default=None, help="torch CPU threads")
-
-    from .importer import PICKLE_HELP
 
     i = zoo_subparsers.add_parser("import", help="turn fine-tuned open_clip checkpoints into a zoo",
                                   description="Build a zoo from fine-tuned image encoders: each TASK=FILE gives that "

@@ -29,12 +29,6 @@ import torch
 
 from ..errors import AssetError, InputError
 
-PICKLE_HELP = ("allow unpickling checkpoints that are not plain weights (the task-arithmetic paper's published "
-               "checkpoints are pickled ImageEncoder modules). Unpickling can execute arbitrary code hidden in the "
-               "file: use it only for files from a source you trust. Each such file is converted once to "
-               "safetensors under OUT/converted/ and never unpickled again.")
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
