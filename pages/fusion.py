@@ -113,10 +113,12 @@ def draw(res: dict) -> None:
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
     fig_acc = plots.style(plots.recolor(result_plots.accuracy_bars(res, shown)), presenter=presenter, height=420)
+    fig_acc.update_xaxes(title=None)  # the tasks name themselves
     ui.chart(fig_acc, "chart.accuracy")
     fig_cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(res)), presenter=presenter, height=400)
-    fig_cos.update_layout(title="Cosine similarity of the task vectors (defended: frozen parts reset)")
+    fig_cos.update_layout(title="Cosine similarity of the task vectors")
     ui.chart(fig_cos, "chart.cosine")
+    st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 
     table = pd.DataFrame({"task": tasks, **{
         f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * res["accuracy"][c][t] for t in tasks]

@@ -56,7 +56,7 @@ def style(fig: go.Figure, *, presenter: bool = False, height: int = 380) -> go.F
         height=int(height * (1.45 if presenter else 1.0)),
         font=dict(size=20 if presenter else 13),
         margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
+        legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),  # never over an axis
         template="plotly_white",
     )
     return fig
@@ -107,7 +107,9 @@ def placement_map(
     fig.update_xaxes(title="x (m)", zeroline=False)
     fig.update_yaxes(title="y (m)", zeroline=False, scaleanchor="x", scaleratio=1)
     fig.update_layout(title="Placement")
-    return style(fig, presenter=presenter, height=460)
+    style(fig, presenter=presenter, height=460)
+    fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.7)"))
+    return fig  # the legend inside: the colour bar has the right-hand side
 
 
 def eigenmode_bars(powers_w: Sequence[float], *, budget_w: float | None = None, presenter: bool = False) -> go.Figure:
@@ -134,7 +136,7 @@ def mse_curves(rows: Sequence[dict], *, labels: dict[str, str] | None = None, pr
                                  name=(labels or {}).get(attack, attack),
                                  hovertemplate="P_J %{x} dBm: average MSE %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title="jammer power (dBm)")
-    fig.update_yaxes(title="average MSE over the users", type="log")
+    fig.update_yaxes(title="average MSE over the users", type="log", dtick=1)  # decades only
     fig.update_layout(title="The channel: average MSE versus jammer power (one drop)")
     return style(fig, presenter=presenter, height=380)
 
