@@ -127,11 +127,12 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     from studio import codec
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    # the default scenario under the worst-case sum-rate jammer, evaluated on fewer samples with
-    # the per-N lambda (no validation search) so the cold run stays short on a small CI machine
+    # the default scenario under the worst-case sum-rate jammer, evaluated on fewer samples, with a
+    # shorter realignment and the per-N lambda (no validation search): a short cold run on a small CI machine
     default = default_scenario()
-    scenario = default.replace(**{"wireless.attack": "worst_sum_rate", "evaluation.samples_per_task": 100,
-                                  "fusion.lambda_mode": "heuristic", "evaluation.clean_realign_control": False})
+    scenario = default.replace(**{"wireless.attack": "worst_sum_rate", "evaluation.samples_per_task": 60,
+                                  "defense.realign_steps": 10, "fusion.lambda_mode": "heuristic",
+                                  "evaluation.clean_realign_control": False})
     link = f"{server}/?{urlencode(codec.to_query(scenario, default))}"
 
     # Scenario page: the placement map and the jammer's eigenmodes, and the engine's numbers
