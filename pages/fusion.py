@@ -91,6 +91,17 @@ scn = ed.commit()
 CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def figures(key: str, shown: tuple[str, ...], presenter: bool, _res: dict):
+    """The result's two figures, built once per (result, view): building plotly figures costs more
+    than reading the result from the disk cache. Treated as read-only once built."""
+    acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown))), presenter=presenter, height=420)
+    acc.update_xaxes(title=None)  # the tasks name themselves
+    cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(_res)), presenter=presenter, height=400)
+    cos.update_layout(title="Cosine similarity of the task vectors")
+    return acc, cos
+
+
 def draw(res: dict) -> None:
     tasks = res["tasks"]
     avg = res["average_normalized"]
@@ -112,11 +123,8 @@ def draw(res: dict) -> None:
     extra = [c for c in ("zeroshot", "clean_realigned") if c in res["accuracy"]]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
-    fig_acc = plots.style(plots.recolor(result_plots.accuracy_bars(res, shown)), presenter=presenter, height=420)
-    fig_acc.update_xaxes(title=None)  # the tasks name themselves
+    fig_acc, fig_cos = figures(res["key"], tuple(shown), presenter, res)
     ui.chart(fig_acc, "chart.accuracy")
-    fig_cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(res)), presenter=presenter, height=400)
-    fig_cos.update_layout(title="Cosine similarity of the task vectors")
     ui.chart(fig_cos, "chart.cosine")
     st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 
