@@ -8,7 +8,9 @@ Stages, each timed with the process's resident memory after it and its peak (ru_
 2. checkpoints: the random ViT-B-32 as the "pretrained" file, each task's "fine-tuned" encoder = base
    + small noise (safetensors);
 3. `zoo import` of those checkpoints (fp16 task vectors, heads, evaluation, card) -- the path a real
-   zoo takes after fine-tuning;
+   zoo takes after fine-tuning; then the heads are replaced by the base encoder's class-mean pool
+   features (a random text tower's heads can leave a task at 0 accuracy, which the engine cannot
+   normalise by);
 4. `load_zoo(dir)` (what the app and the engine do);
 5. one cold `pipeline.run` (paper_worst_sum_rate preset, heuristic lambda, `--samples` test images per
    task, `--realign-steps` realignment steps) and a second one with another seed;
@@ -43,12 +45,33 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
 
 
+def _class_mean_heads(out: Path, card: dict, model: str, base_file: Path, folders: dict) -> None:
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    from rmtllmf_core.zoo import datasets as D
+    from rmtllmf_core.zoo.clip import _sha256, load_base
+
+    m, _, _, _ = load_base(model, str(base_file), log=lambda *a: None)
+    heads = {}
+    with torch.inference_mode():
+        for t, folder in folders.items():
+            src = D.open_task(t, None, folder=folder, split_cfg=card["data"]["splits"])
+            x, y = D.load_uint8(src, "pool", None, card["data"]["image_size"])
+            f = F.normalize(m.visual(D.normalize_uint8(x)), dim=-1)
+            heads[t] = F.normalize(torch.stack([f[y == c].mean(0) for c in range(len(src.class_names))]), dim=-1)
+    save_file(heads, str(out / "heads.safetensors"))
+    card["files"]["heads.safetensors"] = {"sha256": _sha256(out / "heads.safetensors"),
+                                          "bytes": (out / "heads.safetensors").stat().st_size}
+    (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--tasks", type=int, default=2)
-    ap.add_argument("--images-per-class", type=int, default=60)
-    ap.add_argument("--samples", type=int, default=30, help="test images per task in the pipeline run (10 .. test split size)")
+    ap.add_argument("--images-per-class", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=12, help="test images per task in the pipeline run (10 .. test split size)")
     ap.add_argument("--realign-steps", type=int, default=3)
     ap.add_argument("--finetune-steps", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8)
@@ -112,6 +135,7 @@ def main() -> int:
     stage("data", t0)
 
     t0 = time.perf_counter()
+    torch.manual_seed(0)  # the same random ViT-B-32 every run
     m, name, _, _ = load_base(args.model, None, log=lambda *a: None)
     base_file = work / "base.safetensors"
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(base_file))
@@ -135,6 +159,11 @@ def main() -> int:
     stage("zoo import (+ evaluation)", t0, zoo_mb=round(card["total_bytes"] / 1e6),
           task_vectors_mb=round(card["files"]["task_vectors.safetensors"]["bytes"] / 1e6))
 
+    # A random text tower gives arbitrary heads, and a task whose fine-tuned accuracy is 0 cannot be normalised
+    # by the engine: replace the heads by the base encoder's class-mean features on the pool (then re-hash them).
+    t0 = time.perf_counter()
+    _class_mean_heads(out, card, args.model, base_file, folders)
+    stage("class-mean heads", t0)
     t0 = time.perf_counter()
     try:
         zoo = load_zoo(out)
