@@ -64,6 +64,9 @@ _warming: set[str] = set()
 _warming_lock = threading.Lock()
 
 
+WARM_UP_DELAY_S = 3.0  # let the browser draw the first page before the load takes the CPU
+
+
 def warm_up(name: str) -> None:
     """Load the zoo in the background (once per server), so the first model page finds it ready."""
     from rmtllmf_core import pipeline
@@ -76,6 +79,7 @@ def warm_up(name: str) -> None:
 
 
 def _load_quietly(load: Callable, name: str) -> None:
+    time.sleep(WARM_UP_DELAY_S)
     try:
         load(name)
     except Exception:  # the page that needs the zoo shows the error when it asks for it
