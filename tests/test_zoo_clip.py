@@ -225,12 +225,14 @@ def test_resume_after_a_kill_skips_finished_tasks(env, tmp_path, monkeypatch):
     prog = json.loads((out / ".build" / "progress.json").read_text())
     assert list(prog["done"]) == ["stripes"] and not (out / "card.json").exists()
     first = (out / ".build" / "tv-stripes.safetensors").read_bytes()
+    base = (out / "base.safetensors").read_bytes()
     trained = []
     real = C.finetune
     monkeypatch.setattr(C, "finetune", lambda *a, **k: trained.append(k["desc"]) or real(*a, **k))
     card = C.build_clip(out, **opts)
     assert trained == ["colors"]  # stripes was not trained again
     assert (out / ".build" / "tv-stripes.safetensors").read_bytes() == first
+    assert (out / "base.safetensors").read_bytes() == base  # the resumed build used the same base
     assert set(card["accuracy"]["finetuned"]) == {"stripes", "colors"}
     # other options on an unfinished/finished build dir are refused, --restart starts over
     with pytest.raises(InputError, match="other options"):

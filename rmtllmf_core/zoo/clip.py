@@ -121,12 +121,13 @@ def stream_safetensors(out: Path, entries: Sequence[tuple[str, Path, str]], meta
 
 # ----------------------------------------------------------------------------- model
 
-def load_base(model: str, pretrained: str | None, model_config: str | Path | None = None, log=print):
+def load_base(model: str, pretrained: str | None, model_config: str | Path | None = None, log=print, seed: int = 0):
     """(open_clip model on CPU, open_clip name, config path or None, pretrained description).
 
     `pretrained`: an open_clip tag (e.g. 'openai', downloaded by open_clip where a network exists),
     a local checkpoint file (.safetensors, or a weights-only torch file), or None (random init).
     `model_config`: a JSON model config to register first (its stem is the model name).
+    `seed`: the random initialisation's seed (weights a checkpoint does not cover, or all without one).
     """
     import open_clip
 
@@ -154,7 +155,7 @@ def load_base(model: str, pretrained: str | None, model_config: str | Path | Non
                                          f"({type(exc).__name__}: {exc}); without a network, pass a local checkpoint "
                                          f"file as --pretrained") from None
         return m, name, cfg_path, f"open_clip:{pretrained}"
-    m = create(name)
+    m = create(name, seed=seed)
     if pretrained:
         from .loader import read_tensors
 
@@ -489,20 +490,24 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
 
     # ---- base model
     t0 = time.perf_counter()
-    m, oc_name, cfg_path, pre_desc = load_base(model, pretrained, model_config, log)
-    with torch.no_grad():  # the text tower ships in fp16: round it now so the heads use shipped values
-        for n_, p in m.named_parameters():
-            if not n_.startswith("visual.") and n_ != "logit_scale":
-                p.copy_(p.half().float())
+    m, oc_name, cfg_path, pre_desc = load_base(model, pretrained, model_config, log, seed=recipe["seed"])
     base_file = out / "base.safetensors"
-    state = {k: (v.float() if k.startswith("visual.") or k == "logit_scale" else v.half()) for k, v in m.state_dict().items()}
     if prog.get("base") and base_file.is_file() and _sha256(base_file) == prog["base"]:
-        pass  # resumed: the same base as the finished tasks used
+        from safetensors.torch import load_file  # resumed: exactly the base the finished tasks were trained from
+
+        m.load_state_dict(load_file(str(base_file)), strict=True)
     else:
+        with torch.no_grad():  # the text tower ships in fp16: round it now so the heads use shipped values
+            for n_, p in m.named_parameters():
+                if not n_.startswith("visual.") and n_ != "logit_scale":
+                    p.copy_(p.half().float())
+        state = {k: (v.float() if k.startswith("visual.") or k == "logit_scale" else v.half()) for k, v in m.state_dict().items()}
         _atomic_save(state, base_file, {"zoo": "clip", "pretrained": pre_desc})
+        del state
         prog["base"] = _sha256(base_file)
+        prog["heads"] = None  # heads and finished tasks belong to the base they were made from
+        prog["done"] = {}
         _atomic_json(prog_path, prog)
-    del state
     visual = m.visual
     size = visual.image_size
     image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
