@@ -267,7 +267,9 @@ def _open_torchvision(spec: DatasetSpec, root: Path, download: bool):
         else:
             tr, te = cls(str(tv_root), split="train", download=download), cls(str(tv_root), split="test", download=download)
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as exc:
-        raise _missing(spec, root, f"{type(exc).__name__}: {exc}" if download else "") from None
+        text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        plain_absence = not download and "not found" in text.lower() and "corrupt" not in text.lower()
+        raise _missing(spec, root, "" if plain_absence else f"{type(exc).__name__}: {text}") from None
     if spec.name == "sun397":  # torchvision lists SUN397 in filesystem order: make it canonical
         order = sorted(range(len(tr._image_files)), key=lambda i: str(tr._image_files[i]))
         tr._image_files = [tr._image_files[i] for i in order]
