@@ -278,8 +278,13 @@ class Fuser:
             for t, c in (coefs or {}).items():
                 p.add_(self.tvs[t][k].to(p.dtype), alpha=float(c))
 
-    def flat(self, task: str) -> torch.Tensor:
-        return torch.cat([self.tvs[task][k].reshape(-1).float() for k in self.keys])
+    def gram(self, tasks: Sequence[str]) -> torch.Tensor:
+        """[T, T] float64 inner products of the task vectors, accumulated key by key (no flat fp32 copies)."""
+        g = torch.zeros(len(tasks), len(tasks), dtype=torch.float64)
+        for k in self.keys:
+            x = torch.stack([self.tvs[t][k].reshape(-1) for t in tasks]).double()
+            g += (x @ x.T).cpu()
+        return g
 
 
 @torch.inference_mode()
@@ -327,9 +332,9 @@ def evaluate(fuser: Fuser, heads, evalset, names, recipe, mean, std, device, pre
             pa = frac(acc({a: best, b: best}, "test", [a, b]))
             pairs[f"{a}+{b}"] = {"lambda": best, "accuracy": pa, "normalized_avg": _mean(norm(pa, ft).values())}
     fuser.set({})
-    fl = F.normalize(torch.stack([fuser.flat(t) for t in names]), dim=1)
-    cos = (fl @ fl.T).tolist()
-    del fl
+    gram = fuser.gram(names)
+    norms = gram.diagonal().sqrt()
+    cos = (gram / (norms[:, None] * norms[None, :]).clamp_min(1e-30)).tolist()
     off = [cos[i][j] for i in range(len(names)) for j in range(len(names)) if i != j]
     k = {t: min(n_check, len(ft_c[t])) for t in names}
     sub = lambda c: {t: float(c[t][:k[t]].float().mean()) for t in c}
@@ -343,7 +348,7 @@ def evaluate(fuser: Fuser, heads, evalset, names, recipe, mean, std, device, pre
         "pairs_normalized_avg": _mean(p["normalized_avg"] for p in pairs.values()) if pairs else None,
         "pairs_normalized_min": min((p["normalized_avg"] for p in pairs.values()), default=None),
         "cosine": {"tasks": list(names), "matrix": cos, "max_offdiag": max(off, default=0.0), "mean_offdiag": _mean(off) if off else 0.0},
-        "task_vector_norms": {t: float(fuser.flat(t).norm()) for t in names},
+        "task_vector_norms": {t: float(norms[i]) for i, t in enumerate(names)},
         "check_subset": {"n_per_task": min(k.values()), "finetuned": sub(ft_c), "zeroshot": sub(zs_c), "task_arithmetic": sub(ta_c)},
         "n_eval": {t: {s: len(evalset[t][s][1]) for s in ("val", "test")} for t in names},
     }
