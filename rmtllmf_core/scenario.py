@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from .taskvec import EMBEDDING_GROUPS
 from .validation import Config
 from .wireless import WirelessConfig
 
@@ -26,6 +25,8 @@ NoiseScale = Literal["absolute", "per_tensor", "per_vector"]
 FusionMethod = Literal["task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average"]
 LambdaMode = Literal["fixed", "heuristic", "validation"]
 FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
+# the groups R-MTLLMF reloads (taskvec.EMBEDDING_GROUPS; not imported from there: that pulls in torch)
+EMBEDDING_GROUPS: tuple[str, ...] = get_args(FreezeGroup)
 
 
 class PerturbConfig(Config):

@@ -79,3 +79,18 @@ def test_scenario_is_frozen():
     s = paper()
     with pytest.raises(Exception):
         s.seed = 3
+
+
+def test_freeze_groups_are_the_layouts_embedding_groups():
+    from rmtllmf_core import scenario, taskvec
+
+    assert scenario.EMBEDDING_GROUPS == taskvec.EMBEDDING_GROUPS
+
+
+def test_the_scenario_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, rmtllmf_core.scenario, rmtllmf_core.presets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
