@@ -229,7 +229,7 @@ def test_resume_after_a_kill_skips_finished_tasks(env, tmp_path, monkeypatch):
     trained = []
     real = C.finetune
     monkeypatch.setattr(C, "finetune", lambda *a, **k: trained.append(k["desc"]) or real(*a, **k))
-    card = C.build_clip(out, **opts)
+    card = C.build_clip(out, keep_work=True, **opts)
     assert trained == ["colors"]  # stripes was not trained again
     assert (out / ".build" / "tv-stripes.safetensors").read_bytes() == first
     assert (out / "base.safetensors").read_bytes() == base  # the resumed build used the same base
@@ -272,6 +272,8 @@ def test_import_of_a_state_dict_checkpoint(env, tmp_path):
     card = I.import_zoo(out, ckpts, model="x", model_config=env["config"], pretrained=str(base_file), datasets=[],
                         folders=env["folders"], eval_samples=0, workers=0, progress=False, log=lambda *a: None)
     assert card["recipe"]["imported_tasks"] == ["colors", "stripes"]
+    assert card["rebuild_command"].startswith("python -m rmtllmf_core zoo import") and "--finetuned stripes=" in card["rebuild_command"]
+    assert not list((out / ".import").glob("*.safetensors")) and not list((out / ".build").glob("tv-*"))  # scratch removed
     from safetensors.torch import load_file
 
     tv = load_file(str(out / "task_vectors.safetensors"))

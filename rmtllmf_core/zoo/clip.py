@@ -412,11 +412,14 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                lambda_grid: Sequence[float] | None = None,
                device: str = "cpu", precision: str | None = None, workers: int = 0, download: bool = False,
                name: str | None = None, restart: bool = False, progress: bool = True, log=print,
-               after_task: Callable[[str], None] | None = None, imported: Mapping[str, Path] | None = None) -> dict:
+               after_task: Callable[[str], None] | None = None, imported: Mapping[str, Path] | None = None,
+               rebuild_command: str | None = None, keep_work: bool = False) -> dict:
     """Build (or resume) a CLIP zoo in `out`; returns the card. See the module docstring.
 
     `imported`: task -> a safetensors file of that task's fine-tuned image encoder (see `importer`):
-    its task vector is taken from the file instead of fine-tuning.
+    its task vector is taken from the file instead of fine-tuning. `keep_work`: keep the per-task
+    scratch files (`OUT/.build/tv-*.safetensors`) once the zoo is written (default: removed, the
+    progress manifest stays).
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -614,7 +617,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         "name": name or out.name,
         "description": (f"A CLIP zoo: open_clip {oc_name} ({pre_desc}) fine-tuned per dataset with frozen zero-shot "
                         f"heads (task-arithmetic recipe); task vectors in fp16."),
-        "rebuild_command": _rebuild_command(cfg, out),
+        "rebuild_command": rebuild_command or _rebuild_command(cfg, out),
         "model": {"open_clip_name": oc_name, "config_file": cfg_path.name if cfg_path else None, "weights": files["weights"],
                   "pretrained": None, "pretrained_source": pre_desc, "config": open_clip.get_model_config(oc_name),
                   "dtypes": {"visual": "float32", "text": "float16", "task_vectors": "float16", "heads": "float32"},
@@ -657,6 +660,9 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     _atomic_json(out / "card.json", card)
     prog["finished"] = True
     _atomic_json(prog_path, prog)
+    if not keep_work:  # the zoo's task_vectors.safetensors holds them all now
+        for t in tasks:
+            (work / f"tv-{t}.safetensors").unlink(missing_ok=True)
     ta = res["task_arithmetic"]
     log(f"wrote {out} ({card['total_bytes'] / 1e6:.1f} MB) in {card['build']['wall_time_s']:.0f}s: fine-tuned avg "
         f"{card['accuracy']['finetuned_avg']:.3f}, zero-shot avg {card['accuracy']['zeroshot_avg']:.3f}, task arithmetic "

@@ -50,6 +50,7 @@ def _model_options(p, clip_only: str = "") -> None:
     _add(p, "--pool-per-class", type=int, default=None, help=f"{clip_only}episodic-memory images per class for realignment (default 10)")
     _add(p, "--name", default=None, help=f"{clip_only}the zoo's name in its card (default: the output folder's name)")
     _add(p, "--restart", action="store_true", help=f"{clip_only}discard an unfinished build in --out instead of resuming it")
+    _add(p, "--keep-work", action="store_true", help=f"{clip_only}keep the per-task scratch files once the zoo is written")
     _add(p, "--download", action="store_true", help=f"{clip_only}download missing torchvision datasets into --data-root")
 
 
@@ -105,7 +106,7 @@ def _common(args) -> dict:
                 model_config=args.model_config, data_root=args.data_root, folders=parse_folders(args.folder),
                 device=args.device, precision=args.precision, workers=args.workers, eval_samples=args.eval_samples,
                 pairs=False if args.no_pairs else None, split=split or None, name=args.name, restart=args.restart,
-                download=args.download, progress=not args.quiet)
+                download=args.download, keep_work=args.keep_work, progress=not args.quiet)
 
 
 def run_build_clip(args) -> int:

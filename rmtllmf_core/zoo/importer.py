@@ -216,7 +216,20 @@ def import_zoo(out: str | Path, finetuned: Mapping[str, str | Path], *, model: s
     shapes = {k: v.shape for k, v in m.visual.named_parameters()}
     del m
     files = prepare_finetuned(finetuned, shapes, Path(out), trust_pickle=trust_pickle, log=log)
-    paper = [t for t in finetuned if t not in (build_options.get("folders") or {})]
+    folders = build_options.get("folders") or {}
+    paper = [t for t in finetuned if t not in folders]
     build_options.setdefault("datasets", paper)
-    return build_clip(out, model=model, pretrained=pretrained, model_config=model_config, imported=files, log=log,
-                      **build_options)
+    cmd = ["python -m rmtllmf_core zoo import", f"--model {model}"]
+    cmd += [f"--model-config {Path(model_config).resolve()}"] if model_config else []
+    cmd += [f"--pretrained {pretrained}"] if pretrained else ["--pretrained none"]
+    cmd += [f"--data-root {Path(build_options['data_root']).resolve()}"] if build_options.get("data_root") else []
+    cmd += [f"--folder {k}={Path(v).resolve()}" for k, v in folders.items()]
+    cmd += [f"--finetuned {t}={Path(p).resolve()}" for t, p in finetuned.items()]
+    cmd += ["--trust-pickle"] if trust_pickle else []
+    cmd += [f"--out {out}"]
+    card = build_clip(out, model=model, pretrained=pretrained, model_config=model_config, imported=files, log=log,
+                      rebuild_command=" ".join(cmd), **build_options)
+    if not build_options.get("keep_work"):
+        for p in files.values():  # fp32 image encoders, only needed until the zoo is written
+            p.unlink(missing_ok=True)
+    return card
