@@ -29,8 +29,8 @@ RECIPE = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 300, "val": 20, "test": 40, "pool": 20},
-    "pretext": {"n": 8192, "steps": 250, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 25},
-    "finetune": {"steps": 150, "batch": 64, "lr": 1e-4, "wd": 0.1, "warmup": 15},
+    "pretext": {"n": 16384, "steps": 800, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 50},
+    "finetune": {"steps": 300, "batch": 64, "lr": 2e-4, "wd": 0.1, "warmup": 30},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
     "pair_lambda_grid": [0.3, 0.5, 0.7, 1.0],
 }
@@ -318,12 +318,37 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
 
 
 def build(out: Path | None = None, *, micro: bool = False, progress: bool = True, log=print,
-          pretrain_cache: Path | None = None) -> dict:
-    """The `zoo build tiny` command: train, measure, write; returns the card."""
+          pretrain_cache: Path | None = None, overrides: dict | None = None, threads: int | None = 1) -> dict:
+    """The `zoo build tiny` command: train, measure, write; returns the card.
+
+    `threads` defaults to 1: the shipped zoo is built single-threaded, which makes the floating-point
+    results reproducible and avoids OpenMP oversubscription collapsing on a busy shared CPU.
+    """
+    from .model import TINY_DIR
+
+    prev_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _build(out, micro, progress, log, pretrain_cache, overrides)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _build(out, micro, progress, log, pretrain_cache, overrides) -> dict:
     from .model import TINY_DIR
 
     t0 = time.perf_counter()
-    recipe = MICRO if micro else RECIPE
+    recipe = json.loads(json.dumps(MICRO if micro else RECIPE))
+    for k, v in (overrides or {}).items():
+        if k not in recipe:
+            from ..errors import InputError
+
+            raise InputError(f"recipe.{k}", f"unknown recipe key; allowed: {', '.join(recipe)}")
+        if isinstance(v, dict):
+            recipe[k].update(v)
+        else:
+            recipe[k] = v
     res = run(recipe, progress=progress, log=log, pretrain_cache=pretrain_cache)
     out = Path(out) if out is not None else TINY_DIR
     card = write_assets(res, recipe, out, micro=micro, wall_s=time.perf_counter() - t0)

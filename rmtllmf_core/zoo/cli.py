@@ -16,7 +16,10 @@ def register(subparsers) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("--pretrain-cache", default=None, metavar="DIR",
                    help="reuse/keep the pretrained base in DIR (keyed by recipe, config, torch version, threads)")
-    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: reproducible, and robust on a busy shared CPU)")
+    b.add_argument("--recipe", default=None, metavar="JSON",
+                   help="experiments: JSON overrides of the recipe, e.g. '{\"finetune\": {\"lr\": 1e-4}}' (the card records the result)")
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="print a zoo's card")
@@ -37,9 +40,16 @@ def _build(args) -> int:
 
     from .build import build
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    build(args.out, micro=args.micro, progress=not args.quiet, pretrain_cache=args.pretrain_cache)
+    overrides = None
+    if args.recipe:
+        try:
+            overrides = json.loads(args.recipe)
+        except json.JSONDecodeError as exc:
+            from ..errors import InputError
+
+            raise InputError("recipe", f"not valid JSON ({exc})") from None
+    build(args.out, micro=args.micro, progress=not args.quiet, pretrain_cache=args.pretrain_cache, overrides=overrides,
+          threads=args.threads)
     return 0
 
 

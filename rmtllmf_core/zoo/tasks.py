@@ -193,9 +193,10 @@ def _textures(rng, labels):
             turb = R.fbm(rng, k, 1, octaves=(3, 6), gains=(1.0, 0.5))[..., 0]
             val = np.sin(FF * 0.5 * uu * np.pi + 3.0 * turb + PP)
             m = 0.5 + 0.5 * val
-        elif c == 7:  # crosshatched: thin lines at two near-orthogonal angles
-            l1 = np.abs(np.mod((uu + vv) * FF * 0.5 + PP, 1.0) - 0.5) < 0.11
-            l2 = np.abs(np.mod((uu - vv) * FF * 0.5 + PP, 1.0) - 0.5) < 0.11
+        elif c == 7:  # crosshatched: thin lines in two directions 60 degrees apart (a diamond lattice,
+            # unlike the square `grid`, whatever the rotation)
+            l1 = np.abs(np.mod(uu * FF * 0.6 + PP, 1.0) - 0.5) < 0.1
+            l2 = np.abs(np.mod((0.5 * uu + 0.866 * vv) * FF * 0.6 + PP, 1.0) - 0.5) < 0.1
             m = (l1 | l2).astype(np.float32)
         elif c == 8:  # concentric
             ccx, ccy = _u(rng, -0.6, 0.6, k), _u(rng, -0.6, 0.6, k)
@@ -517,47 +518,51 @@ def _scenes(rng, labels):
 
 # ---------------------------------------------------------------- registry
 
-_T = ("a photo of a {}.", "a picture of the {}.", "an image showing a {}.")
+# Prompt templates in the pretext captions' own grammar ("a <size> <thing> at the <where> on a <pattern>
+# background"): the text tower then reads the class name in the slot it learned to discriminate, which
+# keeps the frozen heads of one task apart (generic "a photo of a {}." prompts gave rows with cos ~0.95).
+TEMPLATES = ("a large {} at the center", "a small {} at the center on a plain background",
+             "a large {} at the left on a noisy background")
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("digits", "Digits (MNIST-like)",
              "Handwriting-like white digits 0-9 on black, randomly scaled, slanted, rotated and thickened.",
              ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
-             ("a photo of the number {}.", "a handwritten digit {}.", "the digit {} written in white."), _digits),
+             TEMPLATES, _digits),
     TaskSpec("house_numbers", "House numbers (SVHN-like)",
              "A centred digit on a coloured plaque with neighbouring digits cut by the frame; the label is the centre digit.",
              ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
-             ("a photo of the house number {}.", "a street number {} on a wall.", "the number {} on a sign."), _house),
+             TEMPLATES, _house),
     TaskSpec("traffic_signs", "Traffic signs (GTSRB-like)",
              "Ten road-sign types (shape, colour and symbol) under varied lighting, size and perspective.",
              ("speed limit 30", "speed limit 50", "speed limit 80", "stop", "yield", "no entry",
               "priority road", "general caution", "turn right ahead", "ahead only"),
-             ("a photo of a {} traffic sign.", "a road sign meaning {}.", "a zoomed photo of a {} sign."), _signs),
+             TEMPLATES, _signs),
     TaskSpec("textures", "Textures (DTD-like)",
              "Two-colour procedural textures in ten pattern families at random scale, angle and phase.",
              ("banded", "dotted", "chequered", "zigzagged", "grid", "wavy", "marbled", "crosshatched",
               "concentric", "speckled"),
-             ("a photo of a {} texture.", "a {} pattern.", "a close-up of a {} surface."), _textures),
+             TEMPLATES, _textures),
     TaskSpec("land_cover", "Land cover (EuroSAT-like)",
              "Satellite-style land-cover patches: crops, forest, vegetation, roads, industry, pasture, orchards, housing, rivers, sea.",
              ("annual crop land", "forest", "herbaceous vegetation", "highway", "industrial buildings",
               "pasture land", "permanent crop land", "residential buildings", "river", "sea or lake"),
-             ("a centered satellite photo of {}.", "satellite imagery of {}.", "a land cover map of {}."), _landcover),
+             TEMPLATES, _landcover),
     TaskSpec("aerial_scenes", "Aerial scenes (RESISC45-like)",
              "Close aerial views of man-made objects: airplanes, sports fields, tanks, farmland, parking, runways, roundabouts, harbours, bridges.",
              ("airplane", "baseball diamond", "tennis court", "storage tanks", "circular farmland",
               "parking lot", "runway", "roundabout", "harbor", "bridge"),
-             ("an aerial photo of a {}.", "remote sensing image of a {}.", "a {} seen from above."), _aerial),
+             TEMPLATES, _aerial),
     TaskSpec("vehicles", "Vehicles (Stanford-Cars-like)",
              "Side views of ten vehicle body types in random colours, direction and size on a road.",
              ("sedan", "hatchback", "suv", "pickup truck", "van", "sports car", "bus", "convertible",
               "limousine", "box truck"),
-             ("a photo of a {}.", "a photo of my {}.", "a side view of a {} car."), _vehicles),
+             TEMPLATES, _vehicles),
     TaskSpec("scenes", "Everyday scenes (SUN397-like)",
              "Scene layouts: beach, desert, forest, mountains, city skyline, meadow, snowfield, night sky, corridor, sunset.",
              ("beach", "desert", "forest", "mountain", "city skyline", "meadow", "snowfield", "night sky",
               "corridor", "sunset over the sea"),
-             ("a photo of a {}.", "a photo of the {} scene.", "a landscape photo of a {}."), _scenes),
+             TEMPLATES, _scenes),
 )}
 TASK_NAMES = tuple(TASKS)
 
@@ -566,7 +571,7 @@ def split_sizes(per_class: dict[str, int], n_classes: int) -> dict[str, int]:
     return {s: k * n_classes for s, k in per_class.items()}
 
 
-def generate(task: str, seed: int, split: str, n: int, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def generate(task: str, seed: int, split: str, n: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [n, 32, 32, 3], labels int64 [n]) for a task split; deterministic in its arguments.
 
     Generated in chunks of `chunk` samples, each with its own seeded stream, so that the first
