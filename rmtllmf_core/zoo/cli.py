@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
 
     b = sub.add_parser("build", help="rebuild a zoo from nothing (deterministic)")
-    b.add_argument("which", choices=["tiny"], help="the zoo to build")
+    b.add_argument("which", choices=["tiny", "clip"], help="the zoo to build: the embedded one, or a real CLIP zoo (see --model)")
     b.add_argument("--out", default=None, help="output directory (default: assets/tiny, the shipped zoo)")
     b.add_argument("--micro", action="store_true", help="tiny config, a few steps: a smoke build in seconds")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     b.add_argument("--recipe", default=None, metavar="JSON",
                    help="experiments: JSON overrides of the recipe, e.g. '{\"finetune\": {\"lr\": 1e-4}}' (the card records the result)")
     b.set_defaults(func=_build)
+    from .clip_cli import add_clip_commands  # `zoo build clip` options and `zoo import` (issue 7)
+
+    add_clip_commands(sub, b)
 
     i = sub.add_parser("info", help="print a zoo's card")
     i.add_argument("--zoo", default="tiny", help="'tiny', a zoo directory or its card.json")
@@ -36,6 +39,10 @@ def register(subparsers) -> None:
 
 
 def _build(args) -> int:
+    if args.which == "clip":
+        from .clip_cli import run_build_clip
+
+        return run_build_clip(args)
     import torch
 
     from .build import build

@@ -199,9 +199,13 @@ def _load_dir(root: Path, verify: bool, use_disk_cache: bool, card_path: Path | 
         heads[t] = F.normalize(h, dim=1)
 
     d = card["data"]
-    data = ProceduralData(infos, d["seed"], d["split_per_class"], model.visual.image_size[0]
-                          if isinstance(model.visual.image_size, tuple) else model.visual.image_size,
-                          use_disk_cache=use_disk_cache)
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    if d.get("kind") == "datasets":  # a zoo built on real datasets (`zoo build clip`, `zoo import`)
+        from .datasets import SplitData
+
+        data = SplitData.from_card(card, size)
+    else:
+        data = ProceduralData(infos, d["seed"], d["split_per_class"], size, use_disk_cache=use_disk_cache)
     acc = card.get("accuracy", {})
     return Zoo(
         name=card["name"], fingerprint=_fingerprint([raw]), card=card, model=model, base_state=base,
