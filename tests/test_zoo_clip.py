@@ -67,10 +67,7 @@ def built(env):
 def _load(path):
     from rmtllmf_core.zoo.loader import load_zoo
 
-    try:
-        return load_zoo(path)
-    except KeyError as exc:  # the loader predates the 'datasets' data kind
-        pytest.skip(f"load_zoo does not dispatch card data kind 'datasets' yet ({exc!r}): see issue 7's wiring note")
+    return load_zoo(path)  # the one loader, as the app and the engine call it
 
 
 # ------------------------------------------------------------------ datasets
