@@ -49,8 +49,15 @@ def main() -> None:
     for seed in range(3):
         r, s = timed(lambda: pipeline.run(base.replace(seed=seed), cache=cache))
         colds.append(s)
-    print(f"cold 8-task run, R-MTLLMF 10 shots + clean control: median {statistics.median(colds):.2f} s "
+    print(f"cold 8-task run with a new seed, R-MTLLMF 10 shots + clean control: median {statistics.median(colds):.2f} s "
           f"(stages of the last: {r['timing_s']})")
+    moves = []
+    for p_dbm in (-131.0, -133.0, -135.0):  # what a jammer-power slider does: same seed, new channel
+        r, s = timed(lambda: pipeline.run(base.replace(**{"wireless.jammer_power_w": 10 ** ((p_dbm - 30) / 10)}),
+                                          cache=cache))
+        moves.append(s)
+    print(f"cold run after a jammer-power move (clean-fusion control reused): median {statistics.median(moves):.2f} s "
+          f"(stages: {r['timing_s']})")
     hits = []
     for _ in range(20):
         _, s = timed(lambda: pipeline.run(base.replace(seed=0), cache=cache))

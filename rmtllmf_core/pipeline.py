@@ -192,7 +192,9 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache
         return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
 
     opts = f.model_dump(exclude={"lambda_mode", "lambda_"})
-    memo_key = ("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), scenario.seed)
+    # only DARE's random drop depends on the seed; other methods share one search across seeds
+    seed = scenario.seed if f.method == "dare" else None
+    memo_key = ("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), seed)
     if cache is None:
         return engine.memo(memo_key, search)
     # persisted too: the search is the slowest part of a cold run and depends only on zoo and fusion
