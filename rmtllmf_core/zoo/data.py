@@ -1,7 +1,7 @@
 """Task data at load time: procedural splits, generated on first use and cached (memory + disk).
 
 The disk cache lives in `$RMTLLMF_CACHE_DIR` or `$XDG_CACHE_HOME/rmtllmf` or `~/.cache/rmtllmf`,
-one `.npy` per (generator version, task, seed, split, size); it is only an accelerator: a
+one `.npy` per (generator version, generator source digest, task, seed, split, size); it is only an accelerator: a
 missing, unreadable or wrong-shaped cache file is regenerated, never trusted blindly (`.npy`
 read with allow_pickle=False).
 """
@@ -31,8 +31,22 @@ def cache_dir() -> Path:
     return Path(base) / "rmtllmf"
 
 
+_CODE_DIGEST: str | None = None
+
+
+def _code_digest() -> str:
+    """Digest of the generator source: any edit to it invalidates the disk cache by itself."""
+    global _CODE_DIGEST
+    if _CODE_DIGEST is None:
+        h = hashlib.sha256()
+        for mod in ("tasks.py", "render.py"):
+            h.update((Path(__file__).with_name(mod)).read_bytes())
+        _CODE_DIGEST = h.hexdigest()[:16]
+    return _CODE_DIGEST
+
+
 def _cached_generate(task: str, seed: int, split: str, n: int, use_disk: bool) -> np.ndarray:
-    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{task}|{seed}|{split}|{n}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{_code_digest()}|{task}|{seed}|{split}|{n}".encode()).hexdigest()[:24]
     path = cache_dir() / "zoo-data" / f"{task}-{split}-{key}.npy"
     if use_disk and path.is_file():
         try:
