@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .validation import read_json_object
 
 SWEEP_KINDS = ("snr", "tasks", "ablation")
 
@@ -44,16 +45,7 @@ def load_scenario(path: str | None, zoo: str = "tiny"):
 
     if path is None:
         return default_scenario(zoo)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError("scenario", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("scenario", f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError("scenario", "must be a JSON object")
+    data = read_json_object(path)
     if "tasks" not in data:
         data = {**default_scenario(data.get("zoo", zoo)).to_dict(), **data}
     return Scenario.parse(data)

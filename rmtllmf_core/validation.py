@@ -52,3 +52,22 @@ def input_error(exc: ValidationError, prefix: str = "") -> InputError:
         text = repr(given)
         message += f" (got {text[:60] + '...' if len(text) > 60 else text})"
     return InputError(field, message)
+
+
+def read_json_object(path: str, field: str = "scenario") -> dict:
+    """A JSON object from a file ('-' = standard input); unreadable or non-object input is an InputError."""
+    import json
+    import sys
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise InputError(field, f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(field, f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise InputError(field, "must be a JSON object")
+    return data

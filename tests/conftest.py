@@ -2,8 +2,21 @@
 import os
 import tempfile
 
+import pytest
+
 # Set before any engine module creates its default cache.
 os.environ.setdefault("RMTLLMF_CACHE_DIR", tempfile.mkdtemp(prefix="rmtllmf-test-cache-"))
 # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
 # slow small torch ops by orders of magnitude (set before torch is imported; children inherit it).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.fixture(scope="session")
+def registered_micro_zoo():
+    """The 3-task micro zoo, registered with the engine under its own name (shared by test files)."""
+    from micro_zoo import make_micro_zoo
+    from rmtllmf_core import pipeline
+
+    zoo = make_micro_zoo(n_tasks=3)
+    pipeline.register_zoo(zoo)
+    return zoo

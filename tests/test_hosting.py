@@ -9,7 +9,6 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from micro_zoo import make_micro_zoo
 from rmtllmf_core import cli, hosting, jobs, pipeline, sweeps
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import CapExceeded, InputError
@@ -221,10 +220,8 @@ def test_oidc_signed_in_user_is_admitted_by_email(monkeypatch):
 # ---- run_heavy: caps, queue, sharing, cache ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def micro():
-    z = make_micro_zoo(n_tasks=3)
-    pipeline.register_zoo(z)
-    return z
+def micro(registered_micro_zoo):
+    return registered_micro_zoo
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """run(scenario): validation, determinism, the cache, subsets and every attack, on the micro zoo."""
 import pytest
 
-from micro_zoo import make_micro_zoo
 from rmtllmf_core import pipeline
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import InputError
@@ -10,10 +9,8 @@ from rmtllmf_core.wireless import ATTACKS
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    z = make_micro_zoo(n_tasks=3)
-    pipeline.register_zoo(z)
-    return z
+def zoo(registered_micro_zoo):
+    return registered_micro_zoo
 
 
 @pytest.fixture

@@ -3,17 +3,13 @@ import json
 
 import pytest
 
-from micro_zoo import make_micro_zoo
-from rmtllmf_core import pipeline
 from rmtllmf_core.cli import main
 from rmtllmf_core.presets import preset_dict
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    z = make_micro_zoo(n_tasks=3)
-    pipeline.register_zoo(z)
-    return z
+def zoo(registered_micro_zoo):
+    return registered_micro_zoo
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 from ..errors import InputError
+from ..validation import read_json_object
 
 
 def register(subparsers) -> None:
@@ -23,18 +23,7 @@ def register(subparsers) -> None:
 
 
 def _load(path: str) -> dict:
-    import sys
-
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise InputError("scenario", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("scenario", f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError("scenario", "must be a JSON object")
+    data = read_json_object(path)
     # accept a whole Scenario file too: its wireless part
     if isinstance(data.get("wireless"), dict) and len(data) > 1 and "channel" not in data:
         data = data["wireless"]
