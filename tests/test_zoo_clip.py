@@ -236,6 +236,47 @@ def test_resume_after_a_kill_skips_finished_tasks(env, tmp_path, monkeypatch):
         C.build_clip(out, **{**opts, "steps": 4})
 
 
+@pytest.fixture(scope="module")
+def no_pairs(env):
+    """A zoo built with `--no-pairs` whose card's accuracies are on the first 6 test images per task."""
+    out = env["root"] / "zoo-no-pairs"
+    card = C.build_clip(out, model="x", model_config=env["config"], datasets=[], folders=env["folders"],
+                        log=lambda *a: None, **{**FAST, "eval_samples": 6, "pairs": False})
+    return out, card
+
+
+def test_zoo_info_prints_a_card_built_without_pairs(no_pairs, capsys):
+    from rmtllmf_core.cli import main
+
+    out, card = no_pairs
+    assert card["accuracy"]["pairs"] == {} and card["accuracy"]["pairs_normalized_avg"] is None
+    assert main(["zoo", "info", "--zoo", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pairs: not evaluated" in text and "task arithmetic: lambda" in text and "cosine max" in text
+    assert "first 6 test samples per task" in text
+
+
+def test_zoo_eval_compares_on_the_samples_the_card_was_computed_on(no_pairs, capsys, monkeypatch):
+    from rmtllmf_core.cli import main
+    from rmtllmf_core.zoo import evaluation
+
+    out, card = no_pairs
+    sizes = {t: card["data"]["datasets"][t]["sizes"]["test"] for t in card["tasks"]}
+    assert all(v > 6 for v in sizes.values())  # so the whole split would be another sample
+    seen = []
+    real = evaluation.evaluate_zoo
+    monkeypatch.setattr(evaluation, "evaluate_zoo", lambda zoo, n, **kw: seen.append(n) or real(zoo, n, **kw))
+    assert main(["zoo", "eval", "--zoo", str(out), "--tolerance", "1e-6"]) == 0
+    text = capsys.readouterr().out
+    assert seen == [{"stripes": 6, "colors": 6}]
+    assert "first 6 test samples per task, as the card's accuracies" in text and "over 6 figures" in text
+    # --pairs on a card without pairs says so instead of failing; an n the card has no figures for compares nothing
+    assert main(["zoo", "eval", "--zoo", str(out), "--pairs", "--tolerance", "1e-6"]) == 0
+    assert "no pairwise figures" in capsys.readouterr().out
+    assert main(["zoo", "eval", "--zoo", str(out), "--n", "5"]) == 1
+    assert "nothing to compare" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ import
 
 def _shrunk_model(env):

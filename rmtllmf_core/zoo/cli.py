@@ -32,7 +32,8 @@ def register(subparsers) -> None:
 
     e = sub.add_parser("eval", help="recompute the card's accuracies from the shipped files")
     e.add_argument("--zoo", default="tiny", help="'tiny', a zoo directory or its card.json")
-    e.add_argument("--n", type=int, default=None, help="first n test samples per task (default: all)")
+    e.add_argument("--n", type=int, default=None, help="first n test samples per task, compared with the card's check subset when it has that n "
+                        "(default: as many as the card's accuracies were computed on: its n_eval, else the whole split)")
     e.add_argument("--pairs", action="store_true", help="also the 28 pairwise fusions")
     e.add_argument("--tolerance", type=float, default=0.005, help="allowed |recomputed - card| (default 0.005)")
     e.set_defaults(func=_eval)
@@ -85,20 +86,61 @@ def _info(args) -> int:
         print(f"{t:16s} {len(info.class_names):7d} {zoo.finetuned_accuracy.get(t, float('nan')):10.3f} "
               f"{zoo.zeroshot_accuracy.get(t, float('nan')):9.3f} {ta.get('accuracy', {}).get(t, float('nan')):6.3f}")
     if ta:
-        print(f"task arithmetic: lambda {ta['lambda']} (chosen on val), normalised {ta['normalized_avg']:.3f}, "
-              f"base normalised {acc['zeroshot_normalized_avg']:.3f}")
-        print(f"pairs: normalised avg {acc['pairs_normalized_avg']:.3f}, min {acc['pairs_normalized_min']:.3f}; "
-              f"task-vector cosine max {c['cosine']['max_offdiag']:.3f}")
+        line = f"task arithmetic: lambda {ta.get('lambda')} (chosen on val)"
+        if ta.get("normalized_avg") is not None:
+            line += f", normalised {ta['normalized_avg']:.3f}"
+        if acc.get("zeroshot_normalized_avg") is not None:
+            line += f", base normalised {acc['zeroshot_normalized_avg']:.3f}"
+        print(line)
+    # a card may lack any of these (`zoo build clip --no-pairs`, an older card): print what is there
+    if acc.get("pairs_normalized_avg") is not None:
+        print(f"pairs: normalised avg {acc['pairs_normalized_avg']:.3f}, min {acc['pairs_normalized_min']:.3f} "
+              f"({len(acc.get('pairs') or {})} pairs)")
+    elif acc:
+        print("pairs: not evaluated (built with --no-pairs)")
+    cos = (c.get("cosine") or {}).get("max_offdiag")
+    if cos is not None:
+        print(f"task-vector cosine max {cos:.3f}")
+    n_eval = _card_n_eval(c, zoo.task_names)
+    if n_eval:
+        print(f"accuracies on the first {_describe_n(n_eval)} test samples per task")
     return 0
+
+
+def _card_n_eval(card, tasks) -> dict[str, int] | None:
+    """task -> how many (first) test samples the card's accuracies were computed on; None = the whole split."""
+    n_eval = (card.get("accuracy") or {}).get("n_eval") or {}
+    out = {t: int(n_eval[t]["test"]) for t in tasks if isinstance(n_eval.get(t), dict) and "test" in n_eval[t]}
+    return out or None
+
+
+def _describe_n(n) -> str:
+    if isinstance(n, dict):
+        vals = sorted(set(n.values()))
+        return str(vals[0]) if len(vals) == 1 else ", ".join(f"{t} {v}" for t, v in n.items())
+    return str(n)
 
 
 def _eval(args) -> int:
     from .evaluation import evaluate_zoo
 
     zoo = _load(args.zoo)
-    r = evaluate_zoo(zoo, args.n, pairs=args.pairs)
     acc = zoo.card.get("accuracy", {})
-    worst = 0.0
+    if args.n is None:
+        # the card's accuracies: on the first n_eval test samples per task where it records them
+        # (`zoo build clip`, default 1000), else on the whole test split (the tiny zoo)
+        n = _card_n_eval(zoo.card, zoo.task_names)
+        what = (f"the first {_describe_n(n)} test samples per task, as the card's accuracies" if n
+                else "the whole test split, as the card's accuracies")
+    else:
+        n = args.n
+        sub = acc.get("check_subset", {})
+        what = (f"the first {n} test samples per task, against the card's check subset" if sub.get("n_per_task") == n
+                else f"the first {n} test samples per task; the card has no figures for that n (its check subset is "
+                     f"n={sub.get('n_per_task')}), nothing to compare")
+    print(f"recomputing on {what}")
+    r = evaluate_zoo(zoo, n, pairs=args.pairs)
+    worst, compared = 0.0, 0
     print(f"{'task':16s} {'fine-tuned':>17s} {'zero-shot':>17s} {'fused':>17s}   (recomputed / card)")
     for t in zoo.task_names:
         cells = []
@@ -110,6 +152,7 @@ def _eval(args) -> int:
                 ref = sub.get(key, {}).get(t) if sub.get("n_per_task") == args.n else None
             if got is not None and ref is not None:
                 worst = max(worst, abs(got - ref))
+                compared += 1
             cells.append(f"{got if got is not None else float('nan'):.3f} / " + (f"{ref:.3f}" if ref is not None else "  -  "))
         print(f"{t:16s} " + " ".join(f"{c:>17s}" for c in cells))
     if "task_arithmetic_normalized_avg" in r:
@@ -120,6 +163,12 @@ def _eval(args) -> int:
             ref = acc.get("pairs", {}).get(k, {}).get("normalized_avg")
             if ref is not None and args.n is None:
                 worst = max(worst, abs(v - ref))
+                compared += 1
             print(f"  {k:32s} {v:.3f} / {ref if ref is not None else float('nan'):.3f}")
-    print(f"max |recomputed - card| = {worst:.4f} (tolerance {args.tolerance})")
+        if not r["pairs"] or not acc.get("pairs"):
+            print("  (the card has no pairwise figures)" if r["pairs"] else "  (fewer than two tasks)")
+    if not compared:
+        print("nothing compared: the card has no figures for these samples")
+        return 1
+    print(f"max |recomputed - card| = {worst:.4f} over {compared} figures (tolerance {args.tolerance})")
     return 0 if worst <= args.tolerance else 1

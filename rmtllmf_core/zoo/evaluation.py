@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Mapping
 
 import torch
 
@@ -14,16 +15,18 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
-def evaluate_zoo(zoo: Zoo, n: int | None = None, *, lam: float | None = None, pairs: bool = False,
+def evaluate_zoo(zoo: Zoo, n: int | Mapping[str, int] | None = None, *, lam: float | None = None, pairs: bool = False,
                  split: str = "test") -> dict:
     """Fine-tuned, zero-shot and task-arithmetic accuracy on the first `n` samples of `split`.
+
+    `n`: one count for every task, or task -> count (a card's `accuracy.n_eval`), or None = the whole split.
 
     `lam` defaults to the card's validation-chosen lambda; pairs use each pair's card lambda.
     Works on a scratch copy of the encoder's weights and restores the base weights afterwards.
     """
     visual, base, tvs, heads = zoo.model.visual, zoo.base_state, zoo.task_vectors, zoo.heads
     names = [t for t in zoo.task_names if t in tvs]
-    data = {t: zoo.split(t, split, n) for t in zoo.task_names}
+    data = {t: zoo.split(t, split, n.get(t) if isinstance(n, Mapping) else n) for t in zoo.task_names}
     card_acc = zoo.card.get("accuracy", {})
     if lam is None:
         lam = card_acc.get("task_arithmetic", {}).get("lambda", 0.3)
@@ -33,7 +36,7 @@ def evaluate_zoo(zoo: Zoo, n: int | None = None, *, lam: float | None = None, pa
         return {t: accuracy(visual, heads[t], *data[t]) for t in tasks}
 
     try:
-        out = {"n": n, "split": split, "lambda": lam}
+        out = {"n": dict(n) if isinstance(n, Mapping) else n, "split": split, "lambda": lam}
         out["zeroshot"] = run([], zoo.task_names)
         out["finetuned"] = {t: run([(1.0, tvs[t])], [t])[t] for t in names}
         if names:
