@@ -11,7 +11,10 @@ Stages, each timed with the process's resident memory after it and its peak (ru_
    zoo takes after fine-tuning; then the heads are replaced by the base encoder's class-mean pool
    features (a random text tower's heads can leave a task at 0 accuracy, which the engine cannot
    normalise by);
-4. `load_zoo(dir)` (what the app and the engine do);
+4. `load_zoo(dir)` (what the app and the engine do), in this process and again in a fresh one, whose
+   peak (VmHWM) is the loader's own: the import before it has already set this process's peak. The
+   fresh process also reports anonymous vs file-backed (memory-mapped, reclaimable) resident memory
+   and the peak while every task vector is read once, one task at a time, in fp32;
 5. one cold `pipeline.run` (paper_worst_sum_rate preset, heuristic lambda, `--samples` test images per
    task; realignment only with `--realign`, then `--realign-steps` steps) and a second one with another seed;
 6. optionally `--finetune-steps` real fine-tuning iterations (batch `--batch`) to time one step.
@@ -43,6 +46,45 @@ def rss_mb() -> float:
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
+
+
+def proc_status_mb() -> dict:
+    """VmRSS, VmHWM (peak RSS), RssAnon and RssFile (mapped files, reclaimable) in MB, from /proc/self/status."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[k] = round(int(v.split()[0]) / 1e3)
+    return out
+
+
+def measure_load(zoo_dir: str) -> dict:
+    """Run in a fresh process: the loader's peak and resident memory, then a pass over the task vectors."""
+    from rmtllmf_core.zoo.loader import load_zoo
+
+    before = proc_status_mb()
+    t0 = time.perf_counter()
+    zoo = load_zoo(zoo_dir)
+    s = time.perf_counter() - t0
+    after = proc_status_mb()
+    n = 0.0
+    for t in zoo.task_names:  # what an engine reads: each task's tensors once, in fp32
+        n += sum(float(v.float().square().sum()) for v in zoo.task_vectors[t].values())
+    read = proc_status_mb()
+    return {"s": round(s, 2), "before": before, "after": after, "after_reading_task_vectors": read,
+            "load_peak_over_start_mb": after["VmHWM"] - before["VmRSS"],
+            "read_peak_over_start_mb": read["VmHWM"] - before["VmRSS"], "check": n}
+
+
+def measure_load_fresh(zoo_dir: Path, threads: int) -> dict:
+    import subprocess
+
+    r = subprocess.run([sys.executable, __file__, "--measure-load", str(zoo_dir), "--threads", str(threads)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"--measure-load failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _class_mean_heads(out: Path, card: dict, model: str, base_file: Path, folders: dict) -> None:
@@ -84,8 +126,13 @@ def main() -> int:
                     help="abort (printing the stage reached) when the process's RSS passes this (a shared machine)")
     ap.add_argument("--keep", default=None, help="work in this directory and keep it (default: a temporary one)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--skip-pipeline", action="store_true", help="stop after the loader measurement")
+    ap.add_argument("--measure-load", default=None, metavar="ZOO_DIR", help=argparse.SUPPRESS)  # the fresh process
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.measure_load:
+        print(json.dumps(measure_load(args.measure_load)))
+        return 0
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -173,6 +220,25 @@ def main() -> int:
         print(f"load_zoo cannot load a 'datasets' zoo yet ({exc!r}): the loader's data-kind dispatch is not wired")
         return 1
     stage("load_zoo", t0)
+    fresh = measure_load_fresh(out, args.threads)
+    fig["load_fresh_process"] = fresh
+    print(f"{'load_zoo (fresh process)':28s} {fresh['s']:8.2f} s   rss {fresh['after']['VmRSS']:6d} MB   "
+          f"peak {fresh['after']['VmHWM']:6d} MB   (started at {fresh['before']['VmRSS']} MB: load peak "
+          f"+{fresh['load_peak_over_start_mb']} MB; resident anon {fresh['after']['RssAnon']} MB, "
+          f"mapped files {fresh['after']['RssFile']} MB)", flush=True)
+    print(f"{'  + read task vectors fp32':28s} {'':8s}     rss {fresh['after_reading_task_vectors']['VmRSS']:6d} MB   "
+          f"peak {fresh['after_reading_task_vectors']['VmHWM']:6d} MB   (+{fresh['read_peak_over_start_mb']} MB over the "
+          f"start; anon {fresh['after_reading_task_vectors']['RssAnon']} MB)", flush=True)
+    if args.skip_pipeline:
+        del zoo
+        fig["peak_mb"] = round(peak_mb())
+        if args.json:
+            Path(args.json).write_text(json.dumps(fig, indent=1) + "\n")
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     pipeline.register_zoo(zoo)
     del zoo
     s = preset_scenario("paper_worst_sum_rate", tasks=tuple(names), zoo=card["name"])
