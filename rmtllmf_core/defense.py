@@ -163,7 +163,10 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       makes 30 steps about 1.2 epochs of a 10-shot, 8-task, 10-class set (tiny-zoo-sized encoder:
       3.5 s on one core of a machine loaded ~3x over); 64 or 128 realign more per step at 2x or 4x
       the time;
-    - model: the zoo's own encoder through `torch.func.functional_call` (no copy of the model).
+    - model: the zoo's own encoder through `torch.func.functional_call` (no copy of the model),
+      with one trainable leaf per parameter tensor (`_trainable_tensors`): gradients land per tensor,
+      so backward never scatters slices into a [P]-sized flat gradient (the same numbers, bit for
+      bit, as optimising one flat vector of the trainable entries; a quarter less CPU time).
     `progress(fraction)` is called after each step.
     """
     _check_flat("flat", flat, layout)
@@ -197,9 +200,9 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
 
     with torch.inference_mode(False), torch.enable_grad():
         fixed = flat.detach().float().clone()                   # frozen entries come from here, untouched
-        train_idx = (~frozen_mask).nonzero().squeeze(1)
-        theta = fixed[train_idx].clone().requires_grad_(True)  # the only optimisation variable
-        opt = torch.optim.AdamW([theta], lr=lr, weight_decay=weight_decay)
+        tensors = _trainable_tensors(layout, fixed, frozen_mask)
+        leaves = [leaf for _, _, leaf, _ in tensors if leaf is not None]
+        opt = torch.optim.AdamW(leaves, lr=lr, weight_decay=weight_decay)
         order, cursor = torch.randperm(n, generator=gen), 0
         with module_lock(zoo.encoder):
             for step in range(steps):
@@ -209,8 +212,10 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                 cursor += batch
                 for group in opt.param_groups:
                     group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-                full = fixed.index_put((train_idx,), theta)     # out of place: gradients reach theta only
-                feats = F.normalize(torch.func.functional_call(zoo.encoder, layout.unflatten(full), (images[idx],)), dim=-1)
+                params = {name: view if leaf is None else leaf if part is None else
+                          view.reshape(-1).index_put((part,), leaf).view(view.shape)  # out of place
+                          for name, view, leaf, part in tensors}
+                feats = F.normalize(torch.func.functional_call(zoo.encoder, params, (images[idx],)), dim=-1)
                 logits = scale * feats @ heads.T
                 logits = logits.masked_fill(column_task[None, :] != task_index[idx, None], float("-inf"))
                 loss = F.cross_entropy(logits, targets[idx])
@@ -220,5 +225,31 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                 if progress is not None:
                     progress((step + 1) / steps)
         out = fixed.clone()
-        out[train_idx] = theta.detach()
+        for (name, view, leaf, part), (a, b) in zip(tensors, zip(layout.offsets, layout.offsets[1:])):
+            if leaf is not None:
+                if part is None:
+                    out[a:b] = leaf.detach().reshape(-1)
+                else:
+                    out[a:b][part] = leaf.detach()
     return out.to(flat.dtype)
+
+
+def _trainable_tensors(layout: ParamLayout, fixed: torch.Tensor, frozen_mask: torch.Tensor):
+    """Per parameter tensor: (name, view of `fixed`, trainable leaf or None, index of trainable entries or None).
+
+    A wholly frozen tensor is a constant view (no gradient at all); a wholly trainable one is one
+    leaf of its own (gradients per tensor: backward never builds [P]-sized zeros to scatter slices
+    of one flat vector into, which cost more than the whole forward pass on the tiny zoo); a partly
+    frozen one trains only its unfrozen entries, put into a copy of the view (out of place).
+    """
+    out = []
+    for name, view, (a, b) in zip(layout.names, layout.unflatten(fixed).values(), zip(layout.offsets, layout.offsets[1:])):
+        frozen = frozen_mask[a:b]
+        if bool(frozen.all()):
+            out.append((name, view, None, None))
+        elif not bool(frozen.any()):
+            out.append((name, view, view.detach().clone().requires_grad_(True), None))
+        else:
+            part = (~frozen).nonzero().squeeze(1)
+            out.append((name, view, view.detach().reshape(-1)[part].clone().requires_grad_(True), part))
+    return out

@@ -235,3 +235,14 @@ def test_realign_works_under_inference_mode(zoo, flats):
         out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=2, steps=2, lr=1e-3,
                               frozen_mask=torch.zeros(layout.numel, dtype=torch.bool), seed=0)
     assert not torch.equal(out, base)
+
+
+def test_realign_with_a_partly_frozen_tensor(zoo, flats):
+    # frozen masks need not follow tensor boundaries: every third entry frozen, the rest trained
+    layout, _, _ = flats
+    fused = _noisy_fused(flats)
+    mask = torch.arange(layout.numel) % 3 == 0
+    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=3, steps=4, lr=1e-2,
+                          frozen_mask=mask, seed=0)
+    assert torch.equal(out[mask], fused[mask])
+    assert (out[~mask] != fused[~mask]).float().mean() > 0.9
