@@ -5,6 +5,7 @@ import json
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,6 +192,70 @@ def test_load_zoo_loads_a_built_zoo(built):
     for key in ("finetuned", "zeroshot", "task_arithmetic"):
         for t, v in sub[key].items():
             assert abs(r[key][t] - v) < 1e-6, (key, t)
+
+
+def _mapped_files() -> str:
+    return Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_task_vectors_stay_fp16_and_come_out_fp32_one_at_a_time(built, tmp_path, mmap):
+    import gc
+    import os
+    import shutil
+
+    from rmtllmf_core.taskvec import ParamLayout, stack
+    from rmtllmf_core.zoo.loader import load_zoo
+    from rmtllmf_core.zoo.types import TaskVectors
+
+    out, _ = built
+    zdir = tmp_path / "zoo"  # a path of its own: no other test's zoo maps these files
+    shutil.copytree(out, zdir, ignore=shutil.ignore_patterns(".build"))
+    tv_file = str((zdir / "task_vectors.safetensors").resolve())
+    zoo = load_zoo(zdir, mmap=mmap)
+    tvs = zoo.task_vectors
+    assert isinstance(tvs, TaskVectors) and set(tvs) == {"stripes", "colors"}
+    names = list(zoo.base_state)
+    for t in tvs:
+        stored = tvs.stored(t)
+        assert all(v.dtype == torch.float16 for v in stored.values())  # as on disk: no fp32 copy held
+        assert list(tvs[t]) == names and tvs[t]["proj"].dtype == torch.float32
+        assert torch.equal(tvs[t]["proj"], stored["proj"].float())
+    assert tvs.stored_bytes() == sum(v.numel() for v in zoo.base_state.values()) * 2 * 2
+    # streaming accessors agree with the plain-mapping path the engine uses today
+    layout = ParamLayout.from_state(zoo.base_state)
+    full = stack(layout, tvs, zoo.task_names)
+    buf = torch.empty(layout.numel)
+    for i, t in enumerate(zoo.task_names):
+        assert torch.equal(tvs.flatten_into(t, buf), full[i])
+    assert torch.equal(tvs.stacked("conv1.weight").flatten(1), full[:, layout.slice("conv1.weight")])
+    got = [(t, v["proj"]) for t, v in tvs.iter_fp32()]
+    assert [t for t, _ in got] == list(zoo.task_names) and all(v.dtype == torch.float32 for _, v in got)
+    with pytest.raises(ValueError):
+        tvs.flatten_into("colors", torch.empty(3))
+    # the base encoder's parameters never share memory with the model (zoo eval overwrites the model's)
+    params = {p.untyped_storage().data_ptr() for p in zoo.model.visual.parameters()}
+    assert not params & {v.untyped_storage().data_ptr() for v in zoo.base_state.values()}
+    assert (tv_file in _mapped_files()) == mmap  # big zoos stay memory-mapped; small ones are read in
+    before = {t: tvs[t]["proj"].clone() for t in tvs}
+    # a mapped file replaced atomically (as the builders write) leaves the loaded zoo as it was
+    tmp = zdir / "tv.tmp"
+    shutil.copyfile(zdir / "task_vectors.safetensors", tmp)
+    os.replace(tmp, zdir / "task_vectors.safetensors")
+    assert all(torch.equal(tvs[t]["proj"], before[t]) for t in tvs)
+    del zoo, tvs, stored
+    gc.collect()
+
+
+def test_a_plain_task_vector_mapping_is_wrapped(registered_micro_zoo):
+    from rmtllmf_core.zoo.types import TaskVectors
+
+    zoo = registered_micro_zoo
+    tvs = zoo.task_vectors
+    assert isinstance(tvs, TaskVectors)
+    t = zoo.task_names[0]
+    assert list(tvs[t]) == list(zoo.base_state) and all(v.dtype == torch.float32 for v in tvs[t].values())
+    assert tvs[t].materialize().keys() == zoo.base_state.keys()
 
 
 def test_pipeline_runs_on_a_real_layout_zoo_selected_by_path(built, tmp_path):

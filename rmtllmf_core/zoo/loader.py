@@ -7,6 +7,15 @@ before anything is built, all tensors are read through safetensors (or torch.loa
 weights_only=True for `.pt/.bin` checkpoints), and the Zoo is only returned once complete: a
 missing, truncated, corrupted or wrong-shape file raises AssetError naming the file and the
 command that rebuilds it.
+
+Memory: task vectors stay as stored (fp16) and are converted to fp32 only on access (see
+`types.TaskVectors`). Files of at least `MMAP_MIN_BYTES` (a real CLIP zoo's) stay memory-mapped:
+safetensors (0.4+) maps the file privately (copy-on-write) and its tensors are views of the map, so
+pages are read on first touch and, being file-backed, are not anonymous memory; the base image
+encoder's fp32 tensors are then views of `base.safetensors` as well, leaving the model itself the
+one resident fp32 copy of the encoder. A mapped file must be replaced atomically (write elsewhere,
+then rename; `zoo build clip` / `zoo import` do), never rewritten in place while a process has the
+zoo loaded. Smaller files (the embedded tiny zoo) are read into private memory.
 """
 from __future__ import annotations
 
@@ -23,11 +32,12 @@ from ..errors import AssetError, InputError
 from . import tasks as T
 from .data import ProceduralData
 from .model import TINY_DIR, create, register_config, tokenizer
-from .types import TaskInfo, Zoo
+from .types import TaskInfo, TaskVectors, Zoo
 
 CARD = "card.json"
 FORMAT = "rmtllmf-zoo/1"
 BUILTIN = {"tiny": TINY_DIR}
+MMAP_MIN_BYTES = 64 << 20  # zoo files at least this big stay memory-mapped (load_zoo(mmap=None))
 
 
 def _hint(card: Mapping | None) -> str:
@@ -69,8 +79,15 @@ def verify_files(root: Path, card: Mapping) -> None:
             raise AssetError(str(p), f"sha256 does not match the card (corrupted or modified); {_hint(card)}")
 
 
-def read_tensors(path: Path, card: Mapping | None = None) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file (or a weights-only torch checkpoint), as float32."""
+def read_tensors(path: Path, card: Mapping | None = None, *, dtype: torch.dtype | None = torch.float32,
+                 private: bool = False) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file (or a weights-only torch checkpoint).
+
+    `dtype`: floating tensors converted to it (default float32); None keeps the stored dtypes.
+    `private`: every tensor owns its memory. Otherwise a safetensors file's tensors that need no
+    conversion are views of a private (copy-on-write) memory map of the file, as
+    `safetensors.torch.load_file` returns them: nothing is read until touched.
+    """
     path = Path(path)
     if not path.is_file():
         raise AssetError(str(path), f"missing weights file; {_hint(card)}")
@@ -91,11 +108,19 @@ def read_tensors(path: Path, card: Mapping | None = None) -> dict[str, torch.Ten
     except Exception as exc:  # safetensors / torch raise various types for damaged files
         raise AssetError(str(path), f"cannot read tensors ({type(exc).__name__}: {exc}); {_hint(card)}") from None
     out = {}
+    mapped = path.suffix == ".safetensors"
     for k, v in state.items():
         if not isinstance(v, torch.Tensor):
             raise AssetError(str(path), f"entry {k!r} is not a tensor; {_hint(card)}")
-        out[k] = v.float() if v.is_floating_point() else v
+        if dtype is not None and v.is_floating_point() and v.dtype != dtype:
+            out[k] = v.to(dtype)
+        else:
+            out[k] = v.clone() if private and mapped else v
     return out
+
+
+def _use_mmap(path: Path, mmap: bool | None) -> bool:
+    return mmap if mmap is not None else path.stat().st_size >= MMAP_MIN_BYTES
 
 
 def _check_shapes(path: Path, got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Size], card, what: str) -> None:
@@ -111,8 +136,18 @@ def _check_shapes(path: Path, got: Mapping[str, torch.Tensor], want: Mapping[str
             raise AssetError(str(path), f"{what}: {k} holds non-finite values; {_hint(card)}")
 
 
-def _visual_state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone().float() for k, v in model.visual.named_parameters()}
+def _visual_state(model, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The image encoder's parameters, float32, not sharing memory with the model (whose weights
+    `zoo eval` overwrites): the tensors of `state` (the model's state dict as read from its file,
+    `visual.`-prefixed; fp32 ones used as they are) where it has them, else copies of the model's."""
+    out = {}
+    for k, v in model.visual.named_parameters():
+        s = (state or {}).get("visual." + k)
+        if s is not None and tuple(s.shape) == tuple(v.shape):
+            out[k] = s if s.dtype == torch.float32 else s.float()
+        else:
+            out[k] = v.detach().clone().float()
+    return out
 
 
 def _task_infos(card: Mapping) -> dict[str, TaskInfo]:
@@ -128,7 +163,7 @@ def _fingerprint(parts: list[bytes]) -> str:
 
 def load_zoo(source: str | Path = "tiny", *, pretrained: str | None = None,
              finetuned: Mapping[str, str | Path] | None = None, tasks: tuple[str, ...] | None = None,
-             verify: bool = True, use_disk_cache: bool = True) -> Zoo:
+             verify: bool = True, use_disk_cache: bool = True, mmap: bool | None = None) -> Zoo:
     """Load a zoo.
 
     - ``"tiny"`` (the embedded default under ``assets/tiny``), or a zoo directory, or its ``card.json``;
@@ -136,18 +171,23 @@ def load_zoo(source: str | Path = "tiny", *, pretrained: str | None = None,
       (``"openai"``, downloaded by open_clip) or a local checkpoint file (``.safetensors`` or a
       weights-only torch file); ``finetuned`` = {task: checkpoint} gives the task vectors
       (fine-tuned minus base image encoder), and heads are built zero-shot from the text tower.
+
+    `mmap`: keep a zoo directory's weight and task-vector files memory-mapped (True), read them into
+    memory (False), or decide by size (None: files of at least MMAP_MIN_BYTES are mapped).
     """
     if isinstance(source, str) and source in BUILTIN:
-        return _load_dir(BUILTIN[source], verify, use_disk_cache)
+        return _load_dir(BUILTIN[source], verify, use_disk_cache, mmap=mmap)
     p = Path(source)
     if p.is_dir() or p.name == CARD or p.suffix == ".json" and p.exists():
-        return _load_dir(p if p.is_dir() else p.parent, verify, use_disk_cache, card_path=None if p.is_dir() else p)
+        return _load_dir(p if p.is_dir() else p.parent, verify, use_disk_cache, card_path=None if p.is_dir() else p,
+                         mmap=mmap)
     if isinstance(source, Path) or "/" in str(source) and not str(source).startswith(("hf-hub:", "local-dir:")):
         raise AssetError(str(source), f"no zoo there (expected a directory with {CARD}); {_hint(None)}")
     return load_open_clip(str(source), pretrained=pretrained, finetuned=finetuned, tasks=tasks, use_disk_cache=use_disk_cache)
 
 
-def _load_dir(root: Path, verify: bool, use_disk_cache: bool, card_path: Path | None = None) -> Zoo:
+def _load_dir(root: Path, verify: bool, use_disk_cache: bool, card_path: Path | None = None,
+              mmap: bool | None = None) -> Zoo:
     root = Path(root)
     card_path = card_path or root / CARD
     card, raw = _read_card(card_path)
@@ -162,27 +202,34 @@ def _load_dir(root: Path, verify: bool, use_disk_cache: bool, card_path: Path | 
         name = m["open_clip_name"]
     model = create(name, pretrained=m.get("pretrained"))
     want = {k: v.shape for k, v in model.state_dict().items()}
+    state = None
     if m.get("weights"):
         wpath = root / m["weights"]
-        state = read_tensors(wpath, card)
+        # stored dtypes (fp16 text tower): load_state_dict casts while it copies, no fp32 copy of the file
+        state = read_tensors(wpath, card, dtype=None, private=not _use_mmap(wpath, mmap))
         _check_shapes(wpath, state, want, card, "base model")
         model.load_state_dict(state, strict=True)
     model.eval()
     for p_ in model.parameters():
         p_.requires_grad_(False)
-    base = _visual_state(model)
+    base = _visual_state(model, state)
+    del state
     vshape = {k: v.shape for k, v in base.items()}
     infos = _task_infos(card)
 
     tv_path = root / card["task_vectors"]
-    flat_tv = read_tensors(tv_path, card)
-    tvs = {}
+    flat_tv = read_tensors(tv_path, card, dtype=None, private=not _use_mmap(tv_path, mmap))  # fp16 as stored
+    stored = {}
     for t in infos:
         sub = {k[len(t) + 1:]: v for k, v in flat_tv.items() if k.startswith(t + "/")}
         _check_shapes(tv_path, sub, vshape, card, f"task vector {t!r}")
-        tvs[t] = sub
-    if len(flat_tv) != sum(len(v) for v in tvs.values()):
+        bad = sorted(k for k, v in sub.items() if not v.is_floating_point())
+        if bad:
+            raise AssetError(str(tv_path), f"task vector {t!r}: {bad[0]} is not floating point; {_hint(card)}")
+        stored[t] = sub
+    if len(flat_tv) != sum(len(v) for v in stored.values()):
         raise AssetError(str(tv_path), f"holds tensors of tasks the card does not list; {_hint(card)}")
+    tvs = TaskVectors(stored, tuple(base))
 
     h_path = root / card["heads"]
     heads_raw = read_tensors(h_path, card)
@@ -258,7 +305,9 @@ def load_open_clip(model_name: str, *, pretrained: str | None = None, finetuned:
         vis = {k[len("visual."):]: v for k, v in st.items() if k.startswith("visual.")} or st
         _check_shapes(ck, vis, vshape, None, f"fine-tuned encoder {t!r}")
         tvs[t] = {k: vis[k] - base[k] for k in base}
+        del st, vis
         parts.append(_sha256(ck).encode())
+    tvs = TaskVectors(tvs, tuple(base))
     tok = tokenizer(model_name)
     from .train import zero_shot_heads
 
