@@ -105,6 +105,29 @@ def test_missing_dataset_says_where_and_how(tmp_path):
         C.build_clip(tmp_path / "zoo", model="ViT-B-32", data_root=tmp_path, datasets=["svhn"], **FAST)
 
 
+def test_missing_data_root_and_a_failed_download_say_what_to_do(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    with pytest.raises(InputError) as e:
+        C.build_clip(tmp_path / "zoo", model="ViT-B-32", data_root=None, datasets=["mnist"], **FAST)
+    assert "--data-root DIR" in str(e.value) and "MNIST/raw" in str(e.value) and "--folder NAME=PATH" in str(e.value)
+
+    class Offline:  # torchvision's MNIST on a machine without network (no download is tried here)
+        def __init__(self, root, train=True, download=False):
+            raise (RuntimeError("urlopen error [Errno -2] Name or service not known") if download
+                   else RuntimeError("Dataset not found. You can use download=True to download it"))
+
+    monkeypatch.setattr(tvd, "MNIST", Offline)
+    with pytest.raises(AssetError) as e:
+        D.open_task("mnist", tmp_path)
+    assert "pass --download" in str(e.value) and str(tmp_path / "MNIST" / "raw") in str(e.value)
+    with pytest.raises(AssetError) as e:
+        D.open_task("mnist", tmp_path, download=True)
+    msg = str(e.value)
+    assert "download failed" in msg and "urlopen" in msg and "pass --download" not in msg
+    assert str(tmp_path / "MNIST" / "raw") in msg
+
+
 def _write_mnist(root, n_train=40, n_test=20):
     """torchvision's MNIST layout (uncompressed idx files under root/MNIST/raw), tiny."""
     import struct
@@ -399,8 +422,9 @@ def test_pickled_checkpoint_refused_without_flag_and_converted_once_with_it(env,
     path = tmp_path / "paper_style.pkl"
     with open(path, "wb") as f:
         pickle.dump(vis, f)  # a plain pickle: weights-only loading must refuse it
-    with pytest.raises(AssetError, match="--trust-pickle"):
+    with pytest.raises(AssetError, match="--trust-pickle") as e:
         I.read_checkpoint(path, convert_dir=tmp_path / "converted")
+    assert "PyTorch 2.6" not in str(e.value) and len(str(e.value)) < 600  # our one-line reason, not torch's page
     assert not (tmp_path / "converted").exists()
     state, src = I.read_checkpoint(path, trust_pickle=True, convert_dir=tmp_path / "converted", log=lambda *a: None)
     assert src.suffix == ".safetensors" and src.parent == tmp_path / "converted"
@@ -430,8 +454,9 @@ def test_trusted_pickle_of_a_whole_module_from_code_we_do_not_have(env, tmp_path
         torch.save(ImageEncoder(model), path)
     finally:
         del sys.modules[fake.__name__]
-    with pytest.raises(AssetError, match="trust-pickle"):
+    with pytest.raises(AssetError, match="trust-pickle") as e:
         I.read_checkpoint(path, convert_dir=tmp_path / "c")
+    assert "src_modeling_absent.ImageEncoder" in str(e.value)  # says what unpickling would have imported
     state, src = I.read_checkpoint(path, trust_pickle=True, convert_dir=tmp_path / "c", log=lambda *a: None)
     vis = I.visual_state(state, {k: v.shape for k, v in model.visual.named_parameters()}, str(path))
     assert all(torch.equal(vis[k], v) for k, v in model.visual.named_parameters())
@@ -467,5 +492,8 @@ def test_cli_build_clip_and_import_options(env, tmp_path):
     assert "zoo build clip" in card["rebuild_command"] and "--folder stripes=" in card["rebuild_command"]
     help_text = p._subparsers._group_actions[0].choices["import"].format_help()
     assert "--trust-pickle" in help_text and "arbitrary" in help_text
+    flat = " ".join(help_text.split())
+    assert "never unpickled again" in flat and "refused, unread" in flat and "need --trust-pickle" in flat
+    assert "fine-tuned from" in flat and "DIR/MNIST/raw/" in flat
     with pytest.raises(SystemExit):
         p.parse_args(["import", "--out", "x"])  # --finetuned is required

@@ -11,7 +11,8 @@ def register(subparsers) -> None:
 
     b = sub.add_parser("build", help="rebuild a zoo from nothing (deterministic)")
     b.add_argument("which", choices=["tiny", "clip"], help="the zoo to build: the embedded one, or a real CLIP zoo (see --model)")
-    b.add_argument("--out", default=None, help="output directory (default: assets/tiny, the shipped zoo)")
+    b.add_argument("--out", default=None, help="output directory (default: tiny: assets/tiny, the shipped zoo; "
+                                                "clip: zoos/MODEL-PRETRAINED, e.g. zoos/vit-b-32-openai)")
     b.add_argument("--micro", action="store_true", help="tiny config, a few steps: a smoke build in seconds")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("--pretrain-cache", default=None, metavar="DIR",

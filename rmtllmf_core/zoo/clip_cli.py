@@ -13,9 +13,10 @@ from ..errors import InputError
 
 # (no torch or open_clip at import: every command's parser is built on start-up, `channel` must stay fast)
 PICKLE_HELP = ("allow unpickling checkpoints that are not plain weights (the task-arithmetic paper's published "
-               "checkpoints are pickled ImageEncoder modules). Unpickling can execute arbitrary code hidden in the "
-               "file: use it only for files from a source you trust. Each such file is converted once to "
-               "safetensors under OUT/converted/ and never unpickled again.")
+               "checkpoints are pickled ImageEncoder modules, which weights-only loading refuses). Unpickling can "
+               "execute arbitrary code hidden in the file: use it only for files from a source you trust. Each such "
+               "file is converted once to safetensors under OUT/converted/ (found again by the file's sha256) and "
+               "never unpickled again; without this flag such a file is refused, unread.")
 
 
 def _add(parser: argparse.ArgumentParser, *flags, **kw) -> None:
@@ -33,7 +34,9 @@ def _model_options(p, clip_only: str = "") -> None:
     _add(p, "--model-config", default=None, metavar="JSON", help=f"{clip_only}register this open_clip model config first "
                                                                  "(its file name without .json is the model name)")
     _add(p, "--data-root", default=None, metavar="DIR",
-         help=f"{clip_only}where the datasets live (torchvision layout; RESISC45 under DIR/resisc45/)")
+         help=f"{clip_only}where the paper's datasets live, in torchvision's layout (DIR/MNIST/raw/, DIR/svhn/, "
+              "DIR/gtsrb/, DIR/dtd/, DIR/eurosat/, DIR/SUN397/, DIR/stanford_cars/) and RESISC45 as DIR/resisc45/<class>/; "
+              "a missing one is reported with its expected path and how to get it")
     _add(p, "--folder", action="append", default=[], metavar="NAME=PATH",
          help=f"{clip_only}an extra dataset: an ImageFolder directory (a folder of images per class, optionally under "
               "train/ and test/); repeatable")
@@ -51,7 +54,9 @@ def _model_options(p, clip_only: str = "") -> None:
     _add(p, "--name", default=None, help=f"{clip_only}the zoo's name in its card (default: the output folder's name)")
     _add(p, "--restart", action="store_true", help=f"{clip_only}discard an unfinished build in --out instead of resuming it")
     _add(p, "--keep-work", action="store_true", help=f"{clip_only}keep the per-task scratch files once the zoo is written")
-    _add(p, "--download", action="store_true", help=f"{clip_only}download missing torchvision datasets into --data-root")
+    _add(p, "--download", action="store_true", help=f"{clip_only}download missing torchvision datasets into --data-root "
+                                                     "(needs a network; Stanford Cars and RESISC45 cannot be downloaded: "
+                                                     "place them there yourself)")
 
 
 def add_clip_commands(zoo_subparsers, build_parser: argparse.ArgumentParser) -> None:
@@ -74,12 +79,15 @@ def add_clip_commands(zoo_subparsers, build_parser: argparse.ArgumentParser) -> 
 
     i = zoo_subparsers.add_parser("import", help="turn fine-tuned open_clip checkpoints into a zoo",
                                   description="Build a zoo from fine-tuned image encoders: each TASK=FILE gives that "
-                                              "dataset's task vector (checkpoint minus the pretrained base); heads, "
-                                              "evaluation and card as `zoo build clip` makes them.")
+                                              "dataset's task vector (checkpoint minus the pretrained base, so "
+                                              "--model/--pretrained must be what the checkpoints were fine-tuned "
+                                              "from); heads, evaluation and card as `zoo build clip` makes them, on "
+                                              "the datasets under --data-root (or --folder).")
     i.add_argument("--finetuned", action="append", default=[], required=True, metavar="TASK=FILE",
                    help="a fine-tuned checkpoint: .safetensors or a weights-only torch state dict (whole CLIP, "
                         "image encoder, or wrapped as model.visual.*); repeatable. TASK is one of the eight datasets "
-                        "or a --folder NAME")
+                        "or a --folder NAME. Pickled whole-module checkpoints (the task-arithmetic paper's) need "
+                        "--trust-pickle")
     i.add_argument("--out", required=True, help="output directory of the zoo")
     i.add_argument("--trust-pickle", action="store_true", help=PICKLE_HELP)
     i.add_argument("--quiet", action="store_true", help="no progress bars")

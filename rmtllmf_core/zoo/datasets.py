@@ -118,9 +118,12 @@ def pretty(name: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[_/\\]+", " ", str(name))).strip()
 
 
-def _missing(spec_or_name, root: Path, why: str = "") -> AssetError:
+def _missing(spec_or_name, root: Path, why: str = "", downloading: bool = False) -> AssetError:
     if isinstance(spec_or_name, DatasetSpec):
         where, how = spec_or_name.where.replace("DATA_ROOT", str(root)), spec_or_name.how
+        if downloading and spec_or_name.can_download:  # --download was given and failed: say what else to do
+            how = ("the download failed: run again with --download where the internet is reachable, or download "
+                   "it on another machine and copy it there")
         return AssetError(str(root), f"dataset {spec_or_name.name!r} not found{f' ({why})' if why else ''}: expected {where}; "
                                      f"to get it: {how}")
     return AssetError(str(root), f"dataset {spec_or_name!r} not found{f' ({why})' if why else ''}: expected an "
@@ -269,7 +272,7 @@ def _open_torchvision(spec: DatasetSpec, root: Path, download: bool):
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as exc:
         text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         plain_absence = not download and "not found" in text.lower() and "corrupt" not in text.lower()
-        raise _missing(spec, root, "" if plain_absence else f"{type(exc).__name__}: {text}") from None
+        raise _missing(spec, root, "" if plain_absence else f"{type(exc).__name__}: {text}", downloading=download) from None
     if spec.name == "sun397":  # torchvision lists SUN397 in filesystem order: make it canonical
         order = sorted(range(len(tr._image_files)), key=lambda i: str(tr._image_files[i]))
         tr._image_files = [tr._image_files[i] for i in order]

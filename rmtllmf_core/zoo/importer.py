@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -113,6 +114,19 @@ def _unpickle_trusted(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _refusal_reason(exc: BaseException) -> str:
+    """What weights-only loading objected to, in one line (torch's own message is a page long)."""
+    text = str(exc)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it names the Python object {m.group(1)}, which weights-only loading does not import"
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if m:
+        return f"weights-only loading stopped at: {m.group(1).strip()[:120]}"
+    first = text.splitlines()[0][:160] if text else ""
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
+
+
 def read_checkpoint(path: str | Path, *, trust_pickle: bool = False, convert_dir: str | Path | None = None,
                     log=print) -> tuple[dict[str, torch.Tensor], Path]:
     """(state dict, the file it now comes from). A pickle that weights-only loading refuses raises
@@ -146,7 +160,7 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False, convert_dir
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as exc:
         if not trust_pickle:
             raise AssetError(str(path), "is a pickled checkpoint that weights-only loading refuses "
-                                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). Unpickling it could "
+                                        f"({_refusal_reason(exc)}). Unpickling it could "
                                         "run arbitrary code, so it is not loaded. If you trust its source (e.g. the "
                                         "task-arithmetic paper's published checkpoints), pass --trust-pickle: it is then "
                                         "converted once to safetensors and never unpickled again.") from None
