@@ -435,8 +435,9 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     if any(t not in folders for t in tasks) and data_root is None:
         raise InputError("data_root", "--data-root DIR is needed for the paper's datasets: the folder that holds them in "
                                       "torchvision's layout (DIR/MNIST/raw/, DIR/svhn/, DIR/resisc45/<class>/, ...; "
-                                      "--download fetches those torchvision can), or use --datasets none with "
-                                      "--folder NAME=PATH for your own")
+                                      "--download fetches those torchvision can), or give a dataset as an "
+                                      "ImageFolder with --folder NAME=PATH (`zoo build clip --datasets none` for "
+                                      "folders only)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("device", "cuda requested but torch sees no GPU; use --device cpu")
     if device not in ("cpu",) and not device.startswith("cuda"):
