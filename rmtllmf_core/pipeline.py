@@ -2,10 +2,13 @@
 
 scenario -> wireless (per-user MSE) -> perturb (received task vectors) -> fuse -> defend ->
 evaluate -> plain JSON data. Each stage is a pure function of its inputs and a seed derived
-from the scenario's seed; the only state is the loaded zoo (weights) and the result cache.
+from the scenario's seed; the only state is the loaded zoo (weights), the result cache, and memos
+of values that do not depend on the noise: the chosen lambda, the logits of any evaluated encoder
+(by content) and the clean-realigned control (see `compute`), the slow ones also on disk.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import time
@@ -26,11 +29,24 @@ from .zoo.types import Zoo
 
 Progress = Callable[[float, str], None]
 LAMBDA_VALIDATION_SAMPLES = 50  # per task: enough to rank lambdas, cheap enough for a cold run
+LOGITS_MEMO_SIZE = 256  # evaluated encoders kept in memory (8 tasks x 200 samples x 10 classes: 64 kB each)
 
 
 def sub_seed(seed: int, stage: str) -> int:
     """Independent, reproducible seed per stage, so adding a stage never shifts another's noise."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{stage}".encode()).digest()[:4], "little")
+
+
+# The clean-realigned control realigns the *clean* fusion with the batch order of seed 0 whatever the
+# scenario's seed: it is a property of the clean fusion, not of a noise draw, so it is computed once
+# per (tasks, clean fusion, freeze and realign options, samples) and reused across seeds and channels.
+CONTROL_REALIGN_SEED = sub_seed(0, "realign")
+
+
+def flat_digest(flat: torch.Tensor) -> str:
+    """Content hash of a flat parameter vector (the memo key of what is evaluated on it)."""
+    arr = flat.detach().float().contiguous().numpy()
+    return hashlib.blake2b(arr, digest_size=20).hexdigest() + f":{arr.size}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,6 +60,7 @@ class Engine:
     vectors: Mapping[str, torch.Tensor]  # task -> clean flat task vector
     _evaluators: OrderedDict = field(default_factory=OrderedDict)
     _memo: OrderedDict = field(default_factory=OrderedDict)
+    _logits: OrderedDict = field(default_factory=OrderedDict)
     lock: threading.RLock = field(default_factory=threading.RLock)  # one working encoder per engine
 
     @classmethod
@@ -66,15 +83,68 @@ class Engine:
         """In-process memo of derived values (predictions, chosen lambdas), bounded for a long-lived server."""
         return _lru(self._memo, key, compute, 2048)
 
-    def individual(self, task: str, samples: int) -> torch.Tensor:
-        """Predictions of the individually fine-tuned encoder on its own task."""
-        return self.memo(("individual", task, samples), lambda: self.evaluator(samples).predictions(
-            self.base_flat + self.vectors[task], [task])[task])
+    def logits(self, flat: torch.Tensor, tasks, samples: int, *, cache: ResultCache | None = None,
+               key: tuple | None = None, compute: Callable[[], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """task -> logits [n, C] of the encoder `flat` on the first `samples` test samples of `tasks`.
 
-    def zeroshot(self, task: str, samples: int) -> torch.Tensor:
+        Memoised in memory by content (the hash of `flat`, the tasks and `samples`), so two runs that
+        evaluate the same encoder (the clean fusion of every seed and channel; the attacked fusion of
+        the 'none' and 'R-MTLLMF' points of a sweep) evaluate it once. With `cache`, also persisted on
+        disk (float32 bytes in JSON, exact). `key`/`compute` replace the content key and the encoder
+        for values named by what produces them (the control: its encoder is the result of a realignment).
+        """
+        tasks = tuple(tasks)
+        key = key if key is not None else ("logits", tasks, samples, flat_digest(flat))
+        produce = compute if compute is not None else (lambda: self.evaluator(samples).logits(flat, tasks))
+
+        def persisted():
+            disk_key = None
+            if cache is not None:
+                disk_key = "memo/" + hashlib.sha256(
+                    f"{ENGINE_VERSION}\n{self.zoo.fingerprint}\n{key!r}".encode()).hexdigest()
+                stored = _unpack_logits(cache.get(disk_key), tasks, self.evaluator(samples))
+                if stored is not None:
+                    return stored
+            value = produce()
+            if disk_key is not None:
+                cache.set(disk_key, _pack_logits(value))
+            return value
+
+        return _lru(self._logits, key, persisted, LOGITS_MEMO_SIZE)
+
+    def individual(self, task: str, samples: int, cache: ResultCache | None = None) -> torch.Tensor:
+        """Predictions of the individually fine-tuned encoder on its own task."""
+        return self.memo(("individual", task, samples), lambda: self.logits(
+            self.base_flat + self.vectors[task], [task], samples, cache=cache)[task].argmax(dim=1))
+
+    def zeroshot(self, task: str, samples: int, cache: ResultCache | None = None) -> torch.Tensor:
         """Predictions of the base encoder (zero-shot heads) on a task."""
-        return self.memo(("zeroshot", task, samples), lambda: self.evaluator(samples).predictions(
-            self.base_flat, [task])[task])
+        return self.memo(("zeroshot", task, samples), lambda: self.logits(
+            self.base_flat, [task], samples, cache=cache)[task].argmax(dim=1))
+
+
+def _pack_logits(logits: Mapping[str, torch.Tensor]) -> dict:
+    """JSON-safe, exact: each task's float32 logits as little-endian bytes in base64."""
+    return {t: {"shape": list(z.shape), "f32": base64.b64encode(
+        z.detach().float().contiguous().numpy().astype("<f4").tobytes()).decode()} for t, z in logits.items()}
+
+
+def _unpack_logits(stored: Any, tasks: tuple[str, ...], ev: "evaluate.Evaluator") -> dict[str, torch.Tensor] | None:
+    """The logits back, or None for anything that is not exactly what `_pack_logits` wrote for these tasks."""
+    if not isinstance(stored, dict) or set(stored) != set(tasks):
+        return None
+    out = {}
+    try:
+        for t in tasks:
+            n, c = (int(x) for x in stored[t]["shape"])
+            want = (ev.slices[t].stop - ev.slices[t].start, ev.heads[t].shape[0])
+            data = base64.b64decode(stored[t]["f32"], validate=True)
+            if (n, c) != want or len(data) != 4 * n * c:
+                return None
+            out[t] = torch.from_numpy(np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(n, c))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return out
 
 
 def _lru(store: OrderedDict, key, compute, size: int):
@@ -280,26 +350,36 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
                                          progress=lambda f: progress(0.3 + 0.3 * f, "realign"))
     lap("defend", 0.6)
 
-    # evaluate
+    # evaluate. What is memoised (by content, see Engine.logits) rather than computed per run: the
+    # individual and zero-shot predictions, the clean fusion's logits (the same encoder for every seed
+    # and channel unless the fusion is DARE) and the clean-realigned control; those three persist in
+    # the disk cache. The attacked fusion is memoised in memory only (shared by the 'none' and
+    # 'R-MTLLMF' points of a sweep); with no defense the defended encoder *is* the attacked one.
     ev = engine.evaluator(n_eval)
-    individual = {t: engine.individual(t, n_eval) for t in tasks}
+    individual = {t: engine.individual(t, n_eval, cache) for t in tasks}
     accuracy = {
         "finetuned": ev.accuracy_from_predictions(individual),
-        "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval) for t in tasks}),
+        "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval, cache) for t in tasks}),
     }
-    logits: dict[str, dict[str, torch.Tensor]] = {}
-    for cond, flat in (("clean", fused_clean), ("attacked", fused_attacked), ("defended", fused_defended)):
-        logits[cond] = ev.logits(flat, tasks)
+    logits: dict[str, dict[str, torch.Tensor]] = {
+        "clean": engine.logits(fused_clean, tasks, n_eval, cache=cache),
+        "attacked": engine.logits(fused_attacked, tasks, n_eval),
+    }
+    logits["defended"] = (logits["attacked"] if fused_defended is fused_attacked
+                          else engine.logits(fused_defended, tasks, n_eval))
     if d.realign and scenario.evaluation.clean_realign_control:
-        # The control: the same realignment on the *clean* fusion (no noise, same frozen parts).
+        # The control: the same realignment on the *clean* fusion (no noise, same frozen parts), with
+        # the batch order of seed 0 (CONTROL_REALIGN_SEED): it depends on neither the channel nor the
+        # noise seed, so moving a slider or drawing a new seed never recomputes it.
         def control():
             start = defense.freeze(fused_clean, base, layout, d.freeze_groups) if d.freeze else fused_clean
-            flat = defense.realign(engine.zoo, start, layout, tasks, **realign_opts)
+            flat = defense.realign(engine.zoo, start, layout, tasks, **{**realign_opts, "seed": CONTROL_REALIGN_SEED})
             return ev.logits(flat, tasks)
-        # it does not depend on the channel, so moving a wireless slider never recomputes it
-        control_key = ("control", tuple(tasks), scenario.fusion.model_dump_json(), d.model_dump_json(),
-                       lam, scenario.seed, n_eval)
-        logits["clean_realigned"] = engine.memo(control_key, control)
+        recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr"})
+        control_key = ("control", tuple(tasks), n_eval, flat_digest(fused_clean),
+                       tuple(sorted(recipe.items())), CONTROL_REALIGN_SEED)
+        logits["clean_realigned"] = engine.logits(fused_clean, tasks, n_eval, cache=cache, key=control_key,
+                                                  compute=control)
     progress(0.9, "evaluate")
 
     preds = {cond: {t: l.argmax(dim=1) for t, l in lg.items()} for cond, lg in logits.items()}
@@ -312,9 +392,13 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
                  for cond in ("attacked", "defended")}
 
     # cosine similarity of clean, received and defended vectors (frozen parts reset: the base's own)
-    defended_vectors = restored.clone()
+    cosine = {"clean": cosine_matrix(clean), "received": cosine_matrix(received)}
     if d.freeze:
+        defended_vectors = restored.clone()
         defended_vectors[:, frozen] = 0.0
+        cosine["defended"] = cosine_matrix(defended_vectors)
+    else:
+        cosine["defended"] = cosine["received"] if restored is received else cosine_matrix(restored)
     lap("evaluate", 1.0)
 
     return {
@@ -329,10 +413,6 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
         "average_normalized": {cond: float(np.mean(list(v.values()))) for cond, v in normalized.items()},
         "wde": wde,
         "rejection_rate": rejection,
-        "cosine": {
-            "clean": cosine_matrix(clean).tolist(),
-            "received": cosine_matrix(received).tolist(),
-            "defended": cosine_matrix(defended_vectors).tolist(),
-        },
+        "cosine": {name: m.tolist() for name, m in cosine.items()},
         "timing_s": timing,
     }

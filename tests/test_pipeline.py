@@ -99,3 +99,93 @@ def test_corrupted_entry_is_recomputed(zoo, cache):
     with sqlite3.connect(str(cache.directory / "cache.db")) as db:
         db.execute("UPDATE Cache SET value=? WHERE key=?", (sqlite3.Binary(b"junk"), first["key"]))
     assert strip(pipeline.run(s, cache=cache)) == strip(first)
+
+
+# ---------------------------------------------------------------- what is memoised, and that it changes nothing
+
+def fresh_engine(zoo):
+    """A new engine for the zoo: empty in-process memos (as in a new process)."""
+    return pipeline.register_zoo(zoo)
+
+
+def count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_memoised_results_equal_fresh_ones(zoo, cache):
+    s = scenario(zoo)
+    fresh_engine(zoo)
+    warm = [pipeline.run(s.replace(seed=seed), cache=cache) for seed in (0, 1)]  # memos filled along the way
+    for seed, got in zip((0, 1), warm):
+        fresh_engine(zoo)                      # nothing in memory, nothing on disk
+        assert strip(pipeline.run(s.replace(seed=seed), use_cache=False)) == strip(got)
+
+
+def test_control_is_computed_once_across_seeds_and_channels(zoo, cache, monkeypatch):
+    from rmtllmf_core import defense
+
+    s = scenario(zoo)
+    fresh_engine(zoo)
+    first = pipeline.run(s, cache=cache)
+    realigns = count_calls(monkeypatch, defense, "realign")
+    moved = pipeline.run(s.replace(seed=5, **{"wireless.jammer_power_w": 3e-14}), cache=cache)
+    assert len(realigns) == 1                 # the defended encoder only; the control is reused
+    assert moved["accuracy"]["clean_realigned"] == first["accuracy"]["clean_realigned"]
+    assert moved["accuracy"]["clean"] == first["accuracy"]["clean"]
+    assert moved["wireless"] != first["wireless"]
+    fresh_engine(zoo)                          # a new process: the control and clean logits come from disk
+    realigns.clear()
+    again = pipeline.run(s.replace(seed=6), cache=cache)
+    assert len(realigns) == 1 and again["accuracy"]["clean_realigned"] == first["accuracy"]["clean_realigned"]
+
+
+def test_control_recomputed_when_its_recipe_changes(zoo, cache, monkeypatch):
+    from rmtllmf_core import defense
+
+    s = scenario(zoo)
+    pipeline.run(s, cache=cache)
+    realigns = count_calls(monkeypatch, defense, "realign")
+    pipeline.run(s.replace(**{"defense.realign_steps": 3}), cache=cache)
+    assert len(realigns) == 2                 # defended and control: both with 3 steps
+
+
+def test_none_and_rmtllmf_share_the_attacked_evaluation(zoo, cache, monkeypatch):
+    from rmtllmf_core import evaluate, sweeps
+
+    s = scenario(zoo, seed=11)
+    fresh_engine(zoo)
+    pipeline.run(sweeps.with_defense(s, "rmtllmf"), cache=cache)
+    evaluations = count_calls(monkeypatch, evaluate.Evaluator, "logits")
+    none = pipeline.run(sweeps.with_defense(s, "none"), cache=cache)
+    assert evaluations == []                  # clean, attacked (= defended) all evaluated already
+    assert none["accuracy"]["defended"] == none["accuracy"]["attacked"]
+    assert none["cosine"]["defended"] == none["cosine"]["received"]
+
+
+def test_corrupted_memo_entries_are_recomputed(zoo, cache):
+    import sqlite3
+
+    s = scenario(zoo, seed=3)
+    fresh_engine(zoo)
+    first = pipeline.run(s, cache=cache)
+    with sqlite3.connect(str(cache.directory / "cache.db")) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM Cache") if k.startswith("memo/")]
+    assert len(keys) >= 2
+    for i, k in enumerate(keys):             # unreadable bytes, or well-formed JSON of the wrong shape
+        if i % 2:
+            cache.set(k, {t: {"shape": [1, 1], "f32": "AAAAAA=="} for t in zoo.task_names})
+        else:
+            with sqlite3.connect(str(cache.directory / "cache.db")) as db:
+                db.execute("UPDATE Cache SET value=? WHERE key=?", (sqlite3.Binary(b"junk"), k))
+    fresh_engine(zoo)
+    other = pipeline.run(s.replace(seed=4), cache=cache)
+    for cond in ("finetuned", "zeroshot", "clean", "clean_realigned"):
+        assert other["accuracy"][cond] == first["accuracy"][cond]
