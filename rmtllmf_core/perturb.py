@@ -1,8 +1,13 @@
 """Perturb: a user's MSE becomes an error on its received task vector (PAPER-NOTES sec. 3).
 
-Every function here is pure and seeded (one ``torch.Generator`` built from ``seed``) and works on
-the flat float32 ``[T, P]`` stack of clean task vectors (row q = user q = task q), vectorised over
-parameters; the only Python loops are over users (T <= 64).
+Every function here is pure and seeded. The work is done one parameter tensor at a time, in place,
+on ``[R, n_i]`` slices (:func:`perturb_slice_`, driven by a :class:`Link` built once per drop by
+:func:`link`), so a caller can stream a zoo whose task vectors do not fit in memory as a ``[T, P]``
+float32 stack (ViT-B/32: 88 M parameters per task); :func:`perturb` is the whole-stack wrapper of the
+same loop. Every (user, tensor) pair draws from its own generator, seeded from
+``(seed, user index, tensor index)`` (:func:`stream_seed`), so a user's error does not depend on which
+other users are perturbed, on the order the tensors are visited, or on how rows are grouped; the
+only Python loops are over tensors and users.
 
 Three error models, chosen by ``PerturbConfig.model``:
 
@@ -54,6 +59,7 @@ skips quantisation, so a zero-noise run equals the clean fusion exactly).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -118,6 +124,25 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def stream_seed(seed: int, *keys: int) -> int:
+    """A seed in [0, 2^63) for the stream named by (seed, *keys), e.g. (seed, user, tensor): splitmix64
+    chained over the keys, so neighbouring keys give unrelated streams."""
+    h = _splitmix64(int(seed) & _MASK64)
+    for k in keys:
+        h = _splitmix64(h ^ (int(k) & _MASK64))
+    return h >> 1
+
+
 # ----------------------------------------------------------------------------------- gaussian
 
 def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torch.Tensor:
@@ -125,33 +150,50 @@ def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torc
 
     ``absolute``: scale 1, returns [T, 1]. ``per_vector``: rms of the whole tau_q, returns [T, 1].
     ``per_tensor``: rms of the tensor of tau_q the element belongs to, returns [T, P].
-    The result broadcasts against ``clean``. Also used by the shrinkage defense.
+    The result broadcasts against ``clean``. :func:`noise_std_per_tensor` is the same without the
+    [T, P] expansion (what the slice-wise stages use).
     """
+    std = noise_std_per_tensor(clean, mse, layout, scale)
+    if scale != "per_tensor":
+        return std[:, :1].contiguous() if std.shape[1] else torch.zeros(std.shape[0], 1)
+    return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
+
+
+def noise_std_per_tensor(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torch.Tensor:
+    """[T, n_tensors] float32: the error std of every element of tensor i of tau_q (see :func:`noise_std`)."""
     clean = _check_vectors(clean, layout)
     mse = _check_mse(mse, clean.shape[0])
-    return _noise_std(clean, mse, layout, _check_choice(scale, SCALES, "perturb.scale"))
+    scale = _check_choice(scale, SCALES, "perturb.scale")
+    power = layout.per_tensor_mean_square(clean) if scale != "absolute" else None
+    return tensor_noise_std(power, mse, layout, scale)
 
 
-def _noise_std(clean: torch.Tensor, mse: np.ndarray, layout: ParamLayout, scale: str) -> torch.Tensor:
-    var = torch.as_tensor(mse, dtype=torch.float64)
+def tensor_noise_std(power: Optional[torch.Tensor], mse, layout: ParamLayout, scale: str) -> torch.Tensor:
+    """[T, n_tensors] float32 std from the clean vectors' per-tensor mean squares ``power`` ([T, n_tensors]
+    float64, as ``ParamLayout.per_tensor_mean_square`` gives; unused by ``absolute``).
+
+    ``per_vector`` takes the whole vector's mean square as the size-weighted mean of the tensors'."""
+    var = torch.as_tensor(np.asarray(mse, dtype=np.float64)).unsqueeze(1)
+    n_tensors = len(layout.names)
     if scale == "absolute":
-        return var.sqrt().to(torch.float32).unsqueeze(1)
+        return var.sqrt().to(torch.float32).expand(-1, n_tensors).contiguous()
+    if power is None or power.shape != (var.shape[0], n_tensors):
+        raise InputError("perturb.power", f"needs the [{var.shape[0]}, {n_tensors}] per-tensor mean squares")
+    power = power.to(torch.float64)
     if scale == "per_vector":
-        # float64 accumulation: 1-2 M squares summed in float32 would lose digits
-        power = torch.linalg.vector_norm(clean, dim=1, dtype=torch.float64).square() / clean.shape[1]
-        return (var * power).sqrt().to(torch.float32).unsqueeze(1)
-    power = layout.per_tensor_mean_square(clean)  # [T, n_tensors]
-    std = (var.unsqueeze(1) * power).sqrt().to(torch.float32)
-    return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
+        sizes = _tensor_sizes(layout).to(torch.float64)
+        whole = (power * sizes).sum(1, keepdim=True) / max(layout.numel, 1)
+        return (var * whole).sqrt().to(torch.float32).expand(-1, n_tensors).contiguous()
+    return (var * power).sqrt().to(torch.float32)
 
 
 def _tensor_sizes(layout: ParamLayout) -> torch.Tensor:
     return torch.tensor(np.diff(layout.offsets), dtype=torch.int64)
 
 
-def _standard_normal(n_users: int, n_params: int, gen: torch.Generator) -> torch.Tensor:
-    # An even number of columns so `correlated` can pair them into I/Q and consume the very same draw.
-    return torch.randn(n_users, n_params + n_params % 2, generator=gen, dtype=torch.float32)
+def _standard_normal(n: int, gen: torch.Generator) -> torch.Tensor:
+    # An even count so `correlated` can pair them into I/Q and consume the very same draw.
+    return torch.randn(n + n % 2, generator=gen, dtype=torch.float32)
 
 
 # ----------------------------------------------------------------------------------- correlated
@@ -199,12 +241,13 @@ def correlation_factor(error_covariance, n_users: int) -> Optional[np.ndarray]:
     return factor / np.linalg.norm(factor, axis=1, keepdims=True)  # unit diagonal of L L^H again
 
 
-def _correlate(z: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
-    """Even/odd columns of z are Re/Im of unit complex normals (times sqrt 2); returns Re/Im of L z."""
-    lr = torch.as_tensor(factor.real, dtype=torch.float32)
-    li = torch.as_tensor(factor.imag, dtype=torch.float32)
+def _correlated_noise(z: torch.Tensor, factor: np.ndarray, rows: list[int]) -> torch.Tensor:
+    """Even/odd columns of z ([Q, 2m], every user's draw) are Re/Im of unit complex normals (times sqrt 2);
+    returns Re/Im of (L z) for the users `rows` only ([len(rows), 2m])."""
+    lr = torch.as_tensor(factor.real[rows], dtype=torch.float32)
+    li = torch.as_tensor(factor.imag[rows], dtype=torch.float32)
     a, b = z[:, 0::2], z[:, 1::2]
-    out = torch.empty_like(z)
+    out = torch.empty(len(rows), z.shape[1], dtype=torch.float32)
     out[:, 0::2] = lr @ a - li @ b
     out[:, 1::2] = li @ a + lr @ b
     return out
@@ -307,19 +350,20 @@ def _transmit_words(words: torch.Tensor, bits: int, sinr: float, gen: torch.Gene
     return words.index_add(0, param, ((_gray_encode(moved) - field) << shift).to(words.dtype))
 
 
-def _digital_row(x: torch.Tensor, layout: ParamLayout, bits: int, sinr: float, gen: torch.Generator) -> torch.Tensor:
-    idx = layout.tensor_index
-    n = len(layout.names)
-    lo = torch.full((n,), math.inf, dtype=torch.float32).scatter_reduce(0, idx, x, "amin")
-    hi = torch.full((n,), -math.inf, dtype=torch.float32).scatter_reduce(0, idx, x, "amax")
+def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generator) -> torch.Tensor:
+    """Quantise one tensor of one user (1-D, float32) over its own [min, max], send, dequantise: in place."""
+    if x.numel() == 0:
+        return x
+    lo, hi = torch.aminmax(x)
     top = 2**bits - 1
-    lo64 = lo.to(torch.float64)
-    step = (hi.to(torch.float64) - lo64) / top  # per tensor; 0 for a constant tensor
-    safe = torch.where(step > 0, step, torch.ones_like(step))
+    lo64 = float(lo)
+    step = (float(hi) - lo64) / top  # 0 for a constant tensor
+    safe = step if step > 0 else 1.0
     # float64: a 24-bit word does not fit a float32 mantissa with room to round
-    words = torch.round((x.to(torch.float64) - lo64[idx]) / safe[idx]).clamp_(0, top).to(torch.int32)
+    words = x.to(torch.float64).sub_(lo64).div_(safe).round_().clamp_(0, top).to(torch.int32)
     words = _transmit_words(words, bits, sinr, gen)
-    return (lo64[idx] + words.to(torch.float64) * step[idx]).to(torch.float32)
+    x.copy_(words.to(torch.float64).mul_(step).add_(lo64))
+    return x
 
 
 def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
@@ -337,7 +381,109 @@ def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
     return 10.0 ** (arr / 10.0)  # -inf dB -> 0: every axis errs with probability 2 Q(0) = 1 (edges 1/2)
 
 
-# ----------------------------------------------------------------------------------- entry point
+# ----------------------------------------------------------------------------------- slice-wise entry points
+
+@dataclass(frozen=True, eq=False)
+class Link:
+    """Everything :func:`perturb_slice_` needs for one drop of the uplink, built once by :func:`link`.
+
+    ``users[r]``: the user (index into ``mse``) whose vector is row r of the slices; ``std``:
+    [R, n_tensors] float32 per-tensor error std of those rows (Gaussian models)."""
+    model: str
+    seed: int
+    users: tuple[int, ...]
+    mse: np.ndarray          # every user's MSE
+    std: Optional[torch.Tensor]
+    factor: Optional[np.ndarray]
+    sinr: Optional[np.ndarray]
+    bits: int
+
+    @property
+    def silent(self) -> bool:
+        """No row receives any error (every fused user has an ideal link)."""
+        return not any(self.mse[q] > 0 for q in self.users)
+
+
+def link(
+    mse,
+    *,
+    layout: ParamLayout,
+    model: str,
+    scale: str,
+    seed: int,
+    power: Optional[torch.Tensor] = None,
+    users=None,
+    error_covariance=None,
+    sinr_db=None,
+    bits_per_param: int = 12,
+) -> Link:
+    """Validate a drop's perturbation and precompute it for :func:`perturb_slice_`.
+
+    ``mse`` has one entry per user (all users of the drop: the correlated model mixes them all);
+    ``users`` lists the users whose vectors the slices will hold (default: all, in order);
+    ``power`` is the [R, n_tensors] per-tensor mean square of those users' clean vectors (float64,
+    ``ParamLayout.per_tensor_mean_square``), needed by the ``per_tensor`` and ``per_vector`` scales.
+    """
+    if not isinstance(layout, ParamLayout):
+        raise InputError("perturb.layout", f"must be a ParamLayout; got {type(layout).__name__}")
+    try:
+        n_given = len(mse)
+    except TypeError:
+        n_given = 1  # a bare number: _check_mse says it needs one value per user
+    mse = _check_mse(mse, max(n_given, 1))
+    n_users = len(mse)
+    users = tuple(range(n_users)) if users is None else tuple(int(q) for q in users)
+    if not users or any(not 0 <= q < n_users for q in users):
+        raise InputError("perturb.users", f"must be user indices in [0, {n_users}); got {users!r}")
+    model = _check_choice(model, MODELS, "perturb.model")
+    scale = _check_choice(scale, SCALES, "perturb.scale")
+    seed = _check_seed(seed)
+    std = factor = sinr = None
+    bits = 0
+    if model == "digital":
+        if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
+            raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {bits_per_param!r}")
+        bits = int(bits_per_param)
+        sinr = _sinr_linear(sinr_db, mse)
+    else:
+        if model == "correlated":
+            if error_covariance is None:
+                raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
+            factor = correlation_factor(error_covariance, n_users)
+        std = tensor_noise_std(power, mse[list(users)], layout, scale)
+    return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits)
+
+
+def perturb_slice_(x: torch.Tensor, lk: Link, tensor: int) -> torch.Tensor:
+    """Add the channel's error to tensor `tensor` of every row of ``x`` ([R, n_i] float32, rows as
+    ``lk.users``; any strided view), in place; returns ``x``. Rows of users with MSE 0 are untouched."""
+    if x.shape[0] != len(lk.users):
+        raise InputError("perturb.slice", f"has {x.shape[0]} rows for {len(lk.users)} users")
+    n = x.shape[1]
+    if n == 0 or lk.silent:
+        return x
+    if lk.model == "digital":
+        for r, q in enumerate(lk.users):
+            if lk.mse[q] > 0:
+                _digital_slice_(x[r], lk.bits, float(lk.sinr[q]),
+                                _generator(stream_seed(lk.seed, q, tensor)))
+        return x
+    if lk.factor is None:
+        for r, q in enumerate(lk.users):
+            if lk.mse[q] > 0:
+                z = _standard_normal(n, _generator(stream_seed(lk.seed, q, tensor)))[:n]
+                x[r].add_(z.mul_(lk.std[r, tensor]))
+        return x
+    # correlated: every user's draw for this tensor, mixed by L, only the rows asked for kept
+    z = torch.stack([_standard_normal(n, _generator(stream_seed(lk.seed, q, tensor)))
+                     for q in range(len(lk.mse))])
+    noise = _correlated_noise(z, lk.factor, list(lk.users))
+    del z
+    for r, q in enumerate(lk.users):
+        if lk.mse[q] > 0:
+            x[r].add_(noise[r, :n].mul_(lk.std[r, tensor]))
+    return x
+
 
 def perturb(
     clean: torch.Tensor,
@@ -354,41 +500,18 @@ def perturb(
     """Received task vectors [T, P] (float32, new tensor) from the clean ones and per-user MSEs.
 
     ``error_covariance`` (Q x Q, complex allowed) is required by ``correlated``; ``sinr_db``
-    (per user, dB) and ``bits_per_param`` are used by ``digital``. See the module docstring.
+    (per user, dB) and ``bits_per_param`` are used by ``digital``. See the module docstring. The
+    whole-stack form of :func:`link` + :func:`perturb_slice_` (the same numbers, slice for slice).
     """
     clean = _check_vectors(clean, layout)
-    n_users, n_params = clean.shape
-    mse = _check_mse(mse, n_users)
-    model = _check_choice(model, MODELS, "perturb.model")
-    scale = _check_choice(scale, SCALES, "perturb.scale")
-    gen = _generator(_check_seed(seed))
-
-    if model == "digital":
-        if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
-            raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {bits_per_param!r}")
-        sinr = _sinr_linear(sinr_db, mse)
-        # One child seed per user, drawn up front, so user q's link does not depend on the others'.
-        user_seeds = torch.randint(0, 2**62, (n_users,), generator=gen).tolist()
-        out = clean.clone()
-        for q in range(n_users):
-            if mse[q] > 0:
-                out[q] = _digital_row(clean[q], layout, int(bits_per_param), float(sinr[q]), _generator(user_seeds[q]))
+    mse = _check_mse(mse, clean.shape[0])
+    needs_power = model in ("gaussian", "correlated") and scale in ("per_tensor", "per_vector")
+    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed,
+              power=layout.per_tensor_mean_square(clean) if needs_power else None,
+              error_covariance=error_covariance, sinr_db=sinr_db, bits_per_param=bits_per_param)
+    out = clean.clone()
+    if lk.silent:
         return out
-
-    factor = None
-    if model == "correlated":
-        if error_covariance is None:
-            raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
-        factor = correlation_factor(error_covariance, n_users)
-
-    if not np.any(mse > 0):
-        return clean.clone()
-    std = _noise_std(clean, mse, layout, scale)
-    z = _standard_normal(n_users, n_params, gen)
-    if factor is not None:
-        z = _correlate(z, factor)
-    out = torch.addcmul(clean, std, z[:, :n_params])
-    zero = torch.as_tensor(mse == 0)
-    if zero.any():
-        out[zero] = clean[zero]  # exact, not clean + 0 * noise (which may flip -0.0)
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        perturb_slice_(out[:, a:b], lk, i)
     return out

@@ -401,3 +401,85 @@ def test_mmse_sic_errors_are_uncorrelated_so_correlated_reduces_to_gaussian():
     cleaned = np.diag(cov.diagonal())  # exact zeros off the diagonal, as the algebra says
     assert torch.equal(perturb(clean, mse, layout=layout, model="correlated", scale="absolute", seed=1, error_covariance=cleaned),
                        perturb(clean, mse, layout=layout, model="gaussian", scale="absolute", seed=1))
+
+
+# ----------------------------------------------------------------------------- slice-wise stages
+
+from rmtllmf_core.perturb import link, noise_std_per_tensor, perturb_slice_, stream_seed  # noqa: E402
+
+COV3 = np.array([[0.1, 0.05j, 0.02], [-0.05j, 0.2, 0.01], [0.02, 0.01, 0.3]])
+
+
+def sliced(clean, mse, layout, rows, model, scale, seed, order=None):
+    """Perturb only `rows` (user indices) tensor by tensor, visiting tensors in `order`."""
+    x = clean[list(rows)].clone()
+    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed, users=rows,
+              power=layout.per_tensor_mean_square(x), error_covariance=COV3, sinr_db=[12.0, 15.0, 9.0])
+    for i in (order if order is not None else range(len(layout.names))):
+        a, b = layout.offsets[i], layout.offsets[i + 1]
+        piece = x[:, a:b].clone()  # a fresh scratch slice, as a streaming caller hands it
+        perturb_slice_(piece, lk, i)
+        x[:, a:b] = piece
+    return x
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_slice_wise_equals_whole_stack_and_ignores_order_and_subset(model, scale):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    whole = perturb(clean, MSE, layout=layout, model=model, scale=scale, seed=7, error_covariance=COV3,
+                    sinr_db=[12.0, 15.0, 9.0])
+    # all users, tensors visited backwards: the same numbers
+    assert torch.equal(sliced(clean, MSE, layout, (0, 1, 2), model, scale, 7, order=[2, 1, 0]), whole)
+    # a subset of users (as the pipeline fuses): each user's received vector does not change
+    sub = sliced(clean, MSE, layout, (2, 0), model, scale, 7)
+    assert torch.equal(sub, whole[[2, 0]])
+
+
+def test_stream_seeds_differ_per_user_and_tensor():
+    seeds = {stream_seed(5, q, i) for q in range(8) for i in range(200)}
+    assert len(seeds) == 1600 and all(0 <= s < 2**63 for s in seeds)
+    assert stream_seed(5, 1, 2) != stream_seed(5, 2, 1) != stream_seed(6, 1, 2)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_per_tensor_std_is_the_expanded_std(scale):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    per_tensor = noise_std_per_tensor(clean, MSE, layout, scale)
+    assert per_tensor.shape == (3, len(layout.names))
+    expanded = layout.expand_per_tensor(per_tensor)
+    assert torch.allclose(noise_std(clean, MSE, layout, scale).expand_as(clean), expanded, rtol=1e-6)
+
+
+def test_per_tensor_noise_power_matches_each_tensors_std():
+    # per (user, tensor): the empirical error variance is std^2, and the error mean is ~0
+    layout = make_layout((("conv1.weight", 40000), ("transformer.resblocks.0.w", 60000), ("ln_post.weight", 50000)))
+    clean = torch.randn(3, layout.numel, generator=torch.Generator().manual_seed(2)) * layout.expand_per_tensor(
+        torch.tensor([0.5, 0.01, 2.0]))
+    std = noise_std_per_tensor(clean, MSE, layout, "per_tensor").double()
+    eps = (perturb(clean, MSE, layout=layout, model="gaussian", scale="per_tensor", seed=1) - clean).double()
+    for i, name in enumerate(layout.names):
+        sl = layout.slice(name)
+        n = sl.stop - sl.start
+        assert torch.allclose(eps[:, sl].var(1), std[:, i] ** 2, rtol=6 * math.sqrt(2 / n)), name
+
+
+def test_link_without_noise_leaves_slices_untouched_and_checks_rows():
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    lk = link(np.zeros(3), layout=layout, model="gaussian", scale="absolute", seed=0)
+    x = clean.clone()
+    perturb_slice_(x[:, :3000], lk, 0)
+    assert torch.equal(x, clean)
+    lk = link(MSE, layout=layout, model="gaussian", scale="absolute", seed=0, users=[1])
+    with pytest.raises(InputError) as e:
+        perturb_slice_(x[:, :3000], lk, 0)
+    assert e.value.field == "perturb.slice"
+    with pytest.raises(InputError) as e:
+        link(MSE, layout=layout, model="gaussian", scale="per_tensor", seed=0)
+    assert e.value.field == "perturb.power"
+    with pytest.raises(InputError) as e:
+        link(MSE, layout=layout, model="gaussian", scale="absolute", seed=0, users=[3])
+    assert e.value.field == "perturb.users"
