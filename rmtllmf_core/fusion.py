@@ -51,6 +51,14 @@ Choices of ours, and why:
   orthogonal tasks, give ``w = 1``: task arithmetic. Under the channel this acts as a mild
   defense against *correlated* noise (a shared error component raises ``c_tl``), while independent
   noise leaves the weights near 1.
+- **Slice by slice.** Every switch is column-local (one column = one parameter across tasks)
+  except two per-row statistics: the magnitude threshold of the TIES trim and the layer-aware
+  weights. :func:`plan_merge` computes those in a first pass over the tensors (a 2^15-bucket
+  histogram of each row's magnitudes, then the one bucket that holds the k-th largest; per-layer
+  Gram matrices), and :func:`merge_slice` merges one parameter tensor (``[T, n_i]`` -> ``[n_i]``),
+  so a caller streaming task vectors never holds a ``[T, P]`` stack; :func:`merge_recipe` is the
+  same loop over an in-memory stack. DARE draws its drop mask per tensor from a generator seeded by
+  ``(seed, tensor index)``, so the result does not depend on the order tensors are visited.
 - ``heuristic_lambda(N) = 1 / sqrt(N)``: for N near-orthogonal task vectors of similar norm the
   sum has norm ~ sqrt(N) times one vector, so 1/sqrt(N) keeps the merged update at the size of a
   single fine-tune (lambda = 1 for one task). It gives 0.35 at 8 tasks, inside the 0.3-0.4 the
@@ -63,12 +71,20 @@ import functools
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from .errors import InputError
+from .perturb import stream_seed
 from .taskvec import ParamLayout, group_of
+
+# tensor index -> [T, n_i] float32 slice of the task vectors (a view or a freshly computed tensor; the
+# fusion functions never modify what they are handed). A source may be called more than once per
+# tensor: methods with a global per-row statistic (TIES' magnitude threshold, the layer-aware
+# weights) make a first pass for it.
+Slices = Callable[[int], torch.Tensor]
 
 METHODS = ("task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average")
 SPARSIFY = ("none", "magnitude", "random", "consensus")
@@ -167,20 +183,33 @@ def layer_ids(layout: ParamLayout) -> tuple[torch.Tensor, int]:
 
 def layer_gram(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
     """[L, T, T] float64 Gram matrices of the task vectors restricted to each layer."""
+    return layer_gram_sliced(_stack_slices(vectors, layout), layout, vectors.shape[0])
+
+
+def layer_gram_sliced(slices: Slices, layout: ParamLayout, n_tasks: int) -> torch.Tensor:
+    """:func:`layer_gram` from a source of per-tensor slices."""
     tensor_layer, n_layers = _tensor_layers(layout)
-    n = vectors.shape[0]
-    grams = [torch.zeros(n, n, dtype=torch.float64) for _ in range(n_layers)]
-    # A loop over tensors (not parameters): each slice is a view, each product one small GEMM.
-    for layer, a, b in zip(tensor_layer, layout.offsets, layout.offsets[1:]):
+    grams = [torch.zeros(n_tasks, n_tasks, dtype=torch.float64) for _ in range(n_layers)]
+    # A loop over tensors (not parameters): each product one small GEMM.
+    for i, (layer, a, b) in enumerate(zip(tensor_layer, layout.offsets, layout.offsets[1:])):
         if b > a:
-            part = vectors[:, a:b]
+            part = slices(i)
             grams[layer] += (part @ part.T).to(torch.float64)
     return torch.stack(grams)
 
 
+def _stack_slices(vectors: torch.Tensor, layout: ParamLayout) -> Slices:
+    offsets = layout.offsets
+    return lambda i: vectors[:, offsets[i]:offsets[i + 1]]
+
+
 def layer_weights(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
     """[T, L] layer-aware weights w_tl (float64) of the module docstring; L as in :func:`layer_ids`."""
-    gram = layer_gram(vectors, layout)  # [L, T, T]
+    return layer_weights_from_gram(layer_gram(vectors, layout))
+
+
+def layer_weights_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """:func:`layer_weights` from the [L, T, T] per-layer Gram matrices."""
     own = gram.diagonal(dim1=1, dim2=2)  # |tau_tl|^2, [L, T]
     with_sum = gram.sum(2)  # <tau_tl, S_l>
     total = gram.sum((1, 2)).unsqueeze(1)  # |S_l|^2
@@ -208,23 +237,59 @@ def magnitude_mask(vectors: torch.Tensor, density: float) -> torch.Tensor:
 
 
 def kth_largest(mags: torch.Tensor, k: int) -> torch.Tensor:
-    """[T, 1] exact k-th largest of each row of a non-negative float32 [T, n] (1 <= k <= n).
+    """[T, 1] exact k-th largest of each row of a non-negative float32 [T, n] (1 <= k <= n)."""
+    return kth_largest_sliced(lambda i: mags, 1, mags.shape[0], k, absolute=False)[0]
 
-    A one-step radix select, ~3x faster than topk on a million entries: the bit pattern of a
-    non-negative float orders like the float, so a histogram of the top 16 bits finds the bucket
-    holding the k-th largest, and a topk inside that (small) bucket finishes the job.
+
+_BUCKETS = 1 << 15
+
+
+def kth_largest_sliced(slices: Slices, n_slices: int, n_rows: int, k, *, absolute: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k-th largest |entry| of each row of the concatenation of ``slices(0 .. n_slices-1)``
+    ([T, n_i] each), and how many entries of the row are strictly larger: ([T, 1] float32, [T] int64).
+
+    ``k``: an int or one per row (1 <= k <= row length). A radix select in two passes: the bit
+    pattern of a non-negative float orders like the float, so a histogram of the top 16 bits (the
+    sign bit is 0) finds the bucket holding the k-th largest, and the second pass collects only that
+    bucket's entries for a top-k (~3x faster than topk on a million entries, and never a [T, P] copy).
+    With ``absolute=False`` the slices must already be non-negative.
     """
-    top = mags.contiguous().view(torch.int32) >> 16  # sign bit is 0: values in [0, 2^15)
-    out = torch.empty(mags.shape[0], 1, dtype=mags.dtype)
-    for row in range(mags.shape[0]):  # a loop over tasks, not parameters
-        counts = torch.bincount(top[row], minlength=1 << 15)
-        at_or_above = counts.flip(0).cumsum(0)  # [j]: entries in buckets >= 2^15 - 1 - j
-        j = int(torch.searchsorted(at_or_above, torch.tensor([k]))[0])
-        bucket = (1 << 15) - 1 - j
-        above = int(at_or_above[j]) - int(counts[bucket])
-        inside = mags[row][top[row] == bucket]
-        out[row, 0] = inside.topk(k - above, sorted=False).values.min()
-    return out
+    ks = torch.as_tensor(k, dtype=torch.int64).expand(n_rows).tolist()
+    counts = torch.zeros(n_rows * _BUCKETS, dtype=torch.int64)
+    row_base = (torch.arange(n_rows, dtype=torch.int32) * _BUCKETS).unsqueeze(1)
+    for i in range(n_slices):
+        top = _top_bits(slices(i), absolute)
+        if top.shape[1]:
+            counts += torch.bincount((top + row_base).reshape(-1), minlength=n_rows * _BUCKETS)
+    counts = counts.view(n_rows, _BUCKETS)
+    at_or_above = counts.flip(1).cumsum(1)  # [r, j]: entries of row r in buckets >= 2^15 - 1 - j
+    bucket, above = [], []
+    for r in range(n_rows):
+        j = int(torch.searchsorted(at_or_above[r], torch.tensor([ks[r]]))[0])
+        b = _BUCKETS - 1 - j
+        bucket.append(b)
+        above.append(int(at_or_above[r, j]) - int(counts[r, b]))
+    inside: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
+    for i in range(n_slices):
+        part = slices(i)
+        mags = part.abs() if absolute else part
+        top = _top_bits(mags, False)
+        for r in range(n_rows):
+            inside[r].append(mags[r][top[r] == bucket[r]])
+    value = torch.empty(n_rows, 1, dtype=torch.float32)
+    greater = torch.empty(n_rows, dtype=torch.int64)
+    for r in range(n_rows):
+        pool = torch.cat(inside[r])
+        kth = pool.topk(ks[r] - above[r], sorted=False).values.min()
+        value[r, 0] = kth
+        greater[r] = above[r] + int((pool > kth).sum())
+    return value, greater
+
+
+def _top_bits(x: torch.Tensor, absolute: bool) -> torch.Tensor:
+    mags = x.abs() if absolute else x.contiguous()
+    return mags.view(torch.int32) >> 16  # values in [0, 2^15) for non-negative floats
 
 
 def tall_masks(vectors: torch.Tensor, tall_mask_lambda: float) -> torch.Tensor:
@@ -247,6 +312,116 @@ def elect_signs(vectors: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------- merging
 
+@dataclass(frozen=True, eq=False)
+class MergePlan:
+    """What :func:`merge_slice` needs besides the slice: the recipe, the final scale (DARE's rescale
+    included), the per-row statistics of the first pass, and the options."""
+    recipe: Recipe
+    n_tasks: int
+    scale: float
+    threshold: Optional[torch.Tensor]  # [T, 1] magnitude-trim threshold (entries >= it are kept)
+    weights: Optional[torch.Tensor]    # [T, n_tensors] float32 layer-aware weights
+    drop_rate: float
+    tall_mask_lambda: float
+    min_tasks: int
+    seed: int
+
+
+def plan_merge(
+    slices: Slices,
+    recipe: Recipe,
+    *,
+    layout: ParamLayout,
+    n_tasks: int,
+    lambda_: float,
+    density: float = 0.2,
+    drop_rate: float = 0.9,
+    consensus_min_tasks: int = 2,
+    tall_mask_lambda: float = 0.4,
+    seed: int = 0,
+) -> MergePlan:
+    """Validate the options and make the first pass over ``slices`` if the recipe needs one."""
+    if not isinstance(recipe, Recipe):
+        raise InputError("fusion.method", f"must be a method name or a Recipe; got {type(recipe).__name__}")
+    if not isinstance(layout, ParamLayout):
+        raise InputError("fusion.layout", f"must be a ParamLayout; got {type(layout).__name__}")
+    lambda_ = _check_number(lambda_, "fusion.lambda", 0.0, 1.0)
+    density = _check_number(density, "fusion.density", 0.0, 1.0, lo_open=True)
+    drop_rate = _check_number(drop_rate, "fusion.drop_rate", 0.0, 1.0, hi_open=True)
+    tall_mask_lambda = _check_number(tall_mask_lambda, "fusion.tall_mask_lambda", 0.0, 10.0, lo_open=True)
+    if (isinstance(consensus_min_tasks, bool) or not isinstance(consensus_min_tasks, numbers.Integral)
+            or consensus_min_tasks < 1):
+        raise InputError("fusion.consensus_min_tasks", f"must be an integer >= 1; got {consensus_min_tasks!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
+
+    scale = 1.0 / n_tasks if recipe.scale == "mean" else lambda_
+    threshold = weights = None
+    n_tensors = len(layout.names)
+    if scale != 0.0:
+        if recipe.sparsify == "magnitude":
+            n = layout.numel
+            k = min(n, max(1, int(math.floor(density * n + 0.5))))
+            if k < n:
+                threshold = kth_largest_sliced(slices, n_tensors, n_tasks, k)[0]
+        if recipe.weighting == "layer_aware":
+            w = layer_weights_from_gram(layer_gram_sliced(slices, layout, n_tasks)).to(torch.float32)
+            weights = w[:, list(_tensor_layers(layout)[0])].contiguous()  # [T, n_tensors]
+    drop = recipe.sparsify == "random" and drop_rate > 0.0
+    if drop:
+        scale = scale / (1.0 - drop_rate)  # DARE's 1/(1-p) rescale, applied to the sum
+    return MergePlan(recipe=recipe, n_tasks=n_tasks, scale=scale, threshold=threshold, weights=weights,
+                     drop_rate=drop_rate if drop else 0.0, tall_mask_lambda=tall_mask_lambda,
+                     min_tasks=int(consensus_min_tasks), seed=int(seed))
+
+
+def merge_slice(x: torch.Tensor, plan: MergePlan, tensor: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Merged tensor ``tensor`` ([n_i] float32, into ``out`` if given) from its task slices ``x`` ([T, n_i],
+    not modified): the recipe's masks, weights, sign election and scale, column by column."""
+    n = x.shape[1]
+    out = torch.empty(n, dtype=torch.float32) if out is None else out
+    if n == 0:
+        return out
+    if plan.scale == 0.0:
+        return out.zero_()
+    r = plan.recipe
+    # Masks that look at the task vectors themselves come before weighting (TALL masks and trimming
+    # judge each task's own entries; weights only decide how much each task contributes).
+    cons = consensus_mask(x, plan.tall_mask_lambda, plan.min_tasks) if r.sparsify == "consensus" else None
+    keep = x.abs() >= plan.threshold if plan.threshold is not None else None
+    w = plan.weights[:, tensor] if plan.weights is not None else None
+    if keep is None and plan.drop_rate == 0.0 and r.sign == "none":
+        if w is None:
+            torch.sum(x, 0, out=out)
+        else:
+            torch.mv(x.T, w, out=out)  # no weighted [T, n] copy
+    else:
+        v = x * w.unsqueeze(1) if w is not None else x
+        if keep is not None:
+            v = v * keep
+        if plan.drop_rate > 0.0:
+            gen = torch.Generator(device="cpu").manual_seed(stream_seed(plan.seed, tensor))
+            v = v * (torch.rand(v.shape, generator=gen) >= plan.drop_rate)
+        if r.sign == "ties":
+            # Disjoint sum in two passes: the positive and the negative mass of each entry; the elected
+            # sign is that of their sum, and only that side is kept (the same as masking by elect_signs).
+            positive, negative = v.clamp_min(0.0).sum(0), v.clamp_max(0.0).sum(0)
+            total = positive + negative
+            out.copy_(torch.where(total > 0, positive, torch.where(total < 0, negative, torch.zeros_like(total))))
+        else:
+            torch.sum(v, 0, out=out)
+    if cons is not None:
+        out.mul_(cons)
+    return out.mul_(plan.scale)
+
+
+def merge_into(slices: Slices, plan: MergePlan, layout: ParamLayout, out: torch.Tensor) -> torch.Tensor:
+    """The merged task vector [P] written into ``out``, one tensor at a time."""
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        merge_slice(slices(i), plan, i, out[a:b])
+    return out
+
+
 def merge_recipe(
     vectors: torch.Tensor,
     recipe: Recipe,
@@ -259,64 +434,16 @@ def merge_recipe(
     tall_mask_lambda: float = 0.4,
     seed: int = 0,
 ) -> torch.Tensor:
-    """The generalised task arithmetic for any combination of switches (e.g. DARE + TIES)."""
+    """The generalised task arithmetic for any combination of switches (e.g. DARE + TIES), on an
+    in-memory [T, P] stack: :func:`plan_merge` + :func:`merge_into` over its tensor slices."""
     if not isinstance(recipe, Recipe):
         raise InputError("fusion.method", f"must be a method name or a Recipe; got {type(recipe).__name__}")
     v = _check_vectors(vectors, layout)
-    lambda_ = _check_number(lambda_, "fusion.lambda", 0.0, 1.0)
-    density = _check_number(density, "fusion.density", 0.0, 1.0, lo_open=True)
-    drop_rate = _check_number(drop_rate, "fusion.drop_rate", 0.0, 1.0, hi_open=True)
-    tall_mask_lambda = _check_number(tall_mask_lambda, "fusion.tall_mask_lambda", 0.0, 10.0, lo_open=True)
-    if (isinstance(consensus_min_tasks, bool) or not isinstance(consensus_min_tasks, numbers.Integral)
-            or consensus_min_tasks < 1):
-        raise InputError("fusion.consensus_min_tasks", f"must be an integer >= 1; got {consensus_min_tasks!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
-
-    n_tasks = v.shape[0]
-    scale = 1.0 / n_tasks if recipe.scale == "mean" else lambda_
-    if scale == 0.0:
-        return torch.zeros(v.shape[1], dtype=torch.float32)
-
-    # Masks that look at the task vectors themselves are computed before weighting (TALL masks and
-    # trimming judge each task's own entries; weights only decide how much each task contributes).
-    cons = consensus_mask(v, tall_mask_lambda, consensus_min_tasks) if recipe.sparsify == "consensus" else None
-    keep = magnitude_mask(v, density) if recipe.sparsify == "magnitude" else None
-
-    drop = recipe.sparsify == "random" and drop_rate > 0.0
-    if recipe.weighting == "layer_aware":
-        per_tensor = layer_weights(v, layout).to(torch.float32)[:, list(_tensor_layers(layout)[0])]  # [T, n_tensors]
-        if keep is None and not drop and recipe.sign == "none":
-            merged = _weighted_sum(v, per_tensor, layout)  # nothing else needs the weighted [T, P] stack
-            return (merged * cons if cons is not None else merged) * scale
-        v = v * torch.repeat_interleave(per_tensor, torch.tensor(np.diff(layout.offsets)), dim=1)
-    if keep is not None:
-        v = v * keep
-    if drop:
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        v = v * (torch.rand(v.shape, generator=gen) >= drop_rate)
-        # DARE's 1/(1-p) rescale is applied to the sum: one pass less, same result, same elected signs
-        scale = scale / (1.0 - drop_rate)
-    if recipe.sign == "ties":
-        # Disjoint sum in two passes: the positive and the negative mass of each entry; the elected
-        # sign is that of their sum, and only that side is kept (the same as masking by elect_signs).
-        positive, negative = v.clamp_min(0.0).sum(0), v.clamp_max(0.0).sum(0)
-        total = positive + negative
-        merged = torch.where(total > 0, positive, torch.where(total < 0, negative, torch.zeros_like(total)))
-    else:
-        merged = v.sum(0)
-    if cons is not None:
-        merged = merged * cons
-    return merged * scale
-
-
-def _weighted_sum(vectors: torch.Tensor, per_tensor: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
-    """sum_t w[t, tensor] * vectors[t] without materialising the weighted [T, P] stack (one GEMV per tensor)."""
-    out = torch.empty(vectors.shape[1], dtype=torch.float32)
-    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
-        if b > a:
-            torch.mv(vectors[:, a:b].T, per_tensor[:, i], out=out[a:b])
-    return out
+    slices = _stack_slices(v, layout)
+    plan = plan_merge(slices, recipe, layout=layout, n_tasks=v.shape[0], lambda_=lambda_, density=density,
+                      drop_rate=drop_rate, consensus_min_tasks=consensus_min_tasks,
+                      tall_mask_lambda=tall_mask_lambda, seed=seed)
+    return merge_into(slices, plan, layout, torch.empty(v.shape[1], dtype=torch.float32))
 
 
 def merge(

@@ -22,6 +22,7 @@ from rmtllmf_core.fusion import (
     merge,
     merge_recipe,
 )
+from rmtllmf_core.perturb import stream_seed
 from rmtllmf_core.taskvec import ParamLayout
 
 # Two transformer blocks of three entries each: layer-aware sees two layers.
@@ -73,9 +74,9 @@ def test_consensus_by_hand():
 
 
 def test_dare_by_hand():
-    # drop 0.5 with this seed keeps exactly the entries where the seeded uniforms are >= 0.5;
-    # survivors are doubled, then summed and scaled by lambda
-    u = torch.rand(V.shape, generator=torch.Generator().manual_seed(7))
+    # drop 0.5 with this seed keeps exactly the entries where the seeded uniforms are >= 0.5 (one
+    # generator per tensor, seeded by (seed, tensor index)); survivors are doubled, summed, scaled by lambda
+    u = torch.cat([torch.rand(3, 3, generator=torch.Generator().manual_seed(stream_seed(7, i))) for i in range(2)], 1)
     kept = (u >= 0.5).float()
     want = (V * kept * 2.0).sum(0) * 0.5
     assert close(run("dare", drop_rate=0.5, seed=7), want)
@@ -332,3 +333,50 @@ def test_property_finite_and_zero_vectors_merge_to_zero(t, seed, method, lam, de
     assert torch.isfinite(out).all() and out.shape == (BIG.numel,)
     assert torch.equal(merge(torch.zeros_like(x), layout=BIG, method=method, lambda_=lam, density=density, seed=seed),
                        torch.zeros(BIG.numel))
+
+
+# ----------------------------------------------------------------------------- slice by slice
+
+from rmtllmf_core.fusion import RECIPES, kth_largest_sliced, merge_slice, plan_merge  # noqa: E402
+
+# Several tensors of uneven sizes over three layers (stem, two blocks, head).
+SLICED_LAYOUT = ParamLayout.from_state({
+    "conv1.weight": torch.zeros(37), "transformer.resblocks.0.a": torch.zeros(500),
+    "transformer.resblocks.0.b": torch.zeros(3), "transformer.resblocks.1.a": torch.zeros(260),
+    "ln_post.weight": torch.zeros(0), "proj": torch.zeros(81),
+})
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("density", [0.2, 0.9])
+def test_slice_wise_merge_equals_whole_vector_merge(method, density):
+    # the streaming path: fresh slices handed one tensor at a time, visited in reverse, written into out
+    x = random_vectors(t=4, p=SLICED_LAYOUT.numel, seed=3)
+    whole = run(method, vectors=x, layout=SLICED_LAYOUT, density=density, seed=5, lambda_=0.7)
+    offsets = SLICED_LAYOUT.offsets
+    calls = []
+
+    def slices(i):
+        calls.append(i)
+        return x[:, offsets[i]:offsets[i + 1]].clone()
+
+    plan = plan_merge(slices, RECIPES[method], layout=SLICED_LAYOUT, n_tasks=4, lambda_=0.7, density=density, seed=5)
+    out = torch.full((SLICED_LAYOUT.numel,), float("nan"))
+    for i in reversed(range(len(SLICED_LAYOUT.names))):
+        merge_slice(slices(i), plan, i, out[offsets[i]:offsets[i + 1]])
+    assert torch.equal(out, whole)
+    passes = {"ties": 3, "layer_aware": 2}.get(method, 1)  # threshold: histogram + bucket; weights: Gram
+    assert len(calls) <= passes * len(SLICED_LAYOUT.names)  # (the Gram skips the empty tensor)
+
+
+def test_kth_largest_sliced_is_exact_with_ties_and_counts_the_larger_ones():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-6, 7, (3, 700), generator=g).float() * 0.5  # many ties
+    parts = [x[:, :100], x[:, 100:101], x[:, 101:]]
+    for k in (1, 7, 350, 700):
+        value, greater = kth_largest_sliced(lambda i: parts[i], 3, 3, k)
+        srt = x.abs().sort(1, descending=True).values
+        assert torch.equal(value[:, 0], srt[:, k - 1])
+        assert torch.equal(greater, (x.abs() > value).sum(1))
+    value, _ = kth_largest_sliced(lambda i: parts[i], 3, 3, [1, 2, 3])  # one k per row
+    assert torch.equal(value[:, 0], torch.stack([srt[0, 0], srt[1, 1], srt[2, 2]]))
