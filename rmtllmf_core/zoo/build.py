@@ -29,8 +29,8 @@ RECIPE = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 300, "val": 20, "test": 40, "pool": 20},
-    "pretext": {"n": 16384, "steps": 800, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 50},
-    "finetune": {"steps": 400, "batch": 64, "lr": 5e-4, "wd": 0.1, "warmup": 40},
+    "pretext": {"n": 16384, "concept_fraction": 0.8, "steps": 1000, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 50},
+    "finetune": {"steps": 300, "batch": 64, "lr": 3e-4, "wd": 0.1, "warmup": 30},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
     "pair_lambda_grid": [0.3, 0.5, 0.7, 1.0],
 }
@@ -38,7 +38,7 @@ MICRO = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 8, "val": 2, "test": 2, "pool": 2},
-    "pretext": {"n": 128, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
+    "pretext": {"n": 128, "concept_fraction": 0.8, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
     "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1},
     "lambda_grid": [0.3, 1.0],
     "pair_lambda_grid": [0.5],
@@ -81,7 +81,7 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
         C = len(T.TASKS[name].class_names)
         data[name] = {s: T.generate(name, recipe["data_seed"], s, k * C) for s, k in spc.items()}
     P = recipe["pretext"]
-    pimg, pcap = pretext.generate(recipe["seed"], P["n"])
+    pimg, pcap = pretext.generate(recipe["seed"], P["n"], concept_fraction=P["concept_fraction"])
     ptok = tok(pcap)
     log(f"data: {time.perf_counter() - t0:.1f}s")
 
@@ -240,6 +240,14 @@ def _accuracy_subset(visual, res, recipe, n_per_task: int) -> dict:
     return out
 
 
+def _save_atomic(tensors: dict, path: Path, metadata: dict) -> None:
+    """save_file into a temporary sibling, then rename: a process that has the old file memory-mapped
+    keeps reading the old bytes, and a killed build never leaves a half-written file behind."""
+    tmp = path.with_name(path.name + ".partial")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
 def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: float) -> dict:
     """Write the zoo files and its card into `out` (replacing a previous zoo there)."""
     out = Path(out)
@@ -254,10 +262,10 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
     for k, v in model.state_dict().items():
         state[k] = v.detach().float().contiguous() if k.startswith("visual.") or k == "logit_scale" else v.detach().to(torch.float16).contiguous()
     meta = {"zoo": "tiny", "micro": str(micro)}
-    save_file(state, str(out / files["weights"]), metadata=meta)
+    _save_atomic(state, out / files["weights"], meta)
     tv = {f"{t}/{k}": v.to(torch.float16).contiguous() for t in names for k, v in res["task_vectors"][t].items()}
-    save_file(tv, str(out / files["task_vectors"]), metadata=meta)
-    save_file({t: res["heads"][t].float().contiguous() for t in names}, str(out / files["heads"]), metadata=meta)
+    _save_atomic(tv, out / files["task_vectors"], meta)
+    _save_atomic({t: res["heads"][t].float().contiguous() for t in names}, out / files["heads"], meta)
     (out / "samples").mkdir(exist_ok=True)
     for t in names:
         sample_sheet(t, recipe["data_seed"], out / "samples" / f"{t}.png")
@@ -269,8 +277,9 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
         "format": "rmtllmf-zoo/1",
         "name": "tiny-micro" if micro else "tiny",
         "description": ("The embedded tiny CLIP zoo: an open_clip ViT pretrained contrastively by us on a synthetic "
-                        "pretext corpus, zero-shot heads from its text tower, eight procedural tasks, "
-                        "eight fine-tuned image encoders kept as task vectors."),
+                        "pretext corpus (captioned shapes, letters and concept pictures drawn from the task "
+                        "generators' own random stream, never a task split), zero-shot heads from its text tower, "
+                        "eight procedural tasks, eight fine-tuned image encoders kept as task vectors."),
         "rebuild_command": REBUILD_HINT + (" --micro" if micro else "") + ("" if out.resolve() == TINY_CONFIG.parent.resolve() else f" --out {out}"),
         "model": {"open_clip_name": res["model_name"], "config_file": files["model_config"], "weights": files["weights"],
                   "pretrained": None, "config": read_config(TINY_CONFIG),

@@ -1,20 +1,33 @@
 """The pretext corpus for contrastive pretraining: synthetic compositions with captions.
 
-Images are one or two coloured objects (geometric shapes or capital letters) at a size and a
-position, over a patterned, coloured background; the caption says exactly that, e.g.
-"a small red triangle at the left and a large blue letter k at the top on a dotted green
-background". The vocabulary is colours, shapes, letters, sizes, positions and background
-patterns: none of the eight tasks' images or class names (digits, signs, scenes, ...) appear,
-so the base model's zero-shot accuracy on the tasks comes only from what transfers.
+Images are one or two objects at a size and a position, over a patterned, coloured background;
+the caption says exactly that, e.g. "a small red triangle at the left and a large blue letter k
+at the top on a dotted green background". An object is a coloured shape or capital letter or,
+for a `concept_fraction` of the images, a *picture of a concept*: a scene, sign, texture, digit...
+drawn by one of the eight task generators from the corpus's own random stream (never a sample
+of a task's train / val / test / pool split), shrunk to 55-100% of the frame, slightly rotated
+and pasted at its position, its caption naming it and not the background ("a large forest at the
+top left").
+
+Why concepts: web-scale captions name the things the downstream datasets show (real CLIP has
+seen stop signs and forests, not GTSRB or EuroSAT), which is what gives it non-trivial zero-shot
+accuracy and makes its fine-tuning a small, nearly linear step that task arithmetic can add up.
+Without them (concept_fraction 0) the base is at chance on every task, fine-tuning has to learn
+each task from scratch and the task vectors interfere (measured: 25% normalised fusion).
+The shift between corpus and tasks (scale, crop, clutter, blur, distractor objects) keeps the
+base's zero-shot accuracy well below the fine-tuned one.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from . import render as R
+from . import tasks as T
 from .render import X, Y, col
 
-PRETEXT_VERSION = 1
+PRETEXT_VERSION = 2
 
 COLORS = {
     "red": (0.85, 0.12, 0.12), "orange": (0.95, 0.55, 0.1), "yellow": (0.95, 0.9, 0.15),
@@ -104,7 +117,34 @@ def _shape_name(i: int) -> str:
     return SHAPES[i] if i < 10 else f"letter {LETTERS[i - 10].lower()}"
 
 
-def generate(seed: int, n: int, chunk: int = 1024) -> tuple[np.ndarray, list[str]]:
+def _paste_concepts(rng, img, size, pos):
+    """Replace object 0 of every sample by a concept picture; returns its caption words."""
+    n = len(size)
+    task = rng.integers(0, len(T.TASK_NAMES), n)
+    label = rng.integers(0, 10, n)
+    pics = np.zeros((n, 32, 32, 3), np.float32)
+    names = []
+    for ti, name in enumerate(T.TASK_NAMES):
+        idx = np.nonzero(task == ti)[0]
+        if len(idx):
+            pics[idx] = T.TASKS[name].render(rng, label[idx]).astype(np.float32) / 255.0
+    names = [T.TASKS[T.TASK_NAMES[t]].class_names[c] for t, c in zip(task, label)]
+    scale = np.where(size == 0, rng.uniform(0.55, 0.7, n), rng.uniform(0.8, 1.0, n)).astype(np.float32)
+    cx = _POS[pos, 0] * (1 - scale) / 0.55 + rng.uniform(-0.08, 0.08, n).astype(np.float32)
+    cy = _POS[pos, 1] * (1 - scale) / 0.55 + rng.uniform(-0.08, 0.08, n).astype(np.float32)
+    th = rng.uniform(-0.2, 0.2, n).astype(np.float32)
+    # output pixel p samples the picture at R(-th) (p - c) / scale: an affine grid per image
+    c, s = np.cos(th) / scale, np.sin(th) / scale
+    theta = np.stack([np.stack([c, s, -(c * cx + s * cy)], 1), np.stack([-s, c, s * cx - c * cy], 1)], 1)
+    grid = F.affine_grid(torch.from_numpy(theta), [n, 4, 32, 32], align_corners=False)
+    src = torch.from_numpy(np.concatenate([pics, np.ones((n, 32, 32, 1), np.float32)], -1)).permute(0, 3, 1, 2)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = out.permute(0, 2, 3, 1).numpy()
+    alpha = out[..., 3:]
+    return img * (1 - alpha) + out[..., :3] * alpha, names
+
+
+def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0) -> tuple[np.ndarray, list[str]]:
     """(images uint8 [n, 32, 32, 3], captions) of the pretext corpus, deterministic in (seed, n-prefix)."""
     out = np.empty((n, 32, 32, 3), np.uint8)
     caps: list[str] = []
@@ -131,15 +171,29 @@ def generate(seed: int, n: int, chunk: int = 1024) -> tuple[np.ndarray, list[str
             active = (n_obj > j)
             tmp = img.copy()
             _object(rng, tmp, shape, R.jitter_color(rng, _PAL[ci], m, 0.05), size, pos)
+            if j == 0 and concept_fraction > 0:
+                # a stream of its own, so the shapes of the corpus do not depend on concept_fraction
+                crng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+                    [PRETEXT_VERSION, int(seed), 77, start // chunk])))
+                is_concept = crng.uniform(0, 1, m) < concept_fraction
+                pasted, concept_names = _paste_concepts(crng, img, size, pos)  # instead of the shape
+                tmp = np.where(is_concept[:, None, None, None], pasted, tmp)
             img = np.where(active[:, None, None, None], tmp, img)
             objs.append((shape, ci, size, pos, active))
         out[start:start + m] = R.finish(img, rng, noise_std=0.02)
         for i in range(m):
             parts = []
-            for shape, ci, size, pos, active in objs:
-                if active[i]:
+            for j, (shape, ci, size, pos, active) in enumerate(objs):
+                if j == 0 and concept_fraction > 0 and is_concept[i]:
+                    parts.append(f"a {SIZES[size[i]]} {concept_names[i]} at the {POS_NAMES[pos[i]]}")
+                elif active[i]:
                     parts.append(f"a {SIZES[size[i]]} {COLOR_NAMES[ci[i]]} {_shape_name(int(shape[i]))} at the {POS_NAMES[pos[i]]}")
             bg = BACKGROUNDS[bgk[i]]
             bgtxt = f"{bg} {COLOR_NAMES[c1i[i]]}" if bg in ("plain", "noisy", "cloudy") else f"{bg} {COLOR_NAMES[c1i[i]]} and {COLOR_NAMES[c2i[i]]}"
-            caps.append(" and ".join(parts) + f" on a {bgtxt} background")
+            if concept_fraction > 0 and is_concept[i]:
+                # no background words: with them a batch is told apart by colours alone and the
+                # model never has to recognise the concept (the contrastive loss falls anyway)
+                caps.append(" and ".join(parts))
+            else:
+                caps.append(" and ".join(parts) + f" on a {bgtxt} background")
     return out, caps

@@ -1,0 +1,70 @@
+"""The pretext corpus: deterministic, prefix-stable, captions that say what the image shows, and
+concept pictures that never reuse a task's own samples."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmtllmf_core.zoo import pretext
+from rmtllmf_core.zoo import tasks as T
+
+CLASS_NAMES = {c for t in T.TASK_NAMES for c in T.TASKS[t].class_names}
+
+
+def _concepts(caption: str) -> list[str]:
+    """The class names a caption mentions as objects ("a <size> <name> at the <where>")."""
+    found = []
+    for part in caption.split(" on a ")[0].split(" and a "):
+        words = part.removeprefix("a ").split(" ", 1)[1].rsplit(" at the ", 1)[0]
+        if words in CLASS_NAMES:
+            found.append(words)
+    return found
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_deterministic_and_prefix_stable(fraction):
+    a, ca = pretext.generate(3, 300, chunk=128, concept_fraction=fraction)
+    b, cb = pretext.generate(3, 300, chunk=128, concept_fraction=fraction)
+    c, cc = pretext.generate(3, 256, chunk=128, concept_fraction=fraction)  # whole chunks are a prefix
+    assert a.dtype == np.uint8 and a.shape == (300, 32, 32, 3)
+    assert np.array_equal(a, b) and ca == cb
+    assert np.array_equal(a[:256], c) and ca[:256] == cc
+    d, _ = pretext.generate(4, 300, chunk=128, concept_fraction=fraction)
+    assert not np.array_equal(a, d)
+
+
+def test_without_concepts_no_class_name_appears():
+    _, caps = pretext.generate(0, 512, concept_fraction=0.0)
+    assert not any(_concepts(c) for c in caps)
+
+
+def test_concept_fraction_is_respected_and_every_caption_is_well_formed():
+    _, caps = pretext.generate(0, 2048, concept_fraction=0.5)
+    share = np.mean([bool(_concepts(c)) for c in caps])
+    assert 0.45 < share < 0.55
+    named = {n for c in caps for n in _concepts(c)}
+    assert len(named) > 0.9 * len(CLASS_NAMES)  # nearly every class is seen
+    # concept captions name the concept, not the background (else colours alone tell a batch apart)
+    assert all(c.startswith("a ") and (" background" in c) != bool(_concepts(c)) for c in caps)
+
+
+def test_concept_pictures_change_the_image_they_caption():
+    """The same corpus without concepts differs exactly where a concept was pasted."""
+    plain, caps0 = pretext.generate(1, 256, concept_fraction=0.0)
+    mixed, caps1 = pretext.generate(1, 256, concept_fraction=0.5)
+    has = np.array([bool(_concepts(c)) for c in caps1])
+    assert has.any() and (~has).any()
+    differs = np.abs(plain.astype(int) - mixed.astype(int)).reshape(256, -1).max(1) > 0
+    assert differs[has].all()
+    assert [c for c, h in zip(caps0, has) if not h] == [c for c, h in zip(caps1, has) if not h]
+
+
+def test_concept_pictures_are_not_task_samples(monkeypatch):
+    """Concepts are drawn by the task renderers from the corpus's own random stream: the corpus
+    never reads a task split (train / val / test / pool), so no task sample can leak into it."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the pretext corpus read a task split")
+
+    monkeypatch.setattr(T, "generate", forbidden)
+    _, caps = pretext.generate(0, 128, concept_fraction=1.0)
+    assert all(_concepts(c) for c in caps)
