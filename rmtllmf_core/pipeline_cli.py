@@ -29,12 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--jammer-dbm", default="-140,-130,-120,-110,-100", help="snr: jammer powers (dBm), comma-separated; write --jammer-dbm=-140,-120")
     s.add_argument("--sizes", default=None, help="tasks: combination sizes, e.g. 2,4,8 (default 2..N)")
     s.add_argument("--shots", default="1,5,10,20", help="ablation: shots per class, comma-separated")
+    s.add_argument("--workers", type=int, default=None,
+                   help="worker processes, one torch thread each (default: the available cores; 1: in this process)")
     s.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("paper", help="reproduce every figure of the paper on the current zoo, with a report")
     r.add_argument("--zoo", default="tiny")
     r.add_argument("--out", default="out/paper")
     r.add_argument("--sizes", default=None, help="combination sizes for Fig. 2 (default 2..8: 247 combinations)")
+    r.add_argument("--workers", type=int, default=None,
+                   help="worker processes for the sweeps (default: the available cores; 1: in this process)")
     r.set_defaults(func=cmd_paper)
 
 
@@ -115,24 +119,36 @@ def write_rows(rows: list[dict], out: Path, stem: str) -> None:
             writer.writerows(rows)
 
 
+def _workers(value: int | None) -> int:
+    from .sweeps import available_cores
+
+    if value is None:
+        return available_cores()
+    if value < 1:
+        raise InputError("workers", f"at least 1, got {value}")
+    return value
+
+
 def cmd_sweep(args) -> int:
     from . import plots, sweeps
 
     base = load_scenario(args.scenario)
     out = Path(args.out)
+    workers = _workers(args.workers)
     bar, progress = _tqdm_progress(f"sweep {args.kind}")
     if args.kind == "snr":
         rows = sweeps.snr_sweep(base, _floats(args.jammer_dbm, "jammer-dbm"), _names(args.attacks),
-                                _names(args.defenses), progress=progress)
+                                _names(args.defenses), progress=progress, workers=workers)
         fig = plots.snr_curves(rows)
     elif args.kind == "tasks":
         sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
         conditions = [(a, d) for a in _names(args.attacks) for d in _names(args.defenses)]
-        rows = sweeps.tasks_sweep(base, conditions, sizes=sizes, progress=progress)
+        rows = sweeps.tasks_sweep(base, conditions, sizes=sizes, progress=progress, workers=workers)
         write_rows(sweeps.summarize_tasks(rows), out, "tasks_summary")
         fig = plots.tasks_bands(sweeps.summarize_tasks(rows))
     else:
-        rows = sweeps.ablation_sweep(base, [int(x) for x in _floats(args.shots, "shots")], progress=progress)
+        rows = sweeps.ablation_sweep(base, [int(x) for x in _floats(args.shots, "shots")], progress=progress,
+                                     workers=workers)
         fig = plots.ablation_bars(rows)
     bar.close()
     write_rows(rows, out, args.kind)
@@ -145,6 +161,6 @@ def cmd_paper(args) -> int:
     from .report import reproduce_paper
 
     sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
-    path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes)
+    path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes, workers=_workers(args.workers))
     print(f"report: {path}")
     return 0

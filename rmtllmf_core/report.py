@@ -77,8 +77,20 @@ def _off_diagonal_mean(matrix) -> float:
     return float(m[~np.eye(len(m), dtype=bool)].mean())
 
 
+def fig2_points(zoo: str, sizes: Sequence[int] | None = None) -> list:
+    """The paper's Fig. 2 sweep: every combination of tasks x each condition at its preset jammer
+    power x {no defense, R-MTLLMF} (247 x 3 x 2 = 1482 points on eight tasks), as one list so a pool
+    of workers shares each combination's lambda, clean fusion and control across the conditions."""
+    points = []
+    for name in CONDITIONS:
+        points += sweeps.tasks_points(preset_scenario(name, zoo=zoo), [(ATTACK_OF[name], d) for d in ("none", "rmtllmf")],
+                                      sizes)
+    return points
+
+
 def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
-                    progress: Callable | None = None) -> Path:
+                    progress: Callable | None = None, workers: int = 1) -> Path:
+    """Every figure into `out`, and report.md; the sweeps run in `workers` processes (see sweeps.run_points)."""
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda f, m: None)
 
@@ -88,11 +100,8 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     base = preset_scenario("paper_ideal", zoo=zoo)
     worst = preset_scenario("paper_worst_sum_rate", zoo=zoo)
     # Fig. 2: every combination of tasks, each condition at its preset jammer power
-    rows = []
-    for i, name in enumerate(CONDITIONS):
-        cond_base = preset_scenario(name, zoo=zoo)
-        rows += sweeps.tasks_sweep(cond_base, [(ATTACK_OF[name], d) for d in ("none", "rmtllmf")], sizes=sizes,
-                                   progress=lambda f, m, i=i: say(0.1 + 0.6 * (i + f) / len(CONDITIONS), f"Fig. 2 {m}"))
+    rows = sweeps.run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
+                             workers=workers)
     summary = sweeps.summarize_tasks(rows)
     plots.tasks_bands(summary).write_html(out / "fig2_tasks.html", include_plotlyjs=True)
     (out / "fig2_tasks.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
@@ -106,13 +115,14 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     say(0.75, "Fig. 3-4")
 
     # Fig. 5: ablation (ideal channel)
-    ablation = sweeps.ablation_sweep(base, progress=lambda f, m: say(0.75 + 0.15 * f, f"Fig. 5 {m}"))
+    ablation = sweeps.ablation_sweep(base, progress=lambda f, m: say(0.75 + 0.15 * f, f"Fig. 5 {m}"), workers=workers)
     plots.ablation_bars(ablation).write_html(out / "fig5_ablation.html", include_plotlyjs=True)
     (out / "fig5_ablation.json").write_text(json.dumps(ablation, indent=1))
 
     # beyond the paper: accuracy versus jammer power
     snr = sweeps.snr_sweep(base, [-150, -140, -130, -120, -110, -100], ["white", "worst_sum_rate",
-                           "worst_strongest_user"], ["none", "rmtllmf"], progress=lambda f, m: say(0.9 + 0.1 * f, m))
+                           "worst_strongest_user"], ["none", "rmtllmf"], progress=lambda f, m: say(0.9 + 0.1 * f, m),
+                           workers=workers)
     plots.snr_curves(snr).write_html(out / "snr.html", include_plotlyjs=True)
     (out / "snr.json").write_text(json.dumps(snr, indent=1))
 

@@ -3,16 +3,23 @@ an interrupted sweep resumes where it stopped).
 
 - snr_sweep: accuracy versus jammer power for each attack and defense;
 - tasks_sweep: accuracy versus the number of fused tasks over every combination (paper Fig. 2);
-- ablation_sweep: freeze / realign / both / neither over shots per class (paper Fig. 5).
+- ablation_sweep: freeze / realign / both / neither over shots per class (paper Fig. 5);
+- run_points: any list of (row, scenario) points, serially or in a pool of worker processes
+  (`workers`), with the same rows either way.
 """
 from __future__ import annotations
 
+import os
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from itertools import combinations
-from typing import Callable, Iterable, Mapping, Sequence
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from . import pipeline
+from .errors import AssetError, CapExceeded, InputError
 from .pipeline import run
 from .scenario import Scenario
 from .units import dbm_to_w
@@ -38,22 +45,151 @@ def with_defense(base: Scenario, name: str) -> Scenario:
     return base.replace(**{f"defense.{k}": v for k, v in DEFENSES[name].items()})
 
 
-def _run_all(points: Sequence[tuple[dict, Scenario]], progress: Progress | None, **run_kw) -> list[dict]:
+def _row(row: Mapping, result: Mapping) -> dict:
+    avg = result["average_normalized"]
+    return {
+        **row,
+        "avg_normalized": avg["defended"],
+        "avg_normalized_clean": avg["clean"],
+        "mean_mse": float(np.mean([u["mse"] for u in result["wireless"]["users"]])),
+        "mean_sinr_db": float(np.mean([u["sinr_db"] for u in result["wireless"]["users"]])),
+        "key": result["key"],
+    }
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | None = None, *, workers: int = 1,
+               worker_setup: Callable[[], Any] | None = None, **run_kw) -> list[dict]:
+    """One row per point, in the order of `points`; every point is one cached `run`.
+
+    `workers` > 1 runs the points not yet in the cache in that many worker processes (spawned, one
+    torch thread each, each loading the engine once; the results go to the same disk cache, so a
+    killed pool keeps its finished points). Points that share work go to the same worker in one
+    batch (see `_batches`). `worker_setup` (a picklable callable) runs first in every worker, e.g. to
+    register a zoo that is not loadable by name. The rows equal the serial path's (tested), as long
+    as the serial process also runs torch on one thread: floating-point sums may depend on the
+    thread count.
+    """
+    points = list(points)
+    if workers <= 1 or len(points) <= 1:
+        return _run_serial(points, progress, **run_kw)
+    return _run_pool(points, progress, workers, worker_setup, **run_kw)
+
+
+def _run_serial(points, progress, **run_kw) -> list[dict]:
     rows = []
     for i, (row, scenario) in enumerate(points):
-        result = run(scenario, **run_kw)
-        avg = result["average_normalized"]
-        rows.append({
-            **row,
-            "avg_normalized": avg["defended"],
-            "avg_normalized_clean": avg["clean"],
-            "mean_mse": float(np.mean([u["mse"] for u in result["wireless"]["users"]])),
-            "mean_sinr_db": float(np.mean([u["sinr_db"] for u in result["wireless"]["users"]])),
-            "key": result["key"],
-        })
+        rows.append(_row(row, run(scenario, **run_kw)))
         if progress:
             progress((i + 1) / len(points), f"{i + 1}/{len(points)}")
     return rows
+
+
+def _sharing_keys(scenario: Scenario) -> tuple[str, str]:
+    """What a point shares with others: the clean side (lambda, clean fusion and control: same zoo,
+    fused tasks, fusion and evaluation) and the attacked side (everything but the defense)."""
+    d = scenario.to_dict()
+    clean = {k: d[k] for k in ("zoo", "tasks", "fuse", "fusion", "evaluation")}
+    attacked = {k: v for k, v in d.items() if k != "defense"}
+    return repr(sorted(clean.items())), repr(sorted(attacked.items()))
+
+
+def _batches(indices: Sequence[int], points, workers: int) -> list[list[int]]:
+    """Point indices grouped so that one worker computes what its points share once: by the clean side
+    (the tasks sweep: the 6 points of one combination), else by the attacked side (an SNR sweep: the
+    defenses of one jammer power), else one point per batch (an ablation), whichever first gives at
+    least two batches per worker."""
+    keys = [_sharing_keys(points[i][1]) for i in indices]
+    for level in (0, 1):
+        groups: dict[str, list[int]] = {}
+        for i, k in zip(indices, keys):
+            groups.setdefault(k[level], []).append(i)
+        if len(groups) >= 2 * workers:
+            return list(groups.values())
+    return [[i] for i in indices]
+
+
+def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_cache: bool = True) -> list[dict]:
+    cache = cache if cache is not None else pipeline.default_cache()
+    results: list[dict | None] = [None] * len(points)
+    for i, (_, scenario) in enumerate(points):   # validate every point first; take what is stored (resume)
+        pipeline._check_tasks(scenario, pipeline.get_engine(scenario.zoo).zoo)
+        if use_cache:
+            results[i] = pipeline.cached(scenario, cache=cache)
+    done = sum(r is not None for r in results)
+    todo = [i for i, r in enumerate(results) if r is None]
+
+    def report():
+        if progress:
+            progress(done / len(points), f"{done}/{len(points)}")
+
+    if done:
+        report()
+    if todo:
+        batches = _batches(todo, points, workers)
+        ctx = get_context("spawn")  # fork after torch has started threads can hang the child
+        with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(worker_setup,)) as pool:
+            pending = {pool.submit(_worker_run, [(i, points[i][1].to_dict()) for i in b], str(cache.directory),
+                                   use_cache) for b in batches}
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        for i, outcome in future.result():
+                            if "error" in outcome:
+                                raise _rebuild_error(outcome["error"])
+                            results[i] = outcome["result"]
+                            done += 1
+                        report()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    return [_row(row, result) for (row, _), result in zip(points, results)]
+
+
+def _worker_init(setup: Callable[[], Any] | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the pool is the parallelism; one thread per worker does not oversubscribe
+    if setup is not None:
+        setup()
+
+
+_worker_caches: dict[str, Any] = {}
+
+
+def _worker_run(items: list[tuple[int, dict]], cache_dir: str, use_cache: bool) -> list[tuple[int, dict]]:
+    from .cache import ResultCache
+
+    cache = _worker_caches.get(cache_dir)
+    if cache is None:
+        cache = _worker_caches[cache_dir] = ResultCache(cache_dir)
+    out = []
+    for i, data in items:
+        try:
+            out.append((i, {"result": run(Scenario.parse(data), cache=cache, use_cache=use_cache)}))
+        except Exception as exc:  # errors with several constructor arguments do not unpickle: send their parts
+            out.append((i, {"error": {"type": type(exc).__name__, "text": str(exc),
+                                      "field": getattr(exc, "field", None), "path": getattr(exc, "path", None),
+                                      "reason": getattr(exc, "reason", None), "traceback": traceback.format_exc()}}))
+            break
+    return out
+
+
+def _rebuild_error(e: Mapping) -> Exception:
+    if e["type"] in ("InputError", "CapExceeded") and e["field"] is not None:
+        return (CapExceeded if e["type"] == "CapExceeded" else InputError)(e["field"], e["reason"])
+    if e["type"] == "AssetError" and e["path"] is not None:
+        return AssetError(e["path"], e["reason"])
+    return RuntimeError(f"a sweep worker failed: {e['text']}\n{e['traceback']}")
 
 
 def snr_points(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
@@ -70,7 +206,7 @@ def snr_points(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iter
 
 def snr_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
               defenses: Iterable[str], *, progress: Progress | None = None, **run_kw) -> list[dict]:
-    return _run_all(snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses)), progress, **run_kw)
+    return run_points(snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses)), progress, **run_kw)
 
 
 def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: Iterable[int] | None = None
@@ -92,7 +228,7 @@ def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: I
 
 def tasks_sweep(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None,
                 progress: Progress | None = None, **run_kw) -> list[dict]:
-    return _run_all(tasks_points(base, list(conditions), sizes), progress, **run_kw)
+    return run_points(tasks_points(base, list(conditions), sizes), progress, **run_kw)
 
 
 def ablation_points(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> list[tuple[dict, Scenario]]:
@@ -109,7 +245,7 @@ def ablation_points(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> li
 
 def ablation_sweep(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20), *, progress: Progress | None = None,
                    **run_kw) -> list[dict]:
-    return _run_all(ablation_points(base, list(shots)), progress, **run_kw)
+    return run_points(ablation_points(base, list(shots)), progress, **run_kw)
 
 
 def summarize_tasks(rows: Sequence[Mapping]) -> list[dict]:

@@ -37,7 +37,8 @@ def test_run_prints_a_table(scenario_file, capsys):
 def test_sweep_writes_csv_json_and_html(scenario_file, tmp_path):
     out = tmp_path / "out"
     code = main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(out),
-                 "--attacks", "worst_sum_rate", "--defenses", "none", "--jammer-dbm=-140,-120"])
+                 "--attacks", "worst_sum_rate", "--defenses", "none", "--jammer-dbm=-140,-120",
+                 "--workers", "1"])  # in this process: workers could not load the registered micro zoo
     assert code == 0
     rows = json.loads((out / "snr.json").read_text())
     assert [r["jammer_power_dbm"] for r in rows] == [-140.0, -120.0]
@@ -71,3 +72,9 @@ def test_sweep_rejects_bad_lists(scenario_file, tmp_path, capsys):
     assert main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(tmp_path),
                  "--jammer-dbm=-140,loud"]) == 2
     assert "jammer-dbm" in capsys.readouterr().err
+
+
+def test_sweep_rejects_zero_workers(scenario_file, tmp_path, capsys):
+    assert main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(tmp_path),
+                 "--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""Sweeps in a pool of worker processes: the same rows and cached results as the serial path,
+resume from the cache, progress, and errors from inside a worker."""
+import functools
+
+import pytest
+import torch
+
+from rmtllmf_core import pipeline, sweeps
+from rmtllmf_core.cache import ResultCache
+from rmtllmf_core.errors import InputError
+from rmtllmf_core.presets import preset_scenario
+
+
+def register_micro_zoo(threads: int):
+    """Worker setup: the same micro zoo the parent registered, built on as many torch threads as the
+    parent's was (its fine-tuning sums, so its task vectors, depend on the thread count)."""
+    from micro_zoo import make_micro_zoo
+
+    torch.set_num_threads(threads)
+    try:
+        zoo = make_micro_zoo(n_tasks=3)
+    finally:
+        torch.set_num_threads(1)
+    pipeline.register_zoo(zoo)
+
+
+def fail_if_called():
+    raise AssertionError("no worker should have started")
+
+
+@pytest.fixture(scope="module")
+def zoo(registered_micro_zoo):
+    return registered_micro_zoo
+
+
+def points(zoo):
+    base = preset_scenario("paper_worst_sum_rate", tasks=zoo.task_names, zoo=zoo.name).replace(
+        **{"evaluation.samples_per_task": 40, "defense.realign_steps": 4})
+    return sweeps.tasks_points(base, [("worst_sum_rate", "none"), ("worst_sum_rate", "rmtllmf"),
+                                      ("none", "none"), ("none", "rmtllmf")])  # 4 combinations x 4
+
+
+def strip(result):
+    return {k: v for k, v in result.items() if k != "timing_s"}
+
+
+def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
+    pts = points(zoo)
+    serial_cache, pool_cache = ResultCache(tmp_path / "serial"), ResultCache(tmp_path / "pool")
+    threads = torch.get_num_threads()  # the session's micro zoo was built on the default count
+    setup = functools.partial(register_micro_zoo, threads)
+    torch.set_num_threads(1)  # as in the workers: sums may depend on the thread count
+    try:
+        pipeline.register_zoo(zoo)  # fresh in-process memos, as in a new worker
+        serial = sweeps.run_points(pts, cache=serial_cache)
+    finally:
+        torch.set_num_threads(threads)
+    seen = []
+    pooled = sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup,
+                               progress=lambda f, m: seen.append((f, m)))
+    assert pooled == serial
+    for row in serial:
+        assert strip(pool_cache.get(row["key"])) == strip(serial_cache.get(row["key"]))
+    assert seen[-1] == (1.0, f"{len(pts)}/{len(pts)}")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+    # resume: everything is cached, so no worker starts at all
+    assert sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=fail_if_called) == serial
+    # and a partly cached sweep computes only the rest, with the same rows
+    for row in pooled[::3]:
+        pool_cache.discard(row["key"])
+    assert sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup) == serial
+
+
+def test_batches_keep_shared_work_in_one_worker(zoo):
+    pts = points(zoo)
+    batches = sweeps._batches(range(len(pts)), pts, workers=2)
+    assert len(batches) == 4 and all(len(b) == 4 for b in batches)   # one combination per batch
+    assert {pts[i][0]["tasks"] for b in batches for i in b[:1]} == {p[0]["tasks"] for p in pts}
+    assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
+    few = pts[:2]                                                       # too few to batch: one point each
+    assert sweeps._batches(range(2), few, workers=2) == [[0], [1]]
+
+
+def test_a_worker_error_reaches_the_caller(zoo, tmp_path):
+    # workers that cannot load the (registered, not on disk) micro zoo: the loader's error comes back
+    with pytest.raises(InputError) as err:
+        sweeps.run_points(points(zoo)[:4], cache=ResultCache(tmp_path / "c"), workers=2)
+    assert err.value.field == "model"
+
+
+def test_fig2_points_batch_each_combination_across_conditions(zoo):
+    from rmtllmf_core.report import fig2_points
+
+    pts = fig2_points(zoo.name)
+    assert len(pts) == 4 * 3 * 2                 # C(3,2) + C(3,3) combinations x 3 conditions x 2 defenses
+    batches = sweeps._batches(range(len(pts)), pts, workers=2)
+    assert sorted(len(b) for b in batches) == [6, 6, 6, 6]
+    assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
