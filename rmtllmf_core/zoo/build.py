@@ -29,7 +29,7 @@ RECIPE = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 300, "val": 20, "test": 40, "pool": 20},
-    "pretext": {"n": 16384, "concept_fraction": 0.8, "steps": 1000, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 50},
+    "pretext": {"n": 16384, "concept_fraction": 0.8, "caption_noise": 0.5, "steps": 1000, "batch": 256, "lr": 1e-3, "wd": 0.1, "warmup": 50},
     "finetune": {"steps": 300, "batch": 64, "lr": 3e-4, "wd": 0.1, "warmup": 30},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
     "pair_lambda_grid": [0.3, 0.5, 0.7, 1.0],
@@ -38,7 +38,7 @@ MICRO = {
     "seed": 0,
     "data_seed": 0,
     "split_per_class": {"train": 8, "val": 2, "test": 2, "pool": 2},
-    "pretext": {"n": 128, "concept_fraction": 0.8, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
+    "pretext": {"n": 128, "concept_fraction": 0.8, "caption_noise": 0.5, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
     "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1},
     "lambda_grid": [0.3, 1.0],
     "pair_lambda_grid": [0.5],
@@ -81,7 +81,8 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
         C = len(T.TASKS[name].class_names)
         data[name] = {s: T.generate(name, recipe["data_seed"], s, k * C) for s, k in spc.items()}
     P = recipe["pretext"]
-    pimg, pcap = pretext.generate(recipe["seed"], P["n"], concept_fraction=P["concept_fraction"])
+    pimg, pcap = pretext.generate(recipe["seed"], P["n"], concept_fraction=P["concept_fraction"],
+                                  caption_noise=P["caption_noise"])
     ptok = tok(pcap)
     log(f"data: {time.perf_counter() - t0:.1f}s")
 

@@ -117,18 +117,20 @@ def _shape_name(i: int) -> str:
     return SHAPES[i] if i < 10 else f"letter {LETTERS[i - 10].lower()}"
 
 
-def _paste_concepts(rng, img, size, pos):
-    """Replace object 0 of every sample by a concept picture; returns its caption words."""
+def _paste_concepts(rng, img, size, pos, caption_noise: float = 0.0):
+    """Replace object 0 of every sample by a concept picture; returns its caption words (for a
+    `caption_noise` share, another class of the same task: web captions are often wrong)."""
     n = len(size)
     task = rng.integers(0, len(T.TASK_NAMES), n)
     label = rng.integers(0, 10, n)
+    said = np.where(rng.uniform(0, 1, n) < caption_noise, rng.integers(0, 10, n), label)
     pics = np.zeros((n, 32, 32, 3), np.float32)
     names = []
     for ti, name in enumerate(T.TASK_NAMES):
         idx = np.nonzero(task == ti)[0]
         if len(idx):
             pics[idx] = T.TASKS[name].render(rng, label[idx]).astype(np.float32) / 255.0
-    names = [T.TASKS[T.TASK_NAMES[t]].class_names[c] for t, c in zip(task, label)]
+    names = [T.TASKS[T.TASK_NAMES[t]].class_names[c] for t, c in zip(task, said)]
     scale = np.where(size == 0, rng.uniform(0.55, 0.7, n), rng.uniform(0.8, 1.0, n)).astype(np.float32)
     cx = _POS[pos, 0] * (1 - scale) / 0.55 + rng.uniform(-0.08, 0.08, n).astype(np.float32)
     cy = _POS[pos, 1] * (1 - scale) / 0.55 + rng.uniform(-0.08, 0.08, n).astype(np.float32)
@@ -144,7 +146,8 @@ def _paste_concepts(rng, img, size, pos):
     return img * (1 - alpha) + out[..., :3] * alpha, names
 
 
-def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0) -> tuple[np.ndarray, list[str]]:
+def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0,
+             caption_noise: float = 0.0) -> tuple[np.ndarray, list[str]]:
     """(images uint8 [n, 32, 32, 3], captions) of the pretext corpus, deterministic in (seed, n-prefix)."""
     out = np.empty((n, 32, 32, 3), np.uint8)
     caps: list[str] = []
@@ -176,7 +179,7 @@ def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0
                 crng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
                     [PRETEXT_VERSION, int(seed), 77, start // chunk])))
                 is_concept = crng.uniform(0, 1, m) < concept_fraction
-                pasted, concept_names = _paste_concepts(crng, img, size, pos)  # instead of the shape
+                pasted, concept_names = _paste_concepts(crng, img, size, pos, caption_noise)  # instead of the shape
                 tmp = np.where(is_concept[:, None, None, None], pasted, tmp)
             img = np.where(active[:, None, None, None], tmp, img)
             objs.append((shape, ci, size, pos, active))
