@@ -11,17 +11,14 @@ from rmtllmf_core.errors import InputError
 from rmtllmf_core.presets import preset_scenario
 
 
-def register_micro_zoo(threads: int):
-    """Worker setup: the same micro zoo the parent registered, built on as many torch threads as the
-    parent's was (its fine-tuning sums, so its task vectors, depend on the thread count)."""
+def register_micro_zoo(task_vectors):
+    """Worker setup: the micro zoo the parent registered. Built again (deterministically), with the
+    parent's task vectors: their fine-tuning sums depend on the thread count it was built on."""
+    import dataclasses
+
     from micro_zoo import make_micro_zoo
 
-    torch.set_num_threads(threads)
-    try:
-        zoo = make_micro_zoo(n_tasks=3)
-    finally:
-        torch.set_num_threads(1)
-    pipeline.register_zoo(zoo)
+    pipeline.register_zoo(dataclasses.replace(make_micro_zoo(n_tasks=3), task_vectors=task_vectors))
 
 
 def fail_if_called():
@@ -47,8 +44,8 @@ def strip(result):
 def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     pts = points(zoo)
     serial_cache, pool_cache = ResultCache(tmp_path / "serial"), ResultCache(tmp_path / "pool")
-    threads = torch.get_num_threads()  # the session's micro zoo was built on the default count
-    setup = functools.partial(register_micro_zoo, threads)
+    threads = torch.get_num_threads()
+    setup = functools.partial(register_micro_zoo, {t: dict(v) for t, v in zoo.task_vectors.items()})
     torch.set_num_threads(1)  # as in the workers: sums may depend on the thread count
     try:
         pipeline.register_zoo(zoo)  # fresh in-process memos, as in a new worker
