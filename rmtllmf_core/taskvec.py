@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -62,7 +61,10 @@ class ParamLayout:
         missing = [n for n in self.names if n not in state]
         if missing:
             raise KeyError(f"state dict lacks {missing[:3]}")
-        return torch.cat([state[n].detach().reshape(-1).float() for n in self.names])
+        out = torch.empty(self.numel, dtype=torch.float32)  # written in place: no list of copies + cat
+        for n, a, b in zip(self.names, self.offsets, self.offsets[1:]):
+            out[a:b].copy_(state[n].detach().reshape(-1))
+        return out
 
     def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views into `vec` (no copy), shaped like the state dict."""
@@ -80,15 +82,17 @@ class ParamLayout:
                 out[a:b] = True
         return out
 
-    @cached_property
+    @property
     def tensor_index(self) -> torch.Tensor:
-        """Long [P]: which tensor each flat element belongs to (for per-tensor statistics)."""
+        """Int32 [P]: which tensor each flat element belongs to (built on each call, not cached: 350 MB for
+        ViT-B/32; the engine's stages loop over tensors instead)."""
         sizes = torch.tensor(np.diff(self.offsets))
-        return torch.repeat_interleave(torch.arange(len(self.names)), sizes)
+        return torch.repeat_interleave(torch.arange(len(self.names), dtype=torch.int32), sizes)
 
-    @cached_property
+    @property
     def block_index(self) -> torch.Tensor:
-        """Long [P]: transformer block of each element, -1 before the first block, n_blocks after the last."""
+        """Int32 [P] (built on each call): transformer block of each element, -1 before the first block,
+        n_blocks after the last."""
         idx = []
         for n in self.names:
             g = group_of(n)
@@ -96,7 +100,7 @@ class ParamLayout:
         blocks = [i for i in idx if 0 <= i < 10**6]
         last = (max(blocks) + 1) if blocks else 0
         idx = [last if i == 10**6 else i for i in idx]
-        return torch.repeat_interleave(torch.tensor(idx), torch.tensor(np.diff(self.offsets)))
+        return torch.repeat_interleave(torch.tensor(idx, dtype=torch.int32), torch.tensor(np.diff(self.offsets)))
 
     def per_tensor_mean_square(self, vec: torch.Tensor) -> torch.Tensor:
         """[..., n_tensors] float64 mean of squares of each tensor of `vec` ([..., P]); 0 for an empty tensor.
@@ -111,12 +115,17 @@ class ParamLayout:
 
     def expand_per_tensor(self, values: torch.Tensor) -> torch.Tensor:
         """[..., n_tensors] -> [..., P], each tensor's value repeated over its elements."""
-        return values.index_select(-1, self.tensor_index)
+        return values.index_select(-1, self.tensor_index)  # the index is built for the call, not kept
 
 
 def stack(layout: ParamLayout, vectors: Mapping[str, Mapping[str, torch.Tensor]], tasks: Iterable[str]) -> torch.Tensor:
     """[T, P] flat task vectors in the order of `tasks`."""
-    return torch.stack([layout.flatten(vectors[t]) for t in tasks])
+    tasks = tuple(tasks)
+    out = torch.empty(len(tasks), layout.numel, dtype=torch.float32)  # rows written in place: no 2x P while stacking
+    for row, t in zip(out, tasks):
+        for n, a, b in zip(layout.names, layout.offsets, layout.offsets[1:]):
+            row[a:b].copy_(vectors[t][n].detach().reshape(-1))
+    return out
 
 
 def cosine_matrix(vectors: torch.Tensor, chunk: int = 1 << 15) -> np.ndarray:
@@ -128,10 +137,19 @@ def cosine_matrix(vectors: torch.Tensor, chunk: int = 1 << 15) -> np.ndarray:
     """
     if vectors.dim() != 2:
         raise ValueError(f"expected [T, P], got {list(vectors.shape)}")
-    t = vectors.shape[0]
-    gram = torch.zeros(t, t, dtype=torch.float64)
+    gram = torch.zeros(vectors.shape[0], vectors.shape[0], dtype=torch.float64)
+    return cosine_from_gram(gram_add(gram, vectors, chunk))
+
+
+def gram_add(gram: torch.Tensor, vectors: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
+    """gram += vectors @ vectors.T in float64, over column chunks of `chunk` entries (in place; returns gram)."""
     for a in range(0, vectors.shape[1], chunk):
         block = vectors[:, a:a + chunk].double()
         gram += block @ block.T
+    return gram
+
+
+def cosine_from_gram(gram: torch.Tensor) -> np.ndarray:
+    """[T, T] cosine similarities from a Gram matrix (0 where a row is zero)."""
     norms = gram.diagonal().clamp_min(0.0).sqrt()
     return (gram / (norms[:, None] * norms[None, :]).clamp_min(1e-300)).clamp(-1, 1).numpy()
