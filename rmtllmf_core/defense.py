@@ -2,20 +2,23 @@
 cheap ones beyond the paper, noise-aware shrinkage and magnitude trimming of received vectors.
 
 Every function is pure: it takes flat tensors ([P] encoders, [T, P] task vectors) and returns new
-ones; inputs are never modified.
+ones; inputs are never modified. The cheap defenses and freeze also come slice by slice, in place
+(`shrink_slice_`, `plan_trim` + `trim_slice_`, `freeze_`), for the engine, which streams task vectors
+one parameter tensor ([T, n_i]) at a time; the whole-vector functions are the same loops.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .errors import InputError
 from .evaluate import module_lock
-from .taskvec import ParamLayout
+from .taskvec import ParamLayout, group_of
 from .zoo.types import Zoo
 
 
@@ -38,8 +41,29 @@ def freeze(fused_flat: torch.Tensor, base_flat: torch.Tensor, layout: ParamLayou
     unknown = [g for g in groups if g not in layout.groups()]
     if unknown:
         raise InputError("defense.freeze_groups", f"unknown group(s) {unknown}; this encoder has {list(layout.groups())}")
-    mask = layout.mask(groups)
-    return torch.where(mask, base_flat, fused_flat)  # a new tensor; the base's bits where frozen
+    out = fused_flat.clone()
+    return freeze_(out, layout.unflatten(base_flat), layout, groups)  # the base's bits where frozen
+
+
+def freeze_(flat: torch.Tensor, base: Mapping[str, torch.Tensor], layout: ParamLayout,
+            groups: Iterable[str]) -> torch.Tensor:
+    """:func:`freeze` in place on `flat`, tensor by tensor, from the base encoder's tensors `base`
+    (name -> tensor, e.g. `zoo.base_state`): no [P] mask, no [P] base copy."""
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in layout.groups()]
+    if unknown:
+        raise InputError("defense.freeze_groups", f"unknown group(s) {unknown}; this encoder has {list(layout.groups())}")
+    wanted = set(groups)
+    for name, a, b in zip(layout.names, layout.offsets, layout.offsets[1:]):
+        if group_of(name) in wanted:
+            flat[a:b].copy_(base[name].reshape(-1))
+    return flat
+
+
+def frozen_tensors(layout: ParamLayout, groups: Iterable[str]) -> tuple[bool, ...]:
+    """Per tensor: whether freezing `groups` reloads it (freeze works on whole tensors)."""
+    wanted = set(groups)
+    return tuple(group_of(n) in wanted for n in layout.names)
 
 
 # ---------------------------------------------------------------- shrink (ours)
@@ -75,11 +99,26 @@ def shrink(received: torch.Tensor, noise_std: torch.Tensor | float, layout: Para
     for i in range(t):
         power[i] = layout.per_tensor_mean_square(received_2d[i].double())
         noise[i] = std[i, 0].square() if constant_rows else layout.per_tensor_mean_square(std[i])
+    out = received_2d.clone()
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        _shrink_gain_(out[:, a:b], power[:, i], noise[:, i])
+    return out[0] if rows else out
+
+
+def shrink_slice_(x: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
+    """:func:`shrink` of one tensor of every row, in place: `x` [T, n_i], `noise_var` [T] the noise
+    variance of each row's entries of that tensor (float64; e.g. the square of `perturb.tensor_noise_std`)."""
+    if x.shape[1] == 0:
+        return x
+    power = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square() / x.shape[1]
+    return _shrink_gain_(x, power, noise_var.to(torch.float64))
+
+
+def _shrink_gain_(x: torch.Tensor, power: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     signal = (power - noise).clamp_min(0.0)
     total = signal + noise
     gain = torch.where(total > 0, signal / total.where(total > 0, torch.ones_like(total)), torch.ones_like(total))
-    out = layout.expand_per_tensor(gain.to(received.dtype)) * received_2d
-    return out[0] if rows else out
+    return x.mul_(gain.to(x.dtype).unsqueeze(1))
 
 
 # ---------------------------------------------------------------- trim (ours)
@@ -88,22 +127,64 @@ def trim(received: torch.Tensor, keep_fraction: float) -> torch.Tensor:
     """Keep the ceil(keep_fraction * P) largest-magnitude entries of each vector (row), zero the rest.
 
     Noise spreads evenly over all entries while a task vector's energy sits in few, so trimming drops
-    mostly noise (TIES' trim step, applied per received vector). Ties at the cut keep exactly k entries.
+    mostly noise (TIES' trim step, applied per received vector). Ties at the cut keep exactly k
+    entries: the first ones in flat order. The whole-vector form of :func:`plan_trim` + :func:`trim_slice_`.
     """
-    if not 0.0 < keep_fraction <= 1.0:
-        raise InputError("defense.trim_keep_fraction", f"must lie in (0, 1], got {keep_fraction}")
+    _check_keep(keep_fraction)
     rows = received.dim() == 1
     vec = received.unsqueeze(0) if rows else received
     if vec.dim() != 2:
         raise InputError("received", f"expected [T, P] or [P], got {list(received.shape)}")
-    p = vec.shape[1]
-    k = min(p, max(1, math.ceil(keep_fraction * p - 1e-9)))  # the epsilon keeps 0.5 * 10 at 5, not 6
-    if k == p:
-        out = vec.clone()
-    else:
-        idx = vec.abs().topk(k, dim=1, sorted=False).indices
-        out = torch.zeros_like(vec).scatter_(1, idx, vec.gather(1, idx))
+    out = vec.clone()
+    plan = plan_trim(lambda i: vec, 1, vec.shape[0], vec.shape[1], keep_fraction)
+    if plan is not None:
+        trim_slice_(out, plan, 0)
     return out[0] if rows else out
+
+
+def _check_keep(keep_fraction) -> None:
+    if not 0.0 < keep_fraction <= 1.0:
+        raise InputError("defense.trim_keep_fraction", f"must lie in (0, 1], got {keep_fraction}")
+
+
+@dataclass(frozen=True, eq=False)
+class TrimPlan:
+    threshold: torch.Tensor  # [T, 1]: the k-th largest magnitude of each row
+    quota: torch.Tensor      # [T, n_slices]: entries equal to the threshold kept in each slice (the first ones)
+    ties: torch.Tensor       # [T, n_slices]: entries equal to the threshold in each slice
+
+
+def plan_trim(slices, n_slices: int, n_rows: int, n_params: int, keep_fraction: float) -> Optional[TrimPlan]:
+    """The per-row cut of :func:`trim` over a source of slices (`slices(i)` -> [T, n_i], i < n_slices;
+    three passes: a magnitude histogram, the bucket of the k-th largest, the ties at the cut).
+    None when every entry is kept."""
+    from .fusion import kth_largest_sliced
+
+    _check_keep(keep_fraction)
+    k = min(n_params, max(1, math.ceil(keep_fraction * n_params - 1e-9)))  # the epsilon keeps 0.5 * 10 at 5, not 6
+    if k == n_params:
+        return None
+    threshold, greater = kth_largest_sliced(slices, n_slices, n_rows, k)
+    ties = torch.zeros(n_rows, n_slices, dtype=torch.int64)
+    for i in range(n_slices):
+        ties[:, i] = (slices(i).abs() == threshold).sum(1)
+    before = ties.cumsum(1) - ties
+    quota = ((k - greater).unsqueeze(1) - before).clamp(min=0)
+    return TrimPlan(threshold=threshold, quota=torch.minimum(quota, ties), ties=ties)
+
+
+def trim_slice_(x: torch.Tensor, plan: TrimPlan, i: int) -> torch.Tensor:
+    """:func:`trim` of slice `i` ([T, n_i]) of every row, in place (dropped entries become +0.0)."""
+    mags = x.abs()
+    keep = mags > plan.threshold
+    tied = mags == plan.threshold
+    for r in range(x.shape[0]):
+        q = int(plan.quota[r, i])
+        if q == int(plan.ties[r, i]):
+            keep[r] |= tied[r]
+        elif q > 0:
+            keep[r, tied[r].nonzero()[:q, 0]] = True
+    return x.masked_fill_(~keep, 0.0)
 
 
 # ---------------------------------------------------------------- realign (R-MTLLMF)
@@ -145,7 +226,7 @@ def _few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
 def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], *, shots_per_class: int,
             steps: int, lr: float, frozen_mask: torch.Tensor, seed: int,
             progress: Callable[[float], None] | None = None, batch_size: int = 32,
-            weight_decay: float = 0.01) -> torch.Tensor:
+            weight_decay: float = 0.01, inplace: bool = False) -> torch.Tensor:
     """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `shots_per_class`
     samples per class of every task's pool split, with each task's frozen head, and return the new
     flat encoder. Entries where `frozen_mask` is True come back bit for bit.
@@ -167,7 +248,12 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       with one trainable leaf per parameter tensor (`_trainable_tensors`): gradients land per tensor,
       so backward never scatters slices into a [P]-sized flat gradient (the same numbers, bit for
       bit, as optimising one flat vector of the trainable entries; a quarter less CPU time).
-    `progress(fraction)` is called after each step.
+    `progress(fraction)` is called after each step. With `inplace=True` (a float32 `flat` the caller
+    owns and gives up) the result is written into `flat` itself: no [P] copy of the input.
+
+    Memory, in fp32 encoder copies besides `flat`: the trainable leaves (1), their gradients (1) and
+    AdamW's two moments (2) are inherent to the optimiser; the working copy of `flat` (1) is saved by
+    `inplace`; plus the activations of one batch.
     """
     _check_flat("flat", flat, layout)
     tasks = tuple(tasks)
@@ -199,7 +285,8 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
     gen = torch.Generator().manual_seed(int(seed))
 
     with torch.inference_mode(False), torch.enable_grad():
-        fixed = flat.detach().float().clone()                   # frozen entries come from here, untouched
+        # frozen entries come from here, untouched
+        fixed = flat.detach() if inplace and flat.dtype == torch.float32 else flat.detach().float().clone()
         tensors = _trainable_tensors(layout, fixed, frozen_mask)
         leaves = [leaf for _, _, leaf, _ in tensors if leaf is not None]
         opt = torch.optim.AdamW(leaves, lr=lr, weight_decay=weight_decay)
@@ -224,7 +311,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                 opt.step()
                 if progress is not None:
                     progress((step + 1) / steps)
-        out = fixed.clone()
+        out = fixed  # our own copy: the trained entries are written into it (no further [P] clone)
         for (name, view, leaf, part), (a, b) in zip(tensors, zip(layout.offsets, layout.offsets[1:])):
             if leaf is not None:
                 if part is None:

@@ -246,3 +246,50 @@ def test_realign_with_a_partly_frozen_tensor(zoo, flats):
                           frozen_mask=mask, seed=0)
     assert torch.equal(out[mask], fused[mask])
     assert (out[~mask] != fused[~mask]).float().mean() > 0.9
+
+
+# ---------------------------------------------------------------- slice by slice (the engine's path)
+
+def _tensor_slices(x, layout):
+    offsets = layout.offsets
+    return lambda i: x[:, offsets[i]:offsets[i + 1]].clone()
+
+
+def test_freeze_in_place_equals_freeze_and_marks_whole_tensors(flats, zoo):
+    layout, base, vectors = flats
+    fused = base + 0.3 * vectors.sum(0)
+    want = defense.freeze(fused, base, layout, EMBEDDING_GROUPS)
+    got = defense.freeze_(fused.clone(), zoo.base_state, layout, EMBEDDING_GROUPS)
+    assert torch.equal(got, want)
+    per_tensor = defense.frozen_tensors(layout, EMBEDDING_GROUPS)
+    assert torch.equal(layout.expand_per_tensor(torch.tensor(per_tensor)), layout.mask(EMBEDDING_GROUPS))
+
+
+def test_shrink_slice_by_slice_equals_shrink(flats):
+    layout, _, vectors = flats
+    g = torch.Generator().manual_seed(1)
+    std = 0.03 * torch.rand(3, len(layout.names), generator=g, dtype=torch.float64)
+    received = vectors + layout.expand_per_tensor(std.float()) * torch.randn(vectors.shape, generator=g)
+    want = defense.shrink(received, layout.expand_per_tensor(std.float()), layout)
+    got = received.clone()
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        defense.shrink_slice_(got[:, a:b], std.float().double()[:, i].square())
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("keep", [0.05, 0.3, 0.999])
+def test_trim_slice_by_slice_equals_trim_ties_included(flats, keep):
+    layout, _, vectors = flats
+    # many ties: a coarse grid of values, so the cut falls inside a run of equal magnitudes
+    x = torch.round(vectors / vectors.abs().max() * 8) / 8
+    want = defense.trim(x, keep)
+    plan = defense.plan_trim(_tensor_slices(x, layout), len(layout.names), 3, layout.numel, keep)
+    got = x.clone()
+    for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+        piece = got[:, a:b].clone()
+        defense.trim_slice_(piece, plan, i)
+        got[:, a:b] = piece
+    assert torch.equal(got, want)
+    k = math.ceil(keep * layout.numel - 1e-9)
+    assert ((got != 0).sum(1) <= k).all()  # kept entries may be zeros of x; never more than k non-zeros
+    assert defense.plan_trim(_tensor_slices(x, layout), len(layout.names), 3, layout.numel, 1.0) is None
