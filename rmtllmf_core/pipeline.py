@@ -23,14 +23,13 @@ from . import ENGINE_VERSION, defense, evaluate, fusion, perturb
 from .cache import ResultCache
 from .errors import InputError
 from .scenario import Scenario
-from .taskvec import ParamLayout, cosine_matrix
+from .taskvec import ParamLayout, cosine_from_gram, gram_add
 from .wireless import evaluate_uplink
 from .zoo.types import Zoo
 
 Progress = Callable[[float, str], None]
 LAMBDA_VALIDATION_SAMPLES = 50  # per task: enough to rank lambdas, cheap enough for a cold run
 LOGITS_MEMO_SIZE = 256  # evaluated encoders kept in memory (8 tasks x 200 samples x 10 classes: 64 kB each)
-RECEIVED_MEMO_SIZE = 2  # received [users, P] draws kept in memory (27 MB each on the tiny zoo)
 
 
 def sub_seed(seed: int, stage: str) -> int:
@@ -55,25 +54,49 @@ def flat_digest(flat: torch.Tensor) -> str:
 
 @dataclass(eq=False)
 class Engine:
+    """The zoo and what is derived from it once. Holds no full-precision copy of any encoder: the base
+    encoder's tensors are the zoo's own (`base_tensor`) and task vectors stay as stored (fp16 for a
+    big zoo), read one parameter tensor of several tasks at a time (`clean_slices`); flat encoders are
+    built per run, at most two [P] float32 buffers at a time (see `compute`)."""
     zoo: Zoo
     layout: ParamLayout
-    base_flat: torch.Tensor
-    vectors: Mapping[str, torch.Tensor]  # task -> clean flat task vector
     _evaluators: OrderedDict = field(default_factory=OrderedDict)
     _memo: OrderedDict = field(default_factory=OrderedDict)
     _logits: OrderedDict = field(default_factory=OrderedDict)
-    _received: OrderedDict = field(default_factory=OrderedDict)
     lock: threading.RLock = field(default_factory=threading.RLock)  # one working encoder per engine
 
     @classmethod
     def from_zoo(cls, zoo: Zoo) -> "Engine":
-        layout = ParamLayout.from_state(zoo.base_state)
-        return cls(
-            zoo=zoo,
-            layout=layout,
-            base_flat=layout.flatten(zoo.base_state),
-            vectors={t: layout.flatten(zoo.task_vectors[t]) for t in zoo.task_names},
-        )
+        return cls(zoo=zoo, layout=ParamLayout.from_state(zoo.base_state))
+
+    def base_tensor(self, i: int) -> torch.Tensor:
+        """Parameter tensor `i` of the base encoder, flat (the zoo's own storage, no copy)."""
+        return self.zoo.base_state[self.layout.names[i]].detach().reshape(-1)
+
+    @property
+    def base_flat(self) -> torch.Tensor:
+        """A new flat float32 copy of the base encoder (one [P] buffer: build it only where needed)."""
+        out = torch.empty(self.layout.numel, dtype=torch.float32)
+        for i, (a, b) in enumerate(zip(self.layout.offsets, self.layout.offsets[1:])):
+            out[a:b].copy_(self.base_tensor(i))
+        return out
+
+    def clean_slices(self, tasks) -> "fusion.Slices":
+        """tensor index -> [T, n_i] float32: that parameter of the clean task vectors of `tasks` (a fresh tensor)."""
+        tasks, names, tv = tuple(tasks), self.layout.names, self.zoo.task_vectors
+        return lambda i: tv.stacked(names[i], tasks).view(len(tasks), -1)
+
+    def encoder_flat(self, slices: "fusion.Slices", plan: "fusion.MergePlan",
+                     out: torch.Tensor | None = None, each: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """base + merge(slices) as a flat [P] float32 encoder (into `out` if given), one tensor at a time;
+        `each(i, slice)` sees every slice on the way (for statistics gathered in the same pass)."""
+        out = torch.empty(self.layout.numel, dtype=torch.float32) if out is None else out
+        for i, (a, b) in enumerate(zip(self.layout.offsets, self.layout.offsets[1:])):
+            x = slices(i)
+            if each is not None:
+                each(i, x)
+            fusion.merge_slice(x, plan, i, out[a:b]).add_(self.base_tensor(i))
+        return out
 
     def evaluator(self, samples: int, split: str = "test") -> "evaluate.Evaluator":
         """Every task's first `samples` of `split`; any subset of tasks is evaluated through it."""
@@ -116,8 +139,14 @@ class Engine:
 
     def individual(self, task: str, samples: int, cache: ResultCache | None = None) -> torch.Tensor:
         """Predictions of the individually fine-tuned encoder on its own task."""
+        def finetuned():
+            flat = self.base_flat
+            stored = self.zoo.task_vectors.stored(task)
+            for name, a, b in zip(self.layout.names, self.layout.offsets, self.layout.offsets[1:]):
+                flat[a:b].add_(stored[name].reshape(-1))
+            return flat
         return self.memo(("individual", task, samples), lambda: self.logits(
-            self.base_flat + self.vectors[task], [task], samples, cache=cache)[task].argmax(dim=1))
+            finetuned(), [task], samples, cache=cache)[task].argmax(dim=1))
 
     def zeroshot(self, task: str, samples: int, cache: ResultCache | None = None) -> torch.Tensor:
         """Predictions of the base encoder (zero-shot heads) on a task."""
@@ -239,7 +268,7 @@ def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
         raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
 
 
-def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache: ResultCache | None = None) -> float:
+def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", cache: ResultCache | None = None) -> float:
     """The fusion's lambda: fixed, the per-N heuristic, or the best clean fusion on validation data.
 
     Chosen once on the clean vectors and used for every condition, so conditions differ only in
@@ -255,11 +284,17 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache
         return fusion.heuristic_lambda(n_tasks)
 
     def search():
+        # two [P] buffers: the merged clean vector (lambda 1) and the candidate encoder
         ev = engine.evaluator(LAMBDA_VALIDATION_SAMPLES, split="val")
-        merged = _merge(scenario, engine, clean, 1.0)
+        layout = engine.layout
+        merged = fusion.merge_into(clean, _plan(scenario, engine, clean, 1.0), layout,
+                                   torch.empty(layout.numel, dtype=torch.float32))
+        candidate = torch.empty_like(merged)
         scores = []
         for lam in fusion.LAMBDA_GRID:
-            acc = ev.accuracy(engine.base_flat + lam * merged, scenario.fused_tasks)
+            for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+                torch.mul(merged[a:b], lam, out=candidate[a:b]).add_(engine.base_tensor(i))
+            acc = ev.accuracy(candidate, scenario.fused_tasks)
             scores.append(float(np.mean(list(acc.values()))))
         return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
 
@@ -283,13 +318,28 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: torch.Tensor, cache
     return engine.memo(memo_key, persisted)
 
 
-def _merge(scenario: Scenario, engine: Engine, vectors: torch.Tensor, lam: float) -> torch.Tensor:
+def _plan(scenario: Scenario, engine: Engine, slices: "fusion.Slices", lam: float) -> "fusion.MergePlan":
     f = scenario.fusion
-    return fusion.merge(
-        vectors, layout=engine.layout, method=f.method, lambda_=lam, density=f.density,
-        drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
+    return fusion.plan_merge(
+        slices, fusion.RECIPES[f.method], layout=engine.layout, n_tasks=len(scenario.fused_tasks), lambda_=lam,
+        density=f.density, drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
         tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"),
     )
+
+
+class _Gram:
+    """[T, T] float64 Gram matrix accumulated slice by slice (cosine similarities without a [T, P] stack)."""
+
+    def __init__(self, n: int, skip: tuple[bool, ...] = ()):
+        self.gram = torch.zeros(n, n, dtype=torch.float64)
+        self.skip = skip
+
+    def __call__(self, i: int, x: torch.Tensor) -> None:
+        if x.shape[1] and not (self.skip and self.skip[i]):
+            gram_add(self.gram, x)
+
+    def cosine(self) -> np.ndarray:
+        return cosine_from_gram(self.gram)
 
 
 def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> dict:
@@ -303,7 +353,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
         clock = now
         progress(fraction, stage)
 
-    users, layout, base = list(scenario.tasks), engine.layout, engine.base_flat
+    users, layout = list(scenario.tasks), engine.layout
     tasks = list(scenario.fused_tasks)  # the base station fuses these users' vectors
     fused_rows = [users.index(t) for t in tasks]
     n_eval = scenario.evaluation.samples_per_task
@@ -314,46 +364,91 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     mse = np.asarray(uplink.mse, dtype=float)
     lap("wireless", 0.05)
 
-    # perturb: every user's received task vector (noise drawn for all users, so a user's noise does
-    # not depend on which subset is fused), then keep the fused users
+    # The stages stream the task vectors one parameter tensor at a time ([T, n_i] slices; fusion.Slices):
+    # clean slices come from the zoo as stored, received ones are clean + that tensor's noise (perturb
+    # is seeded per (user, tensor), so a slice can be recomputed for a second pass and is the same),
+    # restored ones pass the received slice through the cheap defenses. A method with a per-row
+    # statistic (TIES' threshold, layer-aware weights, trim) makes a first pass. Flat encoders are
+    # built one at a time in a [P] buffer (two during the lambda search) and evaluated right away.
     p = scenario.perturb
-    clean_all = torch.stack([engine.vectors[t] for t in users])
-    # a function of the users, the uplink, the noise model and the seed only: the points of a task
-    # sweep that differ in which users are fused or in the defense share one draw (memoised, never mutated)
-    received_key = ("received", tuple(users), scenario.wireless.model_dump_json(), p.model_dump_json(), scenario.seed)
-    received_all = _lru(engine._received, received_key, lambda: perturb.perturb(
-        clean_all, mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
-        error_covariance=np.asarray(uplink.error_covariance), sinr_db=np.asarray(uplink.sinr_db),
-        bits_per_param=p.bits_per_param,
-    ), RECEIVED_MEMO_SIZE)
-    clean, received = clean_all[fused_rows], received_all[fused_rows]
-    lap("perturb", 0.1)
+    n_tensors = len(layout.names)
+    clean = engine.clean_slices(tasks)
+    clean_power = torch.zeros(len(tasks), n_tensors, dtype=torch.float64)
+    clean_gram = _Gram(len(tasks))
+
+    def clean_stats(i, x):
+        clean_gram(i, x)
+        if x.shape[1]:
+            clean_power[:, i] = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square() / x.shape[1]
+
+    # fuse: lambda (chosen on the clean vectors, memoised), then the clean fusion in the same pass as the
+    # clean statistics (the noise scale and the clean cosine)
+    lam = choose_lambda(scenario, engine, clean, cache)
+    lap("lambda", 0.2)
+    fused_clean = engine.encoder_flat(clean, _plan(scenario, engine, clean, lam), each=clean_stats)
+    clean_digest = flat_digest(fused_clean)
+
+    # wireless + perturb: the drop's per-user MSE; the fused users' (rows of users `fused_rows`) noise
+    link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
+                        power=clean_power if p.model != "digital" else None, users=fused_rows,
+                        error_covariance=np.asarray(uplink.error_covariance), sinr_db=np.asarray(uplink.sinr_db),
+                        bits_per_param=p.bits_per_param)
+
+    def received(i):
+        return perturb.perturb_slice_(clean(i), link, i)
+    lap("perturb", 0.25)
 
     # the cheap defenses act on each received vector before fusion
-    restored = received
+    shrink_var = None
     if d.shrinkage:
-        restored = defense.shrink(restored, perturb.noise_std(clean, mse[fused_rows], layout, p.scale), layout)
-    if d.trim_keep_fraction < 1.0:
-        restored = defense.trim(restored, d.trim_keep_fraction)
+        std = perturb.tensor_noise_std(clean_power, mse[fused_rows], layout, p.scale).to(torch.float64)
+        shrink_var = std.square()
+    defended_differs = d.shrinkage or d.trim_keep_fraction < 1.0
 
-    # fuse
-    lam = choose_lambda(scenario, engine, clean, cache)
-    lap("lambda", 0.25)
-    fused_clean = base + _merge(scenario, engine, clean, lam)
-    fused_attacked = base + _merge(scenario, engine, received, lam)
-    fused_defended = base + _merge(scenario, engine, restored, lam) if restored is not received else fused_attacked
+    def shrunk(i):
+        x = received(i)
+        return defense.shrink_slice_(x, shrink_var[:, i]) if shrink_var is not None else x
+
+    trim_plan = (defense.plan_trim(shrunk, n_tensors, len(tasks), layout.numel, d.trim_keep_fraction)
+                 if d.trim_keep_fraction < 1.0 else None)
+
+    def restored(i):
+        x = shrunk(i)
+        return defense.trim_slice_(x, trim_plan, i) if trim_plan is not None else x
+
+    frozen_tensors = defense.frozen_tensors(layout, d.freeze_groups) if d.freeze else ()
+
+    # the clean fusion's logits, then its buffer is released; then the attacked fusion (received cosine
+    # in the same pass; the defended one too when no cheap defense changes the received vectors)
+    logits: dict[str, dict[str, torch.Tensor]] = {"clean": engine.logits(fused_clean, tasks, n_eval, cache=cache)}
+    del fused_clean
+    received_gram = _Gram(len(tasks))
+    defended_gram = _Gram(len(tasks), frozen_tensors)
+
+    def received_stats(i, x):
+        received_gram(i, x)
+        if not defended_differs and d.freeze:
+            defended_gram(i, x)
+
+    fused = engine.encoder_flat(received, _plan(scenario, engine, received, lam), each=received_stats)
     lap("fuse", 0.3)
+    logits["attacked"] = engine.logits(fused, tasks, n_eval)
+    if defended_differs:
+        fused = engine.encoder_flat(restored, _plan(scenario, engine, restored, lam), out=fused, each=defended_gram)
 
-    # defend: R-MTLLMF's freeze then realign
-    frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
+    # defend: R-MTLLMF's freeze (in place) then realign
     if d.freeze:
-        fused_defended = defense.freeze(fused_defended, base, layout, d.freeze_groups)
+        defense.freeze_(fused, engine.zoo.base_state, layout, d.freeze_groups)
+    frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
     realign_opts = dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr,
                         frozen_mask=frozen, seed=sub_seed(scenario.seed, "realign"))
     if d.realign:
-        fused_defended = defense.realign(engine.zoo, fused_defended, layout, tasks, **realign_opts,
-                                         progress=lambda f: progress(0.3 + 0.3 * f, "realign"))
+        fused = defense.realign(engine.zoo, fused, layout, tasks, **realign_opts, inplace=True,
+                                progress=lambda f: progress(0.3 + 0.3 * f, "realign"))
     lap("defend", 0.6)
+    logits["defended"] = (logits["attacked"] if not (defended_differs or d.freeze or d.realign)
+                          else engine.logits(fused, tasks, n_eval))
+    del fused
 
     # evaluate. What is memoised (by content, see Engine.logits) rather than computed per run: the
     # individual and zero-shot predictions, the clean fusion's logits (the same encoder for every seed
@@ -366,24 +461,21 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
         "finetuned": ev.accuracy_from_predictions(individual),
         "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval, cache) for t in tasks}),
     }
-    logits: dict[str, dict[str, torch.Tensor]] = {
-        "clean": engine.logits(fused_clean, tasks, n_eval, cache=cache),
-        "attacked": engine.logits(fused_attacked, tasks, n_eval),
-    }
-    logits["defended"] = (logits["attacked"] if fused_defended is fused_attacked
-                          else engine.logits(fused_defended, tasks, n_eval))
     if d.realign and scenario.evaluation.clean_realign_control:
         # The control: the same realignment on the *clean* fusion (no noise, same frozen parts), with
         # the batch order of seed 0 (CONTROL_REALIGN_SEED): it depends on neither the channel nor the
         # noise seed, so moving a slider or drawing a new seed never recomputes it.
-        def control():
-            start = defense.freeze(fused_clean, base, layout, d.freeze_groups) if d.freeze else fused_clean
-            flat = defense.realign(engine.zoo, start, layout, tasks, **{**realign_opts, "seed": CONTROL_REALIGN_SEED})
+        def control():  # the clean fusion is rebuilt (its buffer was released after its evaluation)
+            start = engine.encoder_flat(clean, _plan(scenario, engine, clean, lam))
+            if d.freeze:
+                defense.freeze_(start, engine.zoo.base_state, layout, d.freeze_groups)
+            flat = defense.realign(engine.zoo, start, layout, tasks, **{**realign_opts, "seed": CONTROL_REALIGN_SEED},
+                                   inplace=True)
             return ev.logits(flat, tasks)
         recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr"})
-        control_key = ("control", tuple(tasks), n_eval, flat_digest(fused_clean),
+        control_key = ("control", tuple(tasks), n_eval, clean_digest,
                        tuple(sorted(recipe.items())), CONTROL_REALIGN_SEED)
-        logits["clean_realigned"] = engine.logits(fused_clean, tasks, n_eval, cache=cache, key=control_key,
+        logits["clean_realigned"] = engine.logits(torch.empty(0), tasks, n_eval, cache=cache, key=control_key,
                                                   compute=control)
     progress(0.9, "evaluate")
 
@@ -396,14 +488,13 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     rejection = {cond: evaluate.rejection_rate(logits["clean"], logits[cond], alpha)
                  for cond in ("attacked", "defended")}
 
-    # cosine similarity of clean, received and defended vectors (frozen parts reset: the base's own)
-    cosine = {"clean": cosine_matrix(clean), "received": cosine_matrix(received)}
-    if d.freeze:
-        defended_vectors = restored.clone()
-        defended_vectors[:, frozen] = 0.0
-        cosine["defended"] = cosine_matrix(defended_vectors)
+    # cosine similarity of clean, received and defended vectors (frozen parts reset: the base's own),
+    # from the Gram matrices gathered during the fusion passes
+    cosine = {"clean": clean_gram.cosine(), "received": received_gram.cosine()}
+    if d.freeze or defended_differs:
+        cosine["defended"] = defended_gram.cosine()
     else:
-        cosine["defended"] = cosine["received"] if restored is received else cosine_matrix(restored)
+        cosine["defended"] = cosine["received"]
     lap("evaluate", 1.0)
 
     return {
