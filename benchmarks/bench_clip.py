@@ -15,12 +15,14 @@ Stages, each timed with the process's resident memory after it and its peak (ru_
    peak (VmHWM) is the loader's own: the import before it has already set this process's peak. The
    fresh process also reports anonymous vs file-backed (memory-mapped, reclaimable) resident memory
    and the peak while every task vector is read once, one task at a time, in fp32;
-5. one cold `pipeline.run` (paper_worst_sum_rate preset, heuristic lambda, `--samples` test images per
+5. the engine: `register_zoo` and one cold `pipeline.run` (paper_worst_sum_rate preset, heuristic lambda, `--samples` test images per
    task; realignment only with `--realign`, then `--realign-steps` steps) and a second one with another seed;
 6. optionally `--finetune-steps` real fine-tuning iterations (batch `--batch`) to time one step.
 
 tracemalloc does not see torch's allocator, so memory is the process RSS (/proc/self/statm) and its
-peak (resource.getrusage); one fp32 copy of the ViT-B-32 image encoder is ~352 MB.
+peak (resource.getrusage); one fp32 copy of the ViT-B-32 image encoder is ~352 MB. The engine's peak
+is measured from the loaded zoo: VmHWM is reset before `register_zoo` and read after the two runs, and
+printed also as a number of fp32 encoder copies (issue 7: at most two).
 """
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ def proc_status_mb() -> dict:
             if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[k] = round(int(v.split()[0]) / 1e3)
     return out
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident set (VmHWM) to its current one (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def measure_load(zoo_dir: str) -> dict:
@@ -125,6 +137,8 @@ def main() -> int:
     ap.add_argument("--max-rss-gb", type=float, default=12.0,
                     help="abort (printing the stage reached) when the process's RSS passes this (a shared machine)")
     ap.add_argument("--keep", default=None, help="work in this directory and keep it (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse the zoo a previous run built there "
+                    "(skips data, checkpoints, import and the fresh-process load measurement)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-pipeline", action="store_true", help="stop after the loader measurement")
     ap.add_argument("--measure-load", default=None, metavar="ZOO_DIR", help=argparse.SUPPRESS)  # the fresh process
@@ -168,51 +182,57 @@ def main() -> int:
               f"peak {fig['stages'][name]['peak_mb']:6d} MB" + "".join(f"   {k} {v}" for k, v in extra.items()), flush=True)
 
     print(f"start: rss {rss_mb():.0f} MB, load average {fig['load_avg']:.2f}")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    names = [f"task{i}" for i in range(args.tasks)]
-    folders = {}
-    for ti, t in enumerate(names):
-        for c in range(3):
-            d = work / "data" / t / f"class_{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(args.images_per_class):
-                a = (rng.random((64, 64, 3)) * 80).astype(np.uint8)
-                a[..., (c + ti) % 3] += 150
-                Image.fromarray(a).save(d / f"{i:03d}.png")
-        folders[t] = str(work / "data" / t)
-    stage("data", t0)
-
-    t0 = time.perf_counter()
-    torch.manual_seed(0)  # the same random ViT-B-32 every run
-    m, name, _, _ = load_base(args.model, None, log=lambda *a: None)
-    base_file = work / "base.safetensors"
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(base_file))
-    ckpts = {}
-    g = torch.Generator().manual_seed(0)
-    n_visual = sum(p.numel() for p in m.visual.parameters())
-    for t in names:
-        st = {k: (v + 1e-3 * v.abs().mean() * torch.randn(v.shape, generator=g)).contiguous()
-              for k, v in m.visual.state_dict().items()}
-        ckpts[t] = work / f"ft-{t}.safetensors"
-        save_file(st, str(ckpts[t]))
-        del st
-    del m
-    stage("checkpoints", t0, visual_params=n_visual)
-
-    t0 = time.perf_counter()
     out = work / "zoo"
-    card = import_zoo(out, ckpts, model=args.model, pretrained=str(base_file), datasets=[], folders=folders,
-                      eval_samples=20, workers=0, pairs=False, lambda_grid=[0.3, 1.0], device=args.device,
-                      progress=False, restart=True, log=lambda *a: None)
-    stage("zoo import (+ evaluation)", t0, zoo_mb=round(card["total_bytes"] / 1e6),
-          task_vectors_mb=round(card["files"]["task_vectors.safetensors"]["bytes"] / 1e6))
+    names = [f"task{i}" for i in range(args.tasks)]
+    reuse = bool(args.reuse and args.keep and (out / "card.json").exists())
+    if reuse:  # the zoo a previous --keep run of the same --tasks built: straight to the loader and the engine
+        card = json.loads((out / "card.json").read_text())
+        print(f"reusing the zoo in {out}")
+    else:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        names = [f"task{i}" for i in range(args.tasks)]
+        folders = {}
+        for ti, t in enumerate(names):
+            for c in range(3):
+                d = work / "data" / t / f"class_{c}"
+                d.mkdir(parents=True, exist_ok=True)
+                for i in range(args.images_per_class):
+                    a = (rng.random((64, 64, 3)) * 80).astype(np.uint8)
+                    a[..., (c + ti) % 3] += 150
+                    Image.fromarray(a).save(d / f"{i:03d}.png")
+            folders[t] = str(work / "data" / t)
+        stage("data", t0)
 
-    # A random text tower gives arbitrary heads, and a task whose fine-tuned accuracy is 0 cannot be normalised
-    # by the engine: replace the heads by the base encoder's class-mean features on the pool (then re-hash them).
-    t0 = time.perf_counter()
-    _class_mean_heads(out, card, args.model, base_file, folders)
-    stage("class-mean heads", t0)
+        t0 = time.perf_counter()
+        torch.manual_seed(0)  # the same random ViT-B-32 every run
+        m, name, _, _ = load_base(args.model, None, log=lambda *a: None)
+        base_file = work / "base.safetensors"
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(base_file))
+        ckpts = {}
+        g = torch.Generator().manual_seed(0)
+        n_visual = sum(p.numel() for p in m.visual.parameters())
+        for t in names:
+            st = {k: (v + 1e-3 * v.abs().mean() * torch.randn(v.shape, generator=g)).contiguous()
+                  for k, v in m.visual.state_dict().items()}
+            ckpts[t] = work / f"ft-{t}.safetensors"
+            save_file(st, str(ckpts[t]))
+            del st
+        del m
+        stage("checkpoints", t0, visual_params=n_visual)
+
+        t0 = time.perf_counter()
+        card = import_zoo(out, ckpts, model=args.model, pretrained=str(base_file), datasets=[], folders=folders,
+                          eval_samples=20, workers=0, pairs=False, lambda_grid=[0.3, 1.0], device=args.device,
+                          progress=False, restart=True, log=lambda *a: None)
+        stage("zoo import (+ evaluation)", t0, zoo_mb=round(card["total_bytes"] / 1e6),
+              task_vectors_mb=round(card["files"]["task_vectors.safetensors"]["bytes"] / 1e6))
+
+        # A random text tower gives arbitrary heads, and a task whose fine-tuned accuracy is 0 cannot be normalised
+        # by the engine: replace the heads by the base encoder's class-mean features on the pool (then re-hash them).
+        t0 = time.perf_counter()
+        _class_mean_heads(out, card, args.model, base_file, folders)
+        stage("class-mean heads", t0)
     t0 = time.perf_counter()
     try:
         zoo = load_zoo(out)
@@ -220,15 +240,20 @@ def main() -> int:
         print(f"load_zoo cannot load a 'datasets' zoo yet ({exc!r}): the loader's data-kind dispatch is not wired")
         return 1
     stage("load_zoo", t0)
-    fresh = measure_load_fresh(out, args.threads)
-    fig["load_fresh_process"] = fresh
-    print(f"{'load_zoo (fresh process)':28s} {fresh['s']:8.2f} s   rss {fresh['after']['VmRSS']:6d} MB   "
-          f"peak {fresh['after']['VmHWM']:6d} MB   (started at {fresh['before']['VmRSS']} MB: load peak "
-          f"+{fresh['load_peak_over_start_mb']} MB; resident anon {fresh['after']['RssAnon']} MB, "
-          f"mapped files {fresh['after']['RssFile']} MB)", flush=True)
-    print(f"{'  + read task vectors fp32':28s} {'':8s}     rss {fresh['after_reading_task_vectors']['VmRSS']:6d} MB   "
-          f"peak {fresh['after_reading_task_vectors']['VmHWM']:6d} MB   (+{fresh['read_peak_over_start_mb']} MB over the "
-          f"start; anon {fresh['after_reading_task_vectors']['RssAnon']} MB)", flush=True)
+    n_visual = sum(int(v.numel()) for v in zoo.base_state.values())
+    if reuse:
+        fresh = None
+    else:
+        fresh = measure_load_fresh(out, args.threads)
+    if fresh is not None:
+        fig["load_fresh_process"] = fresh
+        print(f"{'load_zoo (fresh process)':28s} {fresh['s']:8.2f} s   rss {fresh['after']['VmRSS']:6d} MB   "
+              f"peak {fresh['after']['VmHWM']:6d} MB   (started at {fresh['before']['VmRSS']} MB: load peak "
+              f"+{fresh['load_peak_over_start_mb']} MB; resident anon {fresh['after']['RssAnon']} MB, "
+              f"mapped files {fresh['after']['RssFile']} MB)", flush=True)
+        print(f"{'  + read task vectors fp32':28s} {'':8s}     rss {fresh['after_reading_task_vectors']['VmRSS']:6d} MB   "
+              f"peak {fresh['after_reading_task_vectors']['VmHWM']:6d} MB   (+{fresh['read_peak_over_start_mb']} MB over the "
+              f"start; anon {fresh['after_reading_task_vectors']['RssAnon']} MB)", flush=True)
     if args.skip_pipeline:
         del zoo
         fig["peak_mb"] = round(peak_mb())
@@ -239,8 +264,18 @@ def main() -> int:
 
             shutil.rmtree(work, ignore_errors=True)
         return 0
+    # The engine's own memory: the loaded zoo is the baseline; the peak resident set is reset just before
+    # the engine is built (Linux: writing 5 to /proc/self/clear_refs resets VmHWM), so the peak after a
+    # run is the engine's (its persistent state + the run), not the import's.
+    import gc
+
+    gc.collect()
+    engine_base = proc_status_mb()
+    reset = _reset_peak()
+    t0 = time.perf_counter()
     pipeline.register_zoo(zoo)
     del zoo
+    stage("engine (register_zoo)", t0)
     s = preset_scenario("paper_worst_sum_rate", tasks=tuple(names), zoo=card["name"])
     s = s.replace(**{"evaluation.samples_per_task": args.samples, "defense.realign_steps": args.realign_steps,
                      "defense.shots_per_class": 2, "fusion.lambda_mode": "heuristic",
@@ -255,6 +290,16 @@ def main() -> int:
         stage("pipeline.run (seed 1)", t0)
     finally:
         cache.close()
+    after = proc_status_mb()
+    copy_mb = n_visual * 4 / 1e6
+    engine_peak = after["VmHWM"] - engine_base["VmRSS"]
+    fig["engine_memory"] = {"baseline_rss_mb": engine_base["VmRSS"], "peak_rss_mb": after["VmHWM"],
+                            "peak_over_baseline_mb": engine_peak, "fp32_encoder_copies": round(engine_peak / copy_mb, 2),
+                            "held_after_runs_mb": after["VmRSS"] - engine_base["VmRSS"], "peak_was_reset": reset}
+    print(f"{'engine peak':28s} {'':8s}     +{engine_peak} MB over the loaded zoo ({engine_base['VmRSS']} MB resident) = "
+          f"{engine_peak / copy_mb:.2f} fp32 encoder copies of {copy_mb:.0f} MB; held after the runs "
+          f"+{after['VmRSS'] - engine_base['VmRSS']} MB" + ("" if reset else "  (peak NOT reset: includes earlier stages)"),
+          flush=True)
 
     if args.finetune_steps:
         from rmtllmf_core.zoo import datasets as D
