@@ -104,7 +104,8 @@ def _class_mean_heads(out: Path, card: dict, model: str, base_file: Path, folder
     from safetensors.torch import save_file
 
     from rmtllmf_core.zoo import datasets as D
-    from rmtllmf_core.zoo.clip import _sha256, load_base
+    from rmtllmf_core.zoo.clip import load_base
+    from rmtllmf_core.zoo.types import sha256_file
 
     m, _, _, _ = load_base(model, str(base_file), log=lambda *a: None)
     heads = {}
@@ -115,7 +116,7 @@ def _class_mean_heads(out: Path, card: dict, model: str, base_file: Path, folder
             f = F.normalize(m.visual(D.normalize_uint8(x)), dim=-1)
             heads[t] = F.normalize(torch.stack([f[y == c].mean(0) for c in range(len(src.class_names))]), dim=-1)
     save_file(heads, str(out / "heads.safetensors"))
-    card["files"]["heads.safetensors"] = {"sha256": _sha256(out / "heads.safetensors"),
+    card["files"]["heads.safetensors"] = {"sha256": sha256_file(out / "heads.safetensors"),
                                           "bytes": (out / "heads.safetensors").stat().st_size}
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
 

@@ -188,7 +188,7 @@ def test_truncated_and_corrupted_files_are_refused(micro_zoo, tmp_path):
 def test_wrong_shape_is_refused_even_with_a_matching_hash(micro_zoo, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from rmtllmf_core.zoo.build import sha256_file
+    from rmtllmf_core.zoo.types import sha256_file
 
     root = _copy(micro_zoo, tmp_path)
     p = root / "task_vectors.safetensors"
@@ -204,7 +204,7 @@ def test_wrong_shape_is_refused_even_with_a_matching_hash(micro_zoo, tmp_path):
 
 
 def test_fingerprint_changes_with_any_shipped_byte(micro_zoo, tmp_path):
-    from rmtllmf_core.zoo.build import sha256_file
+    from rmtllmf_core.zoo.types import sha256_file
 
     root = _copy(micro_zoo, tmp_path)
     f0 = load_zoo(root).fingerprint

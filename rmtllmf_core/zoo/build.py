@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from . import pretext, tasks as T
 from .model import TINY_CONFIG, create, read_config, register_config, to_input, tokenizer
 from .train import (eval_tasks, finetune, flat, pretrain, set_state, zero_shot_heads)
+from .types import sha256_file
 
 # The recipe of the shipped zoo. `micro` shrinks it to a seconds-long smoke build.
 RECIPE = {
@@ -47,12 +48,6 @@ MICRO = {
 REBUILD_HINT = "python -m rmtllmf_core zoo build tiny"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _round16(t: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,6 @@ key, so at most two full-precision copies of the encoder (the model and the base
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from ..errors import AssetError, InputError
 from . import datasets as D
 from .model import create, register_config, tokenizer
+from .types import sha256_file
 
 FORMAT = "rmtllmf-zoo/1"
 WORK = ".build"
@@ -59,12 +59,6 @@ RECIPE = {
 RUNTIME_KEYS = ("device", "workers", "precision")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -166,7 +160,7 @@ def load_base(model: str, pretrained: str | None, model_config: str | Path | Non
         missing, unexpected = m.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise AssetError(str(p), f"not a {name} checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return m, name, cfg_path, f"file:{p.name} sha256:{_sha256(p)[:16]}"
+        return m, name, cfg_path, f"file:{p.name} sha256:{sha256_file(p)[:16]}"
     return m, name, cfg_path, "random init"
 
 
@@ -473,7 +467,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
             raise InputError("finetuned", f"task {t!r} is not among the zoo's datasets {tasks}")
     cfg = _config(model, pretrained, model_config, data_root, tasks, folders, recipe, download)
     if imported:
-        cfg["imported"] = {t: _sha256(p) for t, p in imported.items()}
+        cfg["imported"] = {t: sha256_file(p) for t, p in imported.items()}
     work = out / WORK
     prog_path = work / PROGRESS
     if restart and work.exists():
@@ -504,7 +498,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     t0 = time.perf_counter()
     m, oc_name, cfg_path, pre_desc = load_base(model, pretrained, model_config, log, seed=recipe["seed"])
     base_file = out / "base.safetensors"
-    if prog.get("base") and base_file.is_file() and _sha256(base_file) == prog["base"]:
+    if prog.get("base") and base_file.is_file() and sha256_file(base_file) == prog["base"]:
         from safetensors.torch import load_file  # resumed: exactly the base the finished tasks were trained from
 
         m.load_state_dict(load_file(str(base_file)), strict=True)
@@ -516,7 +510,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         state = {k: (v.float() if k.startswith("visual.") or k == "logit_scale" else v.half()) for k, v in m.state_dict().items()}
         _atomic_save(state, base_file, {"zoo": "clip", "pretrained": pre_desc})
         del state
-        prog["base"] = _sha256(base_file)
+        prog["base"] = sha256_file(base_file)
         prog["heads"] = None  # heads and finished tasks belong to the base they were made from
         prog["done"] = {}
         _atomic_json(prog_path, prog)
@@ -540,7 +534,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         heads = {t: zero_shot_head(m, tok, s.class_names, s.templates, device)
                  for t, s in tqdm(sources.items(), desc="zero-shot heads", disable=not progress, leave=False)}
         _atomic_save(heads, heads_work)
-        prog["heads"] = _sha256(heads_work)
+        prog["heads"] = sha256_file(heads_work)
         _atomic_json(prog_path, prog)
     t_heads = time.perf_counter() - t0
     base = {k: v.detach().clone() for k, v in visual.named_parameters()}
@@ -551,7 +545,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         p.requires_grad_(True)
     for i, t in enumerate(tqdm(tasks, desc="fine-tune", disable=not progress)):
         tv_file = work / f"tv-{t}.safetensors"
-        if t in prog["done"] and tv_file.is_file() and _sha256(tv_file) == prog["done"][t]["sha256"]:
+        if t in prog["done"] and tv_file.is_file() and sha256_file(tv_file) == prog["done"][t]["sha256"]:
             continue
         with torch.no_grad():
             for k, p in visual.named_parameters():
@@ -564,7 +558,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
                 tv = {k: (f.get_tensor(k).to(device).float() - base[k]).half() for k in base}
             _atomic_save(tv, tv_file, {"task": t, "imported": imported[t].name})
             del tv
-            prog["done"][t] = {"sha256": _sha256(tv_file), "seconds": round(time.perf_counter() - ts, 1), "imported": True}
+            prog["done"][t] = {"sha256": sha256_file(tv_file), "seconds": round(time.perf_counter() - ts, 1), "imported": True}
             _atomic_json(prog_path, prog)
             continue
         losses = finetune(visual, heads[t], logit_scale, sources[t], image_size, mean, std, steps=ft["steps"],
@@ -575,7 +569,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
             tv = {k: (p.detach() - base[k]).half() for k, p in visual.named_parameters()}
         _atomic_save(tv, tv_file, {"task": t})
         del tv
-        prog["done"][t] = {"sha256": _sha256(tv_file), "seconds": round(time.perf_counter() - ts, 1),
+        prog["done"][t] = {"sha256": sha256_file(tv_file), "seconds": round(time.perf_counter() - ts, 1),
                            "loss_first": round(float(np.mean(losses[:10])), 4), "loss_last": round(float(np.mean(losses[-10:])), 4)}
         _atomic_json(prog_path, prog)
         log(f"{t}: fine-tuned in {prog['done'][t]['seconds']:.0f}s, loss {prog['done'][t]['loss_first']:.3f} -> "
@@ -659,7 +653,7 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
             "machine": platform.machine(),
         },
     }
-    card["files"] = {rel: {"sha256": _sha256(out / rel), "bytes": (out / rel).stat().st_size} for rel in listed}
+    card["files"] = {rel: {"sha256": sha256_file(out / rel), "bytes": (out / rel).stat().st_size} for rel in listed}
     card["total_bytes"] = sum(f["bytes"] for f in card["files"].values())
     _atomic_json(out / "card.json", card)
     prog["finished"] = True

@@ -17,7 +17,6 @@ Checkpoints are read without unpickling anything:
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import re
@@ -29,13 +28,8 @@ from typing import Mapping
 import torch
 
 from ..errors import AssetError, InputError
+from .types import sha256_file
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Inert:
@@ -142,7 +136,7 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False, convert_dir
             return load_file(str(path)), path
         except Exception as exc:
             raise AssetError(str(path), f"cannot read safetensors ({type(exc).__name__}: {exc})") from None
-    sha = _sha256(path)
+    sha = sha256_file(path)
     converted = Path(convert_dir) / f"{path.stem}-{sha[:16]}.safetensors" if convert_dir else None
     if converted is not None and converted.is_file():
         log(f"{path.name}: using its safetensors conversion {converted}")

@@ -32,7 +32,7 @@ from ..errors import AssetError, InputError
 from . import tasks as T
 from .data import ProceduralData
 from .model import TINY_DIR, create, register_config, tokenizer
-from .types import TaskInfo, TaskVectors, Zoo
+from .types import TaskInfo, TaskVectors, Zoo, sha256_file
 
 CARD = "card.json"
 FORMAT = "rmtllmf-zoo/1"
@@ -45,12 +45,6 @@ def _hint(card: Mapping | None) -> str:
     return f"rebuild it with `{cmd}`"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_card(path: Path) -> tuple[dict, bytes]:
@@ -75,7 +69,7 @@ def verify_files(root: Path, card: Mapping) -> None:
         size = p.stat().st_size
         if size != meta["bytes"]:
             raise AssetError(str(p), f"size {size} B, the card says {meta['bytes']} B (truncated or replaced); {_hint(card)}")
-        if _sha256(p) != meta["sha256"]:
+        if sha256_file(p) != meta["sha256"]:
             raise AssetError(str(p), f"sha256 does not match the card (corrupted or modified); {_hint(card)}")
 
 
@@ -288,7 +282,7 @@ def load_open_clip(model_name: str, *, pretrained: str | None = None, finetuned:
             state = read_tensors(pp)
             _check_shapes(pp, state, want, None, "base model")
             model.load_state_dict(state, strict=True)
-            parts.append(_sha256(pp).encode())
+            parts.append(sha256_file(pp).encode())
         else:  # an open_clip pretrained tag: open_clip downloads and loads it
             model = create(model_name, pretrained=pretrained)
     model.eval()
@@ -306,7 +300,7 @@ def load_open_clip(model_name: str, *, pretrained: str | None = None, finetuned:
         _check_shapes(ck, vis, vshape, None, f"fine-tuned encoder {t!r}")
         tvs[t] = {k: vis[k] - base[k] for k in base}
         del st, vis
-        parts.append(_sha256(ck).encode())
+        parts.append(sha256_file(ck).encode())
     tvs = TaskVectors(tvs, tuple(base))
     tok = tokenizer(model_name)
     from .train import zero_shot_heads

@@ -10,10 +10,21 @@ float32 on demand: `zoo.task_vectors[t][name]` converts one tensor when asked, s
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (zoo files can be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 SPLITS = ("train", "val", "test", "pool")  # pool = the episodic memory for few-shot realignment
 
