@@ -48,8 +48,6 @@ MICRO = {
 REBUILD_HINT = "python -m rmtllmf_core zoo build tiny"
 
 
-
-
 def _round16(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float16).to(torch.float32)
 
@@ -105,8 +103,8 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
                           warmup=P["warmup"], seed=recipe["seed"] + 1, progress=progress)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(cache_file),
-                      metadata={"losses": json.dumps(losses), "seconds": str(time.perf_counter() - t0)})
+            _save_atomic({k: v.detach().contiguous() for k, v in model.state_dict().items()}, cache_file,
+                         {"losses": json.dumps(losses), "seconds": str(time.perf_counter() - t0)})
     t_pre = time.perf_counter() - t0
     if on_pretrained is not None:
         on_pretrained(model)
@@ -329,8 +327,6 @@ def build(out: Path | None = None, *, micro: bool = False, progress: bool = True
     `threads` defaults to 1: the shipped zoo is built single-threaded, which makes the floating-point
     results reproducible and avoids OpenMP oversubscription collapsing on a busy shared CPU.
     """
-    from .model import TINY_DIR
-
     prev_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

@@ -125,7 +125,6 @@ def _paste_concepts(rng, img, size, pos, caption_noise: float = 0.0):
     label = rng.integers(0, 10, n)
     said = np.where(rng.uniform(0, 1, n) < caption_noise, rng.integers(0, 10, n), label)
     pics = np.zeros((n, 32, 32, 3), np.float32)
-    names = []
     for ti, name in enumerate(T.TASK_NAMES):
         idx = np.nonzero(task == ti)[0]
         if len(idx):
@@ -161,6 +160,7 @@ def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0
         n_obj = rng.integers(1, 3, m)
         objs = []
         used_pos = np.full(m, -1)
+        is_concept = np.zeros(m, dtype=bool)
         for j in range(2):
             shape = np.where(rng.uniform(0, 1, m) < 0.3, rng.integers(10, 36, m), rng.integers(0, 10, m))
             ci = rng.integers(0, len(COLOR_NAMES), m)
@@ -170,7 +170,6 @@ def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0
             pos = np.where(pos == used_pos, (pos + 1 + rng.integers(0, len(POS_NAMES) - 1, m)) % len(POS_NAMES), pos)
             if j == 0:
                 used_pos = pos
-                size = np.where(n_obj == 1, size, size)
             active = (n_obj > j)
             tmp = img.copy()
             _object(rng, tmp, shape, R.jitter_color(rng, _PAL[ci], m, 0.05), size, pos)
@@ -187,13 +186,13 @@ def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0
         for i in range(m):
             parts = []
             for j, (shape, ci, size, pos, active) in enumerate(objs):
-                if j == 0 and concept_fraction > 0 and is_concept[i]:
+                if j == 0 and is_concept[i]:
                     parts.append(f"a {SIZES[size[i]]} {concept_names[i]} at the {POS_NAMES[pos[i]]}")
                 elif active[i]:
                     parts.append(f"a {SIZES[size[i]]} {COLOR_NAMES[ci[i]]} {_shape_name(int(shape[i]))} at the {POS_NAMES[pos[i]]}")
             bg = BACKGROUNDS[bgk[i]]
             bgtxt = f"{bg} {COLOR_NAMES[c1i[i]]}" if bg in ("plain", "noisy", "cloudy") else f"{bg} {COLOR_NAMES[c1i[i]]} and {COLOR_NAMES[c2i[i]]}"
-            if concept_fraction > 0 and is_concept[i]:
+            if is_concept[i]:
                 # no background words: with them a batch is told apart by colours alone and the
                 # model never has to recognise the concept (the contrastive loss falls anyway)
                 caps.append(" and ".join(parts))
