@@ -61,6 +61,32 @@ def proc_status_mb() -> dict:
     return out
 
 
+class AnonPeak:
+    """The peak of anonymous resident memory (RssAnon: what the process allocated, not memory-mapped
+    files, whose pages the kernel can drop) sampled every `every_s` in a background thread: VmHWM
+    also counts the memory-mapped fp16 task vectors as they are paged in."""
+
+    def __init__(self, every_s: float = 0.01):
+        import threading
+
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    def _run(self, every_s):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc_status_mb()["RssAnon"])
+            self._stop.wait(every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, proc_status_mb()["RssAnon"])
+
+
 def _reset_peak() -> bool:
     """Reset this process's peak resident set (VmHWM) to its current one (Linux >= 4.0)."""
     try:
@@ -274,21 +300,25 @@ def main() -> int:
     engine_base = proc_status_mb()
     reset = _reset_peak()
     t0 = time.perf_counter()
-    pipeline.register_zoo(zoo)
+    pipeline.register_zoo(zoo, device=args.device)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     del zoo
     stage("engine (register_zoo)", t0)
+    samples = min(args.samples, len(pipeline.get_zoo(card["name"]).split(names[0], "test")[1]))  # the split's size at most
     s = preset_scenario("paper_worst_sum_rate", tasks=tuple(names), zoo=card["name"])
-    s = s.replace(**{"evaluation.samples_per_task": args.samples, "defense.realign_steps": args.realign_steps,
+    s = s.replace(**{"evaluation.samples_per_task": samples, "defense.realign_steps": args.realign_steps,
                      "defense.shots_per_class": 2, "fusion.lambda_mode": "heuristic",
                      **({} if args.realign else {"defense.realign": False})})
     cache = ResultCache(work / "cache")
     try:
-        t0 = time.perf_counter()
-        pipeline.run(s, cache=cache, use_cache=False)
-        stage("pipeline.run (cold)", t0)
-        t0 = time.perf_counter()
-        pipeline.run(s.replace(seed=1), cache=cache, use_cache=False)
-        stage("pipeline.run (seed 1)", t0)
+        with AnonPeak() as anon:
+            t0 = time.perf_counter()
+            r = pipeline.run(s, cache=cache, use_cache=False)
+            stage("pipeline.run (cold)", t0, timing_s=r["timing_s"])
+            t0 = time.perf_counter()
+            r = pipeline.run(s.replace(seed=1), cache=cache, use_cache=False)
+            stage("pipeline.run (seed 1)", t0, timing_s=r["timing_s"])
     finally:
         cache.close()
     after = proc_status_mb()
@@ -296,11 +326,20 @@ def main() -> int:
     engine_peak = after["VmHWM"] - engine_base["VmRSS"]
     fig["engine_memory"] = {"baseline_rss_mb": engine_base["VmRSS"], "peak_rss_mb": after["VmHWM"],
                             "peak_over_baseline_mb": engine_peak, "fp32_encoder_copies": round(engine_peak / copy_mb, 2),
-                            "held_after_runs_mb": after["VmRSS"] - engine_base["VmRSS"], "peak_was_reset": reset}
+                            "held_after_runs_mb": after["VmRSS"] - engine_base["VmRSS"], "peak_was_reset": reset,
+                            "anon_peak_over_baseline_mb": anon.peak - engine_base["RssAnon"],
+                            "anon_fp32_encoder_copies": round((anon.peak - engine_base["RssAnon"]) / copy_mb, 2)}
     print(f"{'engine peak':28s} {'':8s}     +{engine_peak} MB over the loaded zoo ({engine_base['VmRSS']} MB resident) = "
           f"{engine_peak / copy_mb:.2f} fp32 encoder copies of {copy_mb:.0f} MB; held after the runs "
           f"+{after['VmRSS'] - engine_base['VmRSS']} MB" + ("" if reset else "  (peak NOT reset: includes earlier stages)"),
           flush=True)
+    print(f"{'engine peak, anonymous':28s} {'':8s}     +{anon.peak - engine_base['RssAnon']} MB = "
+          f"{fig['engine_memory']['anon_fp32_encoder_copies']:.2f} fp32 encoder copies (without the memory-mapped fp16 "
+          f"task vectors' pages, which the kernel can drop)", flush=True)
+    if args.device.startswith("cuda"):
+        gpu = torch.cuda.max_memory_allocated() / 1e6
+        fig["engine_memory"]["gpu_peak_allocated_mb"] = round(gpu)
+        print(f"{'engine peak, GPU':28s} {'':8s}     {gpu:.0f} MB allocated = {gpu / copy_mb:.2f} fp32 encoder copies", flush=True)
 
     if args.finetune_steps:
         from rmtllmf_core.zoo import datasets as D

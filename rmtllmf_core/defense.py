@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from . import evaluate
 from .evaluate import module_lock
 from .taskvec import ParamLayout, group_of
 from .zoo.types import Zoo
@@ -226,7 +227,7 @@ def _few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
 def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], *, shots_per_class: int,
             steps: int, lr: float, frozen_mask: torch.Tensor, seed: int,
             progress: Callable[[float], None] | None = None, batch_size: int = 32,
-            weight_decay: float = 0.01, inplace: bool = False) -> torch.Tensor:
+            weight_decay: float = 0.01, inplace: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
     """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `shots_per_class`
     samples per class of every task's pool split, with each task's frozen head, and return the new
     flat encoder. Entries where `frozen_mask` is True come back bit for bit.
@@ -250,6 +251,9 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       bit, as optimising one flat vector of the trainable entries; a quarter less CPU time).
     `progress(fraction)` is called after each step. With `inplace=True` (a float32 `flat` the caller
     owns and gives up) the result is written into `flat` itself: no [P] copy of the input.
+    On a GPU `device` the trainable tensors, the optimiser and the few-shot set live there and the
+    forward pass runs under bf16 autocast; the batch order still comes from the CPU generator, so it
+    is the same on every device. The result comes back into a CPU float32 vector (`flat` when inplace).
 
     Memory, in fp32 encoder copies besides `flat`: the trainable leaves (1), their gradients (1) and
     AdamW's two moments (2) are inherent to the optimiser; the working copy of `flat` (1) is saved by
@@ -276,9 +280,12 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
             progress(1.0)
         return flat.detach().clone()
 
+    device = torch.device(device)
     images, labels, task_index, offsets, heads = few_shot_set(zoo, tasks, shots_per_class)  # cached
-    targets = labels + offsets[task_index]                      # column of the true class in `heads`
+    targets = (labels + offsets[task_index]).to(device)         # column of the true class in `heads`
     column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor([zoo.heads[t].shape[0] for t in tasks]))
+    images, task_index, heads, column_task = (v.to(device) for v in (images, task_index, heads, column_task))
+    buffers = evaluate.device_buffers(zoo.encoder, device)
     scale = float(zoo.logit_scale)
     n = len(labels)
     batch = min(batch_size, n)
@@ -286,7 +293,9 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
 
     with torch.inference_mode(False), torch.enable_grad():
         # frozen entries come from here, untouched
-        fixed = flat.detach() if inplace and flat.dtype == torch.float32 else flat.detach().float().clone()
+        on_device = device.type != "cpu"
+        fixed = (flat.detach().to(device, torch.float32) if on_device
+                 else flat.detach() if inplace and flat.dtype == torch.float32 else flat.detach().float().clone())
         tensors = _trainable_tensors(layout, fixed, frozen_mask)
         leaves = [leaf for _, _, leaf, _ in tensors if leaf is not None]
         opt = torch.optim.AdamW(leaves, lr=lr, weight_decay=weight_decay)
@@ -295,14 +304,16 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
             for step in range(steps):
                 if cursor + batch > n:                          # a new epoch: a fresh seeded permutation
                     order, cursor = torch.randperm(n, generator=gen), 0
-                idx = order[cursor:cursor + batch]
+                idx = order[cursor:cursor + batch].to(device)
                 cursor += batch
                 for group in opt.param_groups:
                     group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
                 params = {name: view if leaf is None else leaf if part is None else
                           view.reshape(-1).index_put((part,), leaf).view(view.shape)  # out of place
                           for name, view, leaf, part in tensors}
-                feats = F.normalize(torch.func.functional_call(zoo.encoder, params, (images[idx],)), dim=-1)
+                with evaluate.autocast(device):
+                    feats = torch.func.functional_call(zoo.encoder, {**params, **buffers}, (images[idx],))
+                feats = F.normalize(feats.float(), dim=-1)
                 logits = scale * feats @ heads.T
                 logits = logits.masked_fill(column_task[None, :] != task_index[idx, None], float("-inf"))
                 loss = F.cross_entropy(logits, targets[idx])
@@ -318,6 +329,8 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                     out[a:b] = leaf.detach().reshape(-1)
                 else:
                     out[a:b][part] = leaf.detach()
+        if on_device:
+            out = flat.copy_(out) if inplace and flat.dtype == torch.float32 else out.cpu()
     return out.to(flat.dtype)
 
 
@@ -330,6 +343,7 @@ def _trainable_tensors(layout: ParamLayout, fixed: torch.Tensor, frozen_mask: to
     frozen one trains only its unfrozen entries, put into a copy of the view (out of place).
     """
     out = []
+    frozen_mask = frozen_mask.to(fixed.device)
     for name, view, (a, b) in zip(layout.names, layout.unflatten(fixed).values(), zip(layout.offsets, layout.offsets[1:])):
         frozen = frozen_mask[a:b]
         if bool(frozen.all()):

@@ -5,10 +5,16 @@ Every model here is a flat parameter vector [P] of the image encoder (see `taskv
 An `Evaluator` is built once per (zoo, tasks, samples, split) and runs the zoo's *own* encoder
 through `torch.func.functional_call` with the flat vector's views as parameters: no copy of the
 model per call, and one batched forward pass for all tasks under `torch.inference_mode`.
+
+On a GPU (`compute_device`: $RMTLLMF_DEVICE) the evaluation images and heads live on the device, the
+flat vector is copied there per call, and the forward pass runs under bf16 autocast; logits come
+back to the CPU as float32. The perturbation and fusion stay on the CPU (seeded CPU generators), so
+a GPU changes only the evaluation's and realignment's rounding, and the cache keeps their results apart.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 from functools import lru_cache
 import weakref
@@ -29,6 +35,47 @@ _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.
 _LOCKS_GUARD = threading.Lock()
 
 
+DEVICE_ENV = "RMTLLMF_DEVICE"
+
+
+def compute_device(name: str | None = None) -> torch.device:
+    """The device of evaluation and realignment: `name`, else $RMTLLMF_DEVICE, else cpu.
+    'auto' takes the first GPU when torch sees one."""
+    name = (name if name is not None else os.environ.get(DEVICE_ENV, "cpu")).strip().lower() or "cpu"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not name.startswith("cuda"):
+        raise InputError(DEVICE_ENV, f"cpu, cuda, cuda:N or auto; got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(DEVICE_ENV, f"{name!r} requested but torch sees no GPU; use cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(DEVICE_ENV, f"cpu, cuda, cuda:N or auto; got {name!r}") from None
+
+
+def device_tag(device: torch.device) -> str:
+    """What a result computed on `device` is keyed by beside the scenario ('' on the CPU: the reference)."""
+    return "" if device.type == "cpu" else f"{device.type}/amp_bf16"
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on a GPU (the forward passes of evaluation and realignment); nothing on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def device_buffers(module: torch.nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """The module's buffers on `device` (functional_call takes them with the parameters; the module
+    itself stays where the zoo loaded it, on the CPU: no copy of the model on the device)."""
+    if device.type == "cpu":
+        return {}
+    return {n: b.to(device) for n, b in module.named_buffers()}
+
+
 def module_lock(module: torch.nn.Module) -> threading.RLock:
     """The lock that serialises every functional call on `module` (shared with `defense.realign`)."""
     with _LOCKS_GUARD:
@@ -39,14 +86,16 @@ def module_lock(module: torch.nn.Module) -> threading.RLock:
 
 
 def encode(encoder: torch.nn.Module, layout: ParamLayout, flat: torch.Tensor, images: torch.Tensor,
-           batch_size: int | None = None) -> torch.Tensor:
-    """Unit-norm image features [n, D] of `encoder` with parameters `flat` (no copy of the model)."""
+           batch_size: int | None = None, buffers: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Unit-norm image features [n, D] of `encoder` with parameters `flat` (no copy of the model),
+    on the device of `flat` and `images` (with the encoder's `buffers` there: `device_buffers`)."""
     if flat.shape != (layout.numel,):
         raise InputError("flat", f"expected a flat parameter vector of shape [{layout.numel}], got {list(flat.shape)}")
-    params = layout.unflatten(flat)
+    params = {**layout.unflatten(flat), **(buffers or {})}
     step = batch_size or max(len(images), 1)
-    with module_lock(encoder):
-        feats = [torch.func.functional_call(encoder, params, (images[i:i + step],)) for i in range(0, len(images), step)]
+    with module_lock(encoder), autocast(flat.device):
+        feats = [torch.func.functional_call(encoder, params, (images[i:i + step],)).float()
+                 for i in range(0, len(images), step)]
     return F.normalize(torch.cat(feats), dim=-1)
 
 
@@ -62,7 +111,7 @@ class Evaluator:
     """
 
     def __init__(self, zoo: Zoo, tasks: Sequence[str], samples_per_task: int, split: str = "test",
-                 *, batch_size: int | None = 256):
+                 *, batch_size: int | None = 256, device: torch.device | str = "cpu"):
         tasks = list(tasks)
         if not tasks:
             raise InputError("tasks", "at least one task")
@@ -74,6 +123,7 @@ class Evaluator:
         if samples_per_task < 1:
             raise InputError("evaluation.samples_per_task", "at least 1")
         self.zoo = zoo
+        self.device = torch.device(device)
         self.tasks = tuple(tasks)
         self.split = split
         self.batch_size = batch_size
@@ -87,10 +137,11 @@ class Evaluator:
             labels[t] = y.long()
             self.slices[t] = slice(start, start + len(y))
             start += len(y)
-        self.images = torch.cat(images)
+        self.images = torch.cat(images).to(self.device)
         self.labels: dict[str, torch.Tensor] = labels
         self.task_index = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor([len(labels[t]) for t in tasks]))
-        self.heads = {t: zoo.heads[t].float() for t in tasks}
+        self.heads = {t: zoo.heads[t].float().to(self.device) for t in tasks}
+        self.buffers = device_buffers(zoo.encoder, self.device)
 
     def _subset(self, tasks: Iterable[str] | None) -> tuple[str, ...]:
         if tasks is None:
@@ -116,8 +167,9 @@ class Evaluator:
             sizes = [self.slices[t].stop - self.slices[t].start for t in tasks]
             bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
             blocks = {t: slice(a, b) for t, a, b in zip(tasks, bounds, bounds[1:])}
-        feats = encode(self.zoo.encoder, self.layout, flat.detach().float(), images, self.batch_size)
-        return {t: self.logit_scale * feats[blocks[t]] @ self.heads[t].T for t in tasks}
+        feats = encode(self.zoo.encoder, self.layout, flat.detach().to(self.device, torch.float32), images,
+                       self.batch_size, self.buffers)
+        return {t: (self.logit_scale * feats[blocks[t]] @ self.heads[t].T).cpu() for t in tasks}
 
     def predictions(self, flat: torch.Tensor, tasks: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
         """task -> predicted class [n] (argmax of the logits)."""

@@ -461,7 +461,7 @@ def _all_cached(fn: Callable, args: tuple, kwargs: Mapping, points: list | None)
     cache = kwargs.get("cache") or pipeline.default_cache()
     try:
         engines = {s.zoo: pipeline.get_engine(s.zoo) for s in scenarios}
-        return all(pipeline.result_key(s, engines[s.zoo].zoo) in cache for s in scenarios)
+        return all(pipeline.result_key(s, engines[s.zoo]) in cache for s in scenarios)
     except RmtllmfError:
         return False
 

@@ -60,14 +60,21 @@ class Engine:
     built per run, at most two [P] float32 buffers at a time (see `compute`)."""
     zoo: Zoo
     layout: ParamLayout
+    device: torch.device = torch.device("cpu")  # of evaluation and realignment (evaluate.compute_device)
     _evaluators: OrderedDict = field(default_factory=OrderedDict)
     _memo: OrderedDict = field(default_factory=OrderedDict)
     _logits: OrderedDict = field(default_factory=OrderedDict)
     lock: threading.RLock = field(default_factory=threading.RLock)  # one working encoder per engine
 
     @classmethod
-    def from_zoo(cls, zoo: Zoo) -> "Engine":
-        return cls(zoo=zoo, layout=ParamLayout.from_state(zoo.base_state))
+    def from_zoo(cls, zoo: Zoo, device: str | None = None) -> "Engine":
+        return cls(zoo=zoo, layout=ParamLayout.from_state(zoo.base_state), device=evaluate.compute_device(device))
+
+    @property
+    def fingerprint(self) -> str:
+        """What results are keyed by besides the scenario: the zoo, and the device where not the CPU."""
+        tag = evaluate.device_tag(self.device)
+        return self.zoo.fingerprint + (f"@{tag}" if tag else "")
 
     def base_tensor(self, i: int) -> torch.Tensor:
         """Parameter tensor `i` of the base encoder, flat (the zoo's own storage, no copy)."""
@@ -102,7 +109,7 @@ class Engine:
         """Every task's first `samples` of `split`; any subset of tasks is evaluated through it."""
         key = (samples, split)
         return _lru(self._evaluators, key, lambda: evaluate.Evaluator(self.zoo, self.zoo.task_names, samples,
-                                                                      split=split), 8)
+                                                                      split=split, device=self.device), 8)
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """In-process memo of derived values (predictions, chosen lambdas), bounded for a long-lived server."""
@@ -126,7 +133,7 @@ class Engine:
             disk_key = None
             if cache is not None:
                 disk_key = "memo/" + hashlib.sha256(
-                    f"{ENGINE_VERSION}\n{self.zoo.fingerprint}\n{key!r}".encode()).hexdigest()
+                    f"{ENGINE_VERSION}\n{self.fingerprint}\n{key!r}".encode()).hexdigest()
                 stored = _unpack_logits(cache.get(disk_key), tasks, self.evaluator(samples))
                 if stored is not None:
                     return stored
@@ -192,10 +199,11 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def register_zoo(zoo: Zoo) -> Engine:
-    """Make an already loaded zoo available by its name (tests, uploaded zoos)."""
+def register_zoo(zoo: Zoo, device: str | None = None) -> Engine:
+    """Make an already loaded zoo available by its name (tests, uploaded zoos); `device` as in
+    `evaluate.compute_device` (default $RMTLLMF_DEVICE, else cpu)."""
     with _engines_lock:
-        _engines[zoo.name] = Engine.from_zoo(zoo)
+        _engines[zoo.name] = Engine.from_zoo(zoo, device)
         return _engines[zoo.name]
 
 
@@ -223,8 +231,8 @@ def default_cache() -> ResultCache:
     return _default_cache
 
 
-def result_key(scenario: Scenario, zoo: Zoo) -> str:
-    payload = f"{ENGINE_VERSION}\n{zoo.fingerprint}\n{scenario.canonical_json()}"
+def result_key(scenario: Scenario, engine: Engine) -> str:
+    payload = f"{ENGINE_VERSION}\n{engine.fingerprint}\n{scenario.canonical_json()}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -234,7 +242,7 @@ def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) ->
     """The stored result, or None; never computes."""
     scenario = Scenario.parse(scenario)
     engine = get_engine(scenario.zoo)
-    return (cache if cache is not None else default_cache()).get(result_key(scenario, engine.zoo))
+    return (cache if cache is not None else default_cache()).get(result_key(scenario, engine))
 
 
 def run(
@@ -249,7 +257,7 @@ def run(
     engine = get_engine(scenario.zoo)
     _check_tasks(scenario, engine.zoo)
     cache = cache if cache is not None else default_cache()
-    key = result_key(scenario, engine.zoo)
+    key = result_key(scenario, engine)
     if use_cache:
         hit = cache.get(key)
         if hit is not None:
@@ -305,7 +313,7 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
     if cache is None:
         return engine.memo(memo_key, search)
     # persisted too: the search is the slowest part of a cold run and depends only on zoo and fusion
-    disk_key = "lambda/" + hashlib.sha256(f"{ENGINE_VERSION}{engine.zoo.fingerprint}{memo_key}".encode()).hexdigest()
+    disk_key = "lambda/" + hashlib.sha256(f"{ENGINE_VERSION}{engine.fingerprint}{memo_key}".encode()).hexdigest()
 
     def persisted():
         stored = cache.get(disk_key)
@@ -443,7 +451,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     realign_opts = dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr,
                         frozen_mask=frozen, seed=sub_seed(scenario.seed, "realign"))
     if d.realign:
-        fused = defense.realign(engine.zoo, fused, layout, tasks, **realign_opts, inplace=True,
+        fused = defense.realign(engine.zoo, fused, layout, tasks, **realign_opts, inplace=True, device=engine.device,
                                 progress=lambda f: progress(0.3 + 0.3 * f, "realign"))
     lap("defend", 0.6)
     logits["defended"] = (logits["attacked"] if not (defended_differs or d.freeze or d.realign)
@@ -470,7 +478,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
             if d.freeze:
                 defense.freeze_(start, engine.zoo.base_state, layout, d.freeze_groups)
             flat = defense.realign(engine.zoo, start, layout, tasks, **{**realign_opts, "seed": CONTROL_REALIGN_SEED},
-                                   inplace=True)
+                                   inplace=True, device=engine.device)
             return ev.logits(flat, tasks)
         recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr"})
         control_key = ("control", tuple(tasks), n_eval, clean_digest,
@@ -499,7 +507,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
 
     return {
         "engine_version": ENGINE_VERSION,
-        "zoo": {"name": engine.zoo.name, "fingerprint": engine.zoo.fingerprint},
+        "zoo": {"name": engine.zoo.name, "fingerprint": engine.zoo.fingerprint, "device": str(engine.device)},
         "scenario": scenario.to_dict(),
         "tasks": tasks,
         "wireless": uplink.to_dict(),

@@ -216,3 +216,20 @@ def test_engine_holds_no_full_precision_copy_of_any_encoder(zoo):
     big = [k for k, v in vars(engine).items() if isinstance(v, torch.Tensor) and v.numel() >= engine.layout.numel]
     assert big == [] and not hasattr(engine, "vectors")
     assert torch.equal(engine.base_flat, engine.layout.flatten(zoo.base_state))
+
+
+def test_device_choice_is_validated_and_the_cpu_keeps_its_cache_keys(zoo, monkeypatch):
+    from rmtllmf_core import evaluate
+
+    assert evaluate.compute_device() == torch.device("cpu")  # the default
+    monkeypatch.setenv("RMTLLMF_DEVICE", "tpu")
+    with pytest.raises(InputError, match="RMTLLMF_DEVICE.*cpu, cuda"):
+        evaluate.compute_device()
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no GPU"):
+            evaluate.compute_device("cuda")
+        assert evaluate.compute_device("auto") == torch.device("cpu")
+    # results computed on the CPU keep the keys they had before devices existed; another device's differ
+    engine = pipeline.get_engine(zoo.name)
+    assert engine.fingerprint == zoo.fingerprint
+    assert evaluate.device_tag(torch.device("cuda", 0)) == "cuda/amp_bf16"

@@ -148,6 +148,37 @@ def test_micro_build_end_to_end(micro_zoo):
     assert x.shape == (10, 3, 32, 32)
 
 
+def test_micro_rebuild_is_byte_identical(micro_zoo, tmp_path):
+    # same recipe, same seed, same files, byte for byte (the asset headers hold one metadata key:
+    # safetensors writes several in a random order)
+    from rmtllmf_core.zoo.build import build
+
+    card = build(tmp_path / "again", micro=True, progress=False, log=lambda *a: None)
+    first = json.loads((micro_zoo[0] / "card.json").read_text())
+    assert {k: v["sha256"] for k, v in card["files"].items()} == {k: v["sha256"] for k, v in first["files"].items()}
+
+
+def test_recipe_steps_per_task(tmp_path):
+    # a task's own iteration count (0 here: its fine-tuned encoder is the base, its vector zero)
+    from rmtllmf_core.zoo.build import build
+
+    card = build(tmp_path / "z", micro=True, progress=False, log=lambda *a: None,
+                 overrides={"finetune": {"steps_per_task": {"digits": 0}}})
+    assert card["task_vector_norms"]["digits"] == 0.0
+    assert min(v for k, v in card["task_vector_norms"].items() if k != "digits") > 0
+    assert card["recipe"]["finetune"]["steps_per_task"] == {"digits": 0}
+
+
+def test_recipe_keys_and_device_are_checked(tmp_path):
+    from rmtllmf_core.zoo.build import build
+
+    with pytest.raises(InputError, match="recipe.fine_tune"):
+        build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, overrides={"fine_tune": {}})
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="device"):
+            build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, device="cuda")
+
+
 def _copy(micro_zoo, tmp_path) -> Path:
     dst = tmp_path / "zoo"
     shutil.copytree(micro_zoo[0], dst)

@@ -58,8 +58,13 @@ def _mean(xs):
 
 
 def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None, on_pretrained=None,
-        pretrain_cache: Path | None = None) -> dict:
-    """Train everything; returns states, heads and measurements (nothing written)."""
+        pretrain_cache: Path | None = None, device: str = "cpu", data: dict | None = None) -> dict:
+    """Train everything; returns states, heads and measurements (nothing written).
+
+    On a GPU `device` the training and evaluation run there (same recipe, same data and seeds, other
+    rounding: a GPU build is not bit-identical to the CPU one, and its pretraining cache key differs).
+    Experiments pass `pretrained_state` (skips the pretext corpus and pretraining) and `data` (a
+    previous result's task splits) to compare fine-tuning recipes on one base."""
     t_start = time.perf_counter()
     torch.manual_seed(recipe["seed"])
     model_name = register_config(TINY_CONFIG)
@@ -69,21 +74,24 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
 
     # ---- data
     t0 = time.perf_counter()
-    data = {}
-    for name in tqdm(names, desc="task data", disable=not progress):
-        C = len(T.TASKS[name].class_names)
-        data[name] = {s: T.generate(name, recipe["data_seed"], s, k * C) for s, k in spc.items()}
+    if data is None:
+        data = {}
+        for name in tqdm(names, desc="task data", disable=not progress):
+            C = len(T.TASKS[name].class_names)
+            data[name] = {s: T.generate(name, recipe["data_seed"], s, k * C) for s, k in spc.items()}
     P = recipe["pretext"]
-    pimg, pcap = pretext.generate(recipe["seed"], P["n"], concept_fraction=P["concept_fraction"],
-                                  caption_noise=P["caption_noise"])
-    ptok = tok(pcap)
+    if pretrained_state is None:
+        pimg, pcap = pretext.generate(recipe["seed"], P["n"], concept_fraction=P["concept_fraction"],
+                                      caption_noise=P["caption_noise"])
+        ptok = tok(pcap)
     log(f"data: {time.perf_counter() - t0:.1f}s")
 
     # ---- pretraining (optionally cached on disk, keyed by everything it depends on)
     t0 = time.perf_counter()
-    model = create(model_name, seed=recipe["seed"])
+    model = create(model_name, seed=recipe["seed"]).to(device)
+    runtime = [torch.__version__, torch.get_num_threads()] + ([str(device)] if str(device) != "cpu" else [])
     key = hashlib.sha256(json.dumps([recipe["pretext"], recipe["seed"], read_config(TINY_CONFIG), pretext.PRETEXT_VERSION,
-                                     torch.__version__, torch.get_num_threads()], sort_keys=True).encode()).hexdigest()[:16]
+                                     *runtime], sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(pretrain_cache) / f"pretrained-{key}.safetensors" if pretrain_cache else None
     pretrain_source = "trained in this build"
     if pretrained_state is not None:  # experiments: reuse a pretrained base
@@ -103,7 +111,7 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
                           warmup=P["warmup"], seed=recipe["seed"] + 1, progress=progress)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            _save_atomic({k: v.detach().contiguous() for k, v in model.state_dict().items()}, cache_file,
+            _save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, cache_file,
                          {"losses": json.dumps(losses), "seconds": str(time.perf_counter() - t0)})
     t_pre = time.perf_counter() - t0
     if on_pretrained is not None:
@@ -128,7 +136,9 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     for i, name in enumerate(tqdm(names, desc="fine-tune", disable=not progress)):
         set_state(visual, base)
         x, y = data[name]["train"]
-        finetune(visual, heads[name], logit_scale, x, y, steps=F_["steps"], batch=F_["batch"], lr=F_["lr"],
+        # per-task iterations where the recipe names them (as the task-arithmetic recipe sets epochs per dataset)
+        steps = F_.get("steps_per_task", {}).get(name, F_["steps"])
+        finetune(visual, heads[name], logit_scale, x, y, steps=steps, batch=F_["batch"], lr=F_["lr"],
                  wd=F_["wd"], warmup=F_["warmup"], seed=recipe["seed"] + 100 + i, progress=progress, desc=name)
         tvs[name] = {k: _round16(v.detach() - base[k]) for k, v in visual.named_parameters()}
     t_ft = time.perf_counter() - t0
@@ -140,7 +150,7 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     res = evaluate(visual, base, tvs, heads, inputs, names, recipe, progress=progress)
     log(f"evaluate: {time.perf_counter() - t0:.1f}s")
     set_state(visual, base)
-    res.update(model=model, model_name=model_name, base=base, task_vectors=tvs, heads=heads, logit_scale=logit_scale,
+    res.update(model=model, model_name=model_name, base=base, task_vectors=tvs, heads=heads, logit_scale=logit_scale, device=str(device),
                data=data, keys=keys, pretrain_loss=[float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)],
                pretrain_source=pretrain_source,
                times={"pretrain_s": t_pre, "finetune_s": t_ft, "total_s": time.perf_counter() - t_start})
@@ -254,10 +264,11 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
              "heads": "heads.safetensors"}
     state = {}
     for k, v in model.state_dict().items():
-        state[k] = v.detach().float().contiguous() if k.startswith("visual.") or k == "logit_scale" else v.detach().to(torch.float16).contiguous()
-    meta = {"zoo": "tiny", "micro": str(micro)}
+        v = v.detach().cpu()
+        state[k] = v.float().contiguous() if k.startswith("visual.") or k == "logit_scale" else v.detach().to(torch.float16).contiguous()
+    meta = {"zoo": "tiny-micro" if micro else "tiny"}  # one key: safetensors writes several in a random order
     _save_atomic(state, out / files["weights"], meta)
-    tv = {f"{t}/{k}": v.to(torch.float16).contiguous() for t in names for k, v in res["task_vectors"][t].items()}
+    tv = {f"{t}/{k}": v.to("cpu", torch.float16).contiguous() for t in names for k, v in res["task_vectors"][t].items()}
     _save_atomic(tv, out / files["task_vectors"], meta)
     _save_atomic({t: res["heads"][t].float().contiguous() for t in names}, out / files["heads"], meta)
     (out / "samples").mkdir(exist_ok=True)
@@ -309,7 +320,7 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
             "pretrain_loss_every_50_steps": [round(x, 4) for x in res["pretrain_loss"]],
             "pretrain_source": res["pretrain_source"],
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "threads": torch.get_num_threads(), "machine": platform.machine(), "device": res["device"],
         },
     }
     card["files"] = {rel: {"sha256": sha256_file(out / rel), "bytes": (out / rel).stat().st_size} for rel in listed}
@@ -321,22 +332,24 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
 
 
 def build(out: Path | None = None, *, micro: bool = False, progress: bool = True, log=print,
-          pretrain_cache: Path | None = None, overrides: dict | None = None, threads: int | None = 1) -> dict:
+          pretrain_cache: Path | None = None, overrides: dict | None = None, threads: int | None = 1,
+          device: str = "cpu") -> dict:
     """The `zoo build tiny` command: train, measure, write; returns the card.
 
     `threads` defaults to 1: the shipped zoo is built single-threaded, which makes the floating-point
     results reproducible and avoids OpenMP oversubscription collapsing on a busy shared CPU.
+    `device` 'cuda' trains and evaluates on a GPU (fast; not bit-identical to the CPU build).
     """
     prev_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _build(out, micro, progress, log, pretrain_cache, overrides)
+        return _build(out, micro, progress, log, pretrain_cache, overrides, device)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _build(out, micro, progress, log, pretrain_cache, overrides) -> dict:
+def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict:
     from .model import TINY_DIR
 
     t0 = time.perf_counter()
@@ -350,7 +363,11 @@ def _build(out, micro, progress, log, pretrain_cache, overrides) -> dict:
             recipe[k].update(v)
         else:
             recipe[k] = v
-    res = run(recipe, progress=progress, log=log, pretrain_cache=pretrain_cache)
+    if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
+        from ..errors import InputError
+
+        raise InputError("device", f"cpu, or cuda[:N] where torch sees a GPU; got {device!r}")
+    res = run(recipe, progress=progress, log=log, pretrain_cache=pretrain_cache, device=device)
     out = Path(out) if out is not None else TINY_DIR
     card = write_assets(res, recipe, out, micro=micro, wall_s=time.perf_counter() - t0)
     log(summary(res))

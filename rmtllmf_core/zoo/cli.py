@@ -58,7 +58,7 @@ def _build(args) -> int:
 
             raise InputError("recipe", f"not valid JSON ({exc})") from None
     build(args.out, micro=args.micro, progress=not args.quiet, pretrain_cache=args.pretrain_cache, overrides=overrides,
-          threads=args.threads)
+          threads=args.threads, device=args.device)
     return 0
 
 

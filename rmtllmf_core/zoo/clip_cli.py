@@ -40,8 +40,8 @@ def _model_options(p, clip_only: str = "") -> None:
     _add(p, "--folder", action="append", default=[], metavar="NAME=PATH",
          help=f"{clip_only}an extra dataset: an ImageFolder directory (a folder of images per class, optionally under "
               "train/ and test/); repeatable")
-    _add(p, "--device", default="cpu", help=f"{clip_only}cpu (default) or cuda[:N]; on cuda training and evaluation use "
-                                            "mixed precision")
+    _add(p, "--device", default="cpu", help="cpu (default) or cuda[:N]. clip: training and evaluation in mixed precision; "
+                                            "tiny: fp32 on the GPU (fast, not bit-identical to the CPU build)")
     _add(p, "--precision", default=None, choices=["fp32", "amp", "amp_bf16"],
          help=f"{clip_only}fp32 on cpu, amp_bf16 on cuda by default")
     _add(p, "--workers", type=int, default=4, help=f"{clip_only}data-loading worker processes (default 4)")

@@ -1,5 +1,6 @@
 """Training and evaluation primitives of the zoo build: contrastive pretraining, zero-shot heads,
 fine-tuning with a frozen head, accuracy, task arithmetic. Pure functions of their inputs and seeds.
+Data stays uint8 on the CPU; each batch goes to the model's device (a GPU rebuild: `--device cuda`).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def pretrain(model, images_u8: np.ndarray, tokens: torch.Tensor, *, steps: int, 
              wd: float, warmup: int, seed: int, progress: bool = True, desc: str = "pretrain") -> list[float]:
     """Contrastive (CLIP) pretraining on image-caption pairs; returns the loss curve."""
     model.train()
+    device = model.logit_scale.device
     opt = torch.optim.AdamW(_param_groups(model.named_parameters(), wd), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     g = np.random.Generator(np.random.PCG64(seed))
     n = len(images_u8)
@@ -53,13 +55,13 @@ def pretrain(model, images_u8: np.ndarray, tokens: torch.Tensor, *, steps: int, 
         pos += batch
         for grp in opt.param_groups:
             grp["lr"] = cosine_lr(step, steps, warmup, lr)
-        img = to_input(images_u8[idx])
-        txt = tokens[idx]
+        img = to_input(images_u8[idx]).to(device)
+        txt = tokens[idx].to(device)
         fi = F.normalize(model.encode_image(img), dim=-1)
         ft = F.normalize(model.encode_text(txt), dim=-1)
         scale = model.logit_scale.exp()
         logits = scale * fi @ ft.T
-        target = torch.arange(len(idx))
+        target = torch.arange(len(idx), device=device)
         # captions can repeat inside a batch: treat identical captions as positives too
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         opt.zero_grad(set_to_none=True)
@@ -79,10 +81,10 @@ def zero_shot_heads(model, tokenizer, class_names: Sequence[str], templates: Seq
     """[C, D] unit rows: the mean normalised text embedding of each class over the templates."""
     rows = []
     for c in class_names:
-        t = tokenizer([tpl.format(c) for tpl in templates])
+        t = tokenizer([tpl.format(c) for tpl in templates]).to(model.logit_scale.device)
         e = F.normalize(model.encode_text(t).float(), dim=-1).mean(0)
         rows.append(F.normalize(e, dim=-1))
-    return torch.stack(rows)
+    return torch.stack(rows).cpu()
 
 
 def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, images_u8: np.ndarray,
@@ -90,13 +92,15 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
              progress: bool = True, desc: str = "finetune") -> list[float]:
     """Fine-tune `visual` in place on one task with its head frozen (AdamW, cosine schedule)."""
     visual.train()
+    device = next(visual.parameters()).device
+    head = head.to(device)
     opt = torch.optim.AdamW(_param_groups(visual.named_parameters(), wd), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     g = np.random.Generator(np.random.PCG64(seed))
     n = len(images_u8)
     order = g.permutation(n)
     pos = 0
     losses = []
-    lab = torch.as_tensor(labels, dtype=torch.int64)
+    lab = torch.as_tensor(labels, dtype=torch.int64).to(device)
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0, leave=False)
     for step in bar:
         if pos + batch > n:
@@ -105,8 +109,8 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
         pos += batch
         for grp in opt.param_groups:
             grp["lr"] = cosine_lr(step, steps, warmup, lr)
-        f = F.normalize(visual(to_input(images_u8[idx])), dim=-1)
-        loss = F.cross_entropy(logit_scale * f @ head.T, lab[idx])
+        f = F.normalize(visual(to_input(images_u8[idx]).to(device)), dim=-1)
+        loss = F.cross_entropy(logit_scale * f @ head.T, lab[torch.from_numpy(idx).to(device)])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -119,9 +123,11 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
 
 @torch.inference_mode()
 def predict(visual: torch.nn.Module, head: torch.Tensor, x: torch.Tensor, batch: int = 400) -> torch.Tensor:
+    device = next(visual.parameters()).device
+    head = head.to(device)
     out = []
     for i in range(0, len(x), batch):
-        out.append((F.normalize(visual(x[i:i + batch]), dim=-1) @ head.T).argmax(-1))
+        out.append((F.normalize(visual(x[i:i + batch].to(device)), dim=-1) @ head.T).argmax(-1).cpu())
     return torch.cat(out)
 
 
@@ -138,9 +144,9 @@ def set_state(visual: torch.nn.Module, base: Mapping[str, torch.Tensor],
     """Load base + sum(coef * delta) into visual (in place, no new module)."""
     with torch.no_grad():
         for k, p in visual.named_parameters():
-            v = base[k].clone()
+            v = base[k].to(p.device, copy=True)
             for coef, d in deltas:
-                v.add_(d[k], alpha=coef)
+                v.add_(d[k].to(p.device), alpha=coef)
             p.copy_(v)
 
 
