@@ -298,7 +298,8 @@ def load_open_clip(model_name: str, *, pretrained: str | None = None, finetuned:
         st = read_tensors(ck)
         vis = {k[len("visual."):]: v for k, v in st.items() if k.startswith("visual.")} or st
         _check_shapes(ck, vis, vshape, None, f"fine-tuned encoder {t!r}")
-        tvs[t] = {k: vis[k] - base[k] for k in base}
+        # fp16, as a built or imported zoo stores them: 2 bytes a parameter per task in memory
+        tvs[t] = {k: (vis[k].float() - base[k]).to(torch.float16) for k in base}
         del st, vis
         parts.append(sha256_file(ck).encode())
     tvs = TaskVectors(tvs, tuple(base))
