@@ -103,6 +103,7 @@ def test_missing_dataset_says_where_and_how(tmp_path):
     # the build fails on the missing dataset before it loads or trains anything
     with pytest.raises(AssetError, match="svhn"):
         C.build_clip(tmp_path / "zoo", model="ViT-B-32", data_root=tmp_path, datasets=["svhn"], **FAST)
+    assert not (tmp_path / "zoo").exists()  # and leaves no empty work folder behind
 
 
 def test_missing_data_root_and_a_failed_download_say_what_to_do(tmp_path, monkeypatch):
@@ -415,6 +416,13 @@ def test_checkpoint_of_another_shape_is_refused(env, tmp_path):
     with pytest.raises(AssetError, match="missing|shape"):
         I.import_zoo(tmp_path / "z", {"stripes": path}, model="x", model_config=env["config"], pretrained=None,
                      datasets=[], folders=env["folders"], progress=False, log=lambda *a: None)
+
+
+def test_missing_checkpoint_is_named_before_anything_is_written(env, tmp_path):
+    with pytest.raises(AssetError, match="nowhere.pt.*no such checkpoint"):
+        I.import_zoo(tmp_path / "z", {"stripes": tmp_path / "nowhere.pt"}, model="x", model_config=env["config"],
+                     pretrained=None, datasets=[], folders=env["folders"], progress=False, log=lambda *a: None)
+    assert not (tmp_path / "z").exists()
 
 
 def test_pickled_checkpoint_refused_without_flag_and_converted_once_with_it(env, tmp_path, monkeypatch):

@@ -468,6 +468,10 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
     cfg = _config(model, pretrained, model_config, data_root, tasks, folders, recipe, download)
     if imported:
         cfg["imported"] = {t: sha256_file(p) for t, p in imported.items()}
+    # ---- datasets first: a missing one fails before any training, and before OUT/.build exists
+    sources = {t: D.open_task(t, data_root, folder=folders.get(t), download=download, split_cfg=recipe["splits"])
+               for t in tqdm(tasks, desc="datasets", disable=not progress, leave=False)}
+
     work = out / WORK
     prog_path = work / PROGRESS
     if restart and work.exists():
@@ -483,10 +487,6 @@ def build_clip(out: str | Path, *, model: str = "ViT-B-32", pretrained: str | No
         if prog["done"]:
             log(f"resuming: {len(prog['done'])} of {len(tasks)} task(s) already fine-tuned ({', '.join(prog['done'])})")
     _atomic_json(prog_path, prog)
-
-    # ---- datasets first: a missing one fails before any training
-    sources = {t: D.open_task(t, data_root, folder=folders.get(t), download=download, split_cfg=recipe["splits"])
-               for t in tqdm(tasks, desc="datasets", disable=not progress, leave=False)}
 
     for t, s_ in sources.items():
         n_val = s_.split_sizes()["val"]

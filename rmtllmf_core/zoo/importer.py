@@ -198,6 +198,9 @@ def prepare_finetuned(finetuned: Mapping[str, str | Path], visual_shapes: Mappin
     written under `out/.import/` (checked once here, streamed later)."""
     from .clip import _atomic_save
 
+    for p in finetuned.values():  # before anything is written under `out`
+        if not Path(p).is_file():
+            raise AssetError(str(p), "no such checkpoint file")
     dest = Path(out) / ".import"
     dest.mkdir(parents=True, exist_ok=True)
     paths = {}
