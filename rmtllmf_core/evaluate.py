@@ -13,6 +13,7 @@ a GPU changes only the evaluation's and realignment's rounding, and the cache ke
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -63,8 +64,6 @@ def autocast(device: torch.device):
     """bf16 autocast on a GPU (the forward passes of evaluation and realignment); nothing on the CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    import contextlib
-
     return contextlib.nullcontext()
 
 
