@@ -1,9 +1,9 @@
 """Compare tiny-zoo recipes on one pretrained base: the fusion figures of each fine-tuning recipe.
 
-    .venv/bin/python benchmarks/zoo_recipes.py --device cuda --caption-noise 0.25 \\
+    .venv/bin/python benchmarks/zoo_recipes.py --device cuda --pretext '{"caption_noise": 0.35}' \\
         --finetune '[{"lr": 3e-4}, {"lr": 1e-4}, {"lr": 1e-4, "steps": 600, "warmup": 60}]' [--generators easier]
 
-One process pretrains once (the recipe's `pretext` with `--caption-noise`/`--pretrain-steps`) and
+One process pretrains once (the recipe's `pretext` updated with `--pretext`) and
 generates the task data once, then fine-tunes and evaluates the zoo for each entry of `--finetune`
 (overrides of the recipe's `finetune`, e.g. `steps_per_task`), printing one line per recipe: the base's
 and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / minimum), the mean
@@ -51,8 +51,8 @@ def _patched(fn, edits):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--caption-noise", type=float, default=build.RECIPE["pretext"]["caption_noise"])
-    ap.add_argument("--pretrain-steps", type=int, default=build.RECIPE["pretext"]["steps"])
+    ap.add_argument("--pretext", default="{}", help="JSON overrides of the recipe's pretext section "
+                                                     "(n, concept_fraction, caption_noise, steps, batch, lr, ...)")
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
     ap.add_argument("--generators", choices=["shipped", "easier"], default="shipped")
     ap.add_argument("--json", default=None, help="also write the rows here")
@@ -64,7 +64,7 @@ def main() -> int:
     rows, state, data = [], None, None
     for ft in json.loads(args.finetune):
         recipe = json.loads(json.dumps(build.RECIPE))
-        recipe["pretext"].update(caption_noise=args.caption_noise, steps=args.pretrain_steps)
+        recipe["pretext"].update(json.loads(args.pretext))
         recipe["finetune"].update(ft)
         keep: dict = {}
         t0 = time.perf_counter()
@@ -73,7 +73,7 @@ def main() -> int:
         if state is None:
             state, data = keep["state"], res["data"]
         ta = res["task_arithmetic"]
-        row = {"finetune": ft, "caption_noise": args.caption_noise, "pretrain_steps": args.pretrain_steps,
+        row = {"finetune": ft, "pretext": recipe["pretext"],
                "generators": args.generators, "seconds": round(time.perf_counter() - t0, 1),
                "base_normalized": res["zeroshot_normalized_avg"], "fused_normalized": ta["normalized_avg"],
                "gain": ta["normalized_avg"] - res["zeroshot_normalized_avg"], "lambda": ta["lambda"],
