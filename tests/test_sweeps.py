@@ -94,3 +94,25 @@ def test_fig2_points_batch_each_combination_across_conditions(zoo):
     batches = sweeps._batches(range(len(pts)), pts, workers=2)
     assert sorted(len(b) for b in batches) == [6, 6, 6, 6]
     assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
+
+
+def test_fig2_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path, monkeypatch):
+    from rmtllmf_core import defense
+    from rmtllmf_core.report import CONDITIONS, fig2_points
+
+    pts = fig2_points(zoo.name)
+    assert not any(s.evaluation.clean_realign_control for _, s in pts)
+    assert all(preset_scenario(name, zoo=zoo.name).evaluation.clean_realign_control for name in CONDITIONS)
+    row, s = next(p for p in pts if p[0]["defense"] == "rmtllmf")
+    s = s.replace(**{"evaluation.samples_per_task": 40, "defense.realign_steps": 2})
+    calls = []
+    real = defense.realign
+    monkeypatch.setattr(defense, "realign", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = ResultCache(tmp_path / "c")
+    r = pipeline.run(s, cache=cache)
+    assert len(calls) == 1 and "clean_realigned" not in r["accuracy"]   # the defended encoder only
+    assert sweeps.run_points([(row, s)], cache=cache)[0]["avg_normalized"] == r["average_normalized"]["defended"]
+    calls.clear()
+    with_control = pipeline.run(s.replace(**{"evaluation.clean_realign_control": True}), cache=cache)
+    assert len(calls) == 2 and "clean_realigned" in with_control["accuracy"]
+    assert with_control["accuracy"]["defended"] == r["accuracy"]["defended"]  # the control changes nothing else
