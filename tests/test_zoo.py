@@ -174,6 +174,9 @@ def test_recipe_keys_and_device_are_checked(tmp_path):
 
     with pytest.raises(InputError, match="recipe.fine_tune"):
         build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, overrides={"fine_tune": {}})
+    with pytest.raises(InputError, match="steps_per_task.*unknown task.*'digit'"):
+        build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
+              overrides={"finetune": {"steps_per_task": {"digit": 5}}})
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="device"):
             build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, device="cuda")

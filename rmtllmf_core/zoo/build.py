@@ -265,7 +265,7 @@ def write_assets(res: dict, recipe: dict, out: Path, *, micro: bool, wall_s: flo
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        state[k] = v.float().contiguous() if k.startswith("visual.") or k == "logit_scale" else v.detach().to(torch.float16).contiguous()
+        state[k] = v.float().contiguous() if k.startswith("visual.") or k == "logit_scale" else v.to(torch.float16).contiguous()
     meta = {"zoo": "tiny-micro" if micro else "tiny"}  # one key: safetensors writes several in a random order
     _save_atomic(state, out / files["weights"], meta)
     tv = {f"{t}/{k}": v.to("cpu", torch.float16).contiguous() for t in names for k, v in res["task_vectors"][t].items()}
@@ -363,6 +363,11 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
             recipe[k].update(v)
         else:
             recipe[k] = v
+    unknown = sorted(set(recipe["finetune"].get("steps_per_task", {})) - set(T.TASK_NAMES))
+    if unknown:
+        from ..errors import InputError
+
+        raise InputError("recipe.finetune.steps_per_task", f"unknown task(s) {unknown}; allowed: {', '.join(T.TASK_NAMES)}")
     if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
         from ..errors import InputError
 
