@@ -17,9 +17,9 @@ control (see rmtllmf_core.pipeline.compute). The first run in a fresh process an
 all of those; it is timed on its own line. CPU seconds are printed beside wall seconds: on a shared
 machine the CPU figure is the honest one.
 
-The sweep is the paper's Fig. 2 (`report.fig2_points`): its points skip the clean-realigned control,
-which Fig. 2 does not plot (one realignment and evaluation less per combination); the single runs
-above keep it, as the app's do.
+The sweep is the paper's Fig. 2 (`report.fig2_points`): like every sweep's points, they skip the
+clean-realigned control, which no sweep row reads (one realignment and evaluation less per
+combination); the single runs above keep it, as the app's do.
 """
 from __future__ import annotations
 

@@ -80,16 +80,12 @@ def _off_diagonal_mean(matrix) -> float:
 def fig2_points(zoo: str, sizes: Sequence[int] | None = None) -> list:
     """The paper's Fig. 2 sweep: every combination of tasks x each condition at its preset jammer
     power x {no defense, R-MTLLMF} (247 x 3 x 2 = 1482 points on eight tasks), as one list so a pool
-    of workers shares each combination's lambda and clean fusion across the conditions.
-
-    Without the clean-realigned control: Fig. 2 plots the defended and clean accuracies only (the
-    rows and bands of `sweeps.summarize_tasks` never read it), and the control is one more
-    realignment and evaluation per combination, about a sixth of the sweep's CPU time on the tiny
-    zoo. The main table (`main_table`, the presets as they are) and the app's single runs keep it."""
+    of workers shares each combination's lambda and clean fusion across the conditions (without the
+    clean-realigned control, as every sweep: `sweeps.without_control`; `main_table` keeps it)."""
     points = []
     for name in CONDITIONS:
-        base = preset_scenario(name, zoo=zoo).replace(**{"evaluation.clean_realign_control": False})
-        points += sweeps.tasks_points(base, [(ATTACK_OF[name], d) for d in ("none", "rmtllmf")], sizes)
+        points += sweeps.tasks_points(preset_scenario(name, zoo=zoo), [(ATTACK_OF[name], d) for d in ("none", "rmtllmf")],
+                                      sizes)
     return points
 
 

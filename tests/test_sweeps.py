@@ -96,12 +96,16 @@ def test_fig2_points_batch_each_combination_across_conditions(zoo):
     assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
 
 
-def test_fig2_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path, monkeypatch):
+def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path, monkeypatch):
     from rmtllmf_core import defense
     from rmtllmf_core.report import CONDITIONS, fig2_points
 
     pts = fig2_points(zoo.name)
-    assert not any(s.evaluation.clean_realign_control for _, s in pts)
+    base = preset_scenario("paper_worst_sum_rate", zoo=zoo.name)
+    assert base.evaluation.clean_realign_control  # every kind of sweep turns it off in its points
+    for points in (pts, sweeps.snr_points(base, [-130.0], ["worst_sum_rate"], ["rmtllmf"]),
+                   sweeps.ablation_points(base, [1])):
+        assert not any(s.evaluation.clean_realign_control for _, s in points)
     assert all(preset_scenario(name, zoo=zoo.name).evaluation.clean_realign_control for name in CONDITIONS)
     row, s = next(p for p in pts if p[0]["defense"] == "rmtllmf")
     s = s.replace(**{"evaluation.samples_per_task": 40, "defense.realign_steps": 2})
