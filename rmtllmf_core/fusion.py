@@ -446,22 +446,9 @@ def merge_recipe(
     return merge_into(slices, plan, layout, torch.empty(v.shape[1], dtype=torch.float32))
 
 
-def merge(
-    vectors: torch.Tensor,
-    *,
-    layout: ParamLayout,
-    method: str,
-    lambda_: float,
-    density: float = 0.2,
-    drop_rate: float = 0.9,
-    consensus_min_tasks: int = 2,
-    tall_mask_lambda: float = 0.4,
-    seed: int = 0,
-) -> torch.Tensor:
-    """Merged task vector [P] (float32) of the [T, P] task vectors; the caller adds it to the base."""
+def merge(vectors: torch.Tensor, *, method: str, **options) -> torch.Tensor:
+    """Merged task vector [P] (float32) of the [T, P] task vectors by a named method; the caller adds
+    it to the base. `options` are :func:`merge_recipe`'s (layout, lambda_, density, drop_rate, ...)."""
     if not isinstance(method, str) or method not in RECIPES:
         raise InputError("fusion.method", f"must be one of {', '.join(METHODS)}; got {method!r}")
-    return merge_recipe(
-        vectors, RECIPES[method], layout=layout, lambda_=lambda_, density=density, drop_rate=drop_rate,
-        consensus_min_tasks=consensus_min_tasks, tall_mask_lambda=tall_mask_lambda, seed=seed,
-    )
+    return merge_recipe(vectors, RECIPES[method], **options)
