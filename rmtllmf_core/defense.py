@@ -245,7 +245,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       makes 30 steps about 1.2 epochs of a 10-shot, 8-task, 10-class set (tiny-zoo-sized encoder:
       3.5 s on one core of a machine loaded ~3x over); 64 or 128 realign more per step at 2x or 4x
       the time;
-    - model: the zoo's own encoder through `torch.func.functional_call` (no copy of the model),
+    - model: the zoo's own encoder through `evaluate.features` (functional_call, no copy of the model),
       with one trainable leaf per parameter tensor (`_trainable_tensors`): gradients land per tensor,
       so backward never scatters slices into a [P]-sized flat gradient (the same numbers, bit for
       bit, as optimising one flat vector of the trainable entries; a quarter less CPU time).
@@ -316,7 +316,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                 for name, view, leaf, part in partial:
                     params[name] = view.reshape(-1).index_put((part,), leaf).view(view.shape)  # out of place
                 with evaluate.autocast(device):
-                    feats = torch.func.functional_call(zoo.encoder, params, (images[idx],))
+                    feats = evaluate.features(zoo.encoder, params, images[idx])
                 feats = F.normalize(feats.float(), dim=-1)
                 logits = scale * feats @ heads.T
                 logits = logits.masked_fill(column_task[None, :] != task_index[idx, None], float("-inf"))

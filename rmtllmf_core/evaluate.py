@@ -84,6 +84,57 @@ def module_lock(module: torch.nn.Module) -> threading.RLock:
         return lock
 
 
+def _pools_class_token(encoder: torch.nn.Module) -> bool:
+    """An open_clip VisionTransformer whose output reads the class token of the last block alone
+    (pool 'tok', no attentional pool, plain self-attention blocks): `features` may skip the rest."""
+    try:
+        from open_clip.transformer import ResidualAttentionBlock, Transformer, VisionTransformer
+    except ImportError:
+        return False
+    if not (isinstance(encoder, VisionTransformer) and hasattr(encoder, "_embeds") and hasattr(encoder, "_pool")):
+        return False
+    blocks = getattr(encoder.transformer, "resblocks", ())
+    return (getattr(encoder, "pool_type", None) == "tok" and getattr(encoder, "attn_pool", None) is None
+            and not encoder.output_tokens and type(encoder.transformer) is Transformer
+            and encoder.transformer.batch_first and not encoder.transformer.grad_checkpointing
+            and len(blocks) > 0
+            and all(type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv") for b in blocks))
+
+
+class _ClassTokenForward(torch.nn.Module):
+    """The encoder's own forward pass, except that its last block computes its attention query,
+    residuals and MLP for the class token only: the pooled output reads no other token there, so
+    the features are the same (up to float rounding, see tests) for a sixth less work on the tiny
+    zoo (4 blocks of 17 tokens; about a twelfth less on ViT-B/32). Keys, values and every earlier
+    block still see all tokens. Parameters are the encoder's, under the prefix 'visual.'."""
+
+    def __init__(self, visual: torch.nn.Module):
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        visual = self.visual
+        x = visual._embeds(images)
+        *blocks, last = visual.transformer.resblocks
+        for block in blocks:
+            x = block(x)
+        kv = last.ln_1(x)
+        y = x[:, :1] + last.ls_1(last.attention(q_x=kv[:, :1], k_x=kv, v_x=kv))
+        y = y + last.ls_2(last.mlp(last.ln_2(y)))
+        pooled, _ = visual._pool(y)
+        return pooled if visual.proj is None else pooled @ visual.proj
+
+
+def features(encoder: torch.nn.Module, params: Mapping[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """encoder(images) with `params` in place of its parameters (`torch.func.functional_call`, no
+    copy of the model), through `_ClassTokenForward` where the encoder pools its class token.
+    Not normalised; the caller holds `module_lock(encoder)`."""
+    if _pools_class_token(encoder):
+        return torch.func.functional_call(_ClassTokenForward(encoder), {f"visual.{k}": v for k, v in params.items()},
+                                          (images,))
+    return torch.func.functional_call(encoder, params, (images,))
+
+
 def encode(encoder: torch.nn.Module, layout: ParamLayout, flat: torch.Tensor, images: torch.Tensor,
            batch_size: int | None = None, buffers: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Unit-norm image features [n, D] of `encoder` with parameters `flat` (no copy of the model),
@@ -93,8 +144,7 @@ def encode(encoder: torch.nn.Module, layout: ParamLayout, flat: torch.Tensor, im
     params = {**layout.unflatten(flat), **(buffers or {})}
     step = batch_size or max(len(images), 1)
     with module_lock(encoder), autocast(flat.device):
-        feats = [torch.func.functional_call(encoder, params, (images[i:i + step],)).float()
-                 for i in range(0, len(images), step)]
+        feats = [features(encoder, params, images[i:i + step]).float() for i in range(0, len(images), step)]
     return F.normalize(torch.cat(feats), dim=-1)
 
 

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from micro_zoo import make_micro_zoo
+from micro_zoo import IMAGE_SIZE, build_micro_clip, make_micro_zoo
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.evaluate import (
-    Evaluator, average, chi2_quantile, disagreement, logit_deviation, normalized, rejection_rate,
-    rejection_threshold, rejections, weight_disentanglement_error,
+    Evaluator, _pools_class_token, average, chi2_quantile, disagreement, features, logit_deviation, normalized,
+    rejection_rate, rejection_threshold, rejections, weight_disentanglement_error,
 )
 from rmtllmf_core.taskvec import stack
 
@@ -77,6 +77,38 @@ def test_logits_match_a_hand_computed_forward(zoo, setup):
     # the evaluator did not alter the zoo's base weights
     for n, p in zoo.encoder.named_parameters():
         assert torch.equal(p, zoo.base_state[n])
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_class_token_features_equal_the_encoders_forward(train):
+    # the last block on the class token alone: same features and same gradients as the full forward
+    encoder = build_micro_clip(seed=3, layers=3).visual.train(train)
+    assert _pools_class_token(encoder)
+    x = torch.randn(16, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    params = {n: (p.detach() + 0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(i))).requires_grad_(train)
+              for i, (n, p) in enumerate(encoder.named_parameters())}
+    with torch.set_grad_enabled(train):
+        ours = features(encoder, params, x)
+        full = torch.func.functional_call(encoder, params, (x,))
+    assert ours.shape == full.shape == (16, encoder.output_dim)
+    assert torch.allclose(ours, full, atol=1e-5, rtol=1e-5)
+    if train:
+        g_ours = torch.autograd.grad(ours.square().sum(), list(params.values()), allow_unused=True)
+        g_full = torch.autograd.grad(full.square().sum(), list(params.values()), allow_unused=True)
+        for name, a, b in zip(params, g_ours, g_full):
+            assert (a is None) == (b is None), name
+            assert a is None or torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
+    for n, p in encoder.named_parameters():  # the module's own weights are untouched
+        assert not torch.equal(p, params[n])
+
+
+def test_features_fall_back_to_the_full_forward_when_other_tokens_matter():
+    encoder = build_micro_clip(seed=3, layers=2).visual
+    encoder.pool_type = "avg"  # the pooled output now reads every token of the last block
+    assert not _pools_class_token(encoder)
+    x = torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    params = dict(encoder.named_parameters())
+    assert torch.equal(features(encoder, params, x), encoder(x))
 
 
 def test_accuracy_on_a_hand_checked_case(setup):
