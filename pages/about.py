@@ -9,6 +9,7 @@ import streamlit as st
 from rmtllmf_core import report, sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
+from rmtllmf_core.zoo.evaluation import head_overlap
 from rmtllmf_core.zoo.loader import BUILTIN
 from studio import engine, frame, state, ui
 
@@ -32,15 +33,21 @@ except RmtllmfError as exc:
 
 st.header("The model zoo", divider="gray")
 tasks = list(zoo.tasks)
+overlap = head_overlap(zoo.heads)
 rows = pd.DataFrame({
     "task": [zoo.tasks[t].title for t in tasks],
     "what it shows": [zoo.tasks[t].description for t in tasks],
     "classes": [len(zoo.tasks[t].class_names) for t in tasks],
     "fine-tuned accuracy (%)": [100 * zoo.finetuned_accuracy[t] for t in tasks],
     "zero-shot accuracy (%)": [100 * zoo.zeroshot_accuracy[t] for t in tasks],
+    "head overlap (cos)": [overlap[t] for t in tasks],
 })
 st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.1f") for c in rows.columns[3:]})
+             column_config={**{c: st.column_config.NumberColumn(format="%.1f") for c in rows.columns[3:5]},
+                            "head overlap (cos)": st.column_config.NumberColumn(
+                                format="%.2f", help="mean cosine between two classes' rows of the task's frozen "
+                                                    "zero-shot head; near 1, fine-tuning must move the features far "
+                                                    "to tell the classes apart (slow to learn, fragile in fusion)")})
 
 root = BUILTIN.get(scn.zoo)  # the app serves only the embedded zoos (see studio.state.accept)
 samples = {t: root / meta["file"] for t, meta in dict(zoo.card.get("samples") or {}).items()

@@ -268,6 +268,7 @@ def test_about_page_shows_the_zoo_equations_and_paper_numbers():
     zoo = pipeline.get_zoo("tiny")
     table = at.dataframe[0].value
     assert len(table) == len(zoo.tasks)
+    assert table["head overlap (cos)"].between(-1, 1).all()
     assert len(at.latex) >= 5
     assert len(at.image) == len([t for t in (zoo.card.get("samples") or {}) if t in zoo.tasks])
     mse = at.dataframe[1].value

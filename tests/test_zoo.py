@@ -277,10 +277,24 @@ def test_open_clip_name_with_local_checkpoints(tmp_path):
         load_zoo(name, pretrained=str(tmp_path / "bad.safetensors"))
 
 
+def test_head_overlap_against_closed_forms():
+    from rmtllmf_core.zoo.evaluation import head_overlap
+
+    eye = torch.eye(10, 16)
+    same = torch.ones(4, 16) * 3.0  # rows are normalised first
+    # two classes at 60 degrees: cos = 0.5
+    two = torch.tensor([[1.0, 0.0], [0.5, 3 ** 0.5 / 2]])
+    got = head_overlap({"orthonormal": eye, "collinear": same, "sixty": two})
+    assert got["orthonormal"] == pytest.approx(0.0, abs=1e-6)
+    assert got["collinear"] == pytest.approx(1.0, abs=1e-6)
+    assert got["sixty"] == pytest.approx(0.5, abs=1e-6)
+
+
 def test_cli_info_and_eval_subset(capsys):
     from rmtllmf_core.cli import main
 
     assert main(["zoo", "info"]) == 0
-    assert "fingerprint" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fingerprint" in out and "head cos" in out
     n = CARD["accuracy"]["check_subset"]["n_per_task"]
     assert main(["zoo", "eval", "--n", str(n), "--tolerance", str(1.5 / n)]) == 0

@@ -15,6 +15,18 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
+def head_overlap(heads: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per task, the mean cosine between two different class rows of its frozen head. Near 1 the
+    classes' text embeddings are almost collinear: fine-tuning must move the image features far to
+    tell them apart, which makes a task slow to learn and its task vector fragile under fusion."""
+    out = {}
+    for t, h in heads.items():
+        h = torch.nn.functional.normalize(h.float(), dim=-1)
+        C = len(h)
+        out[t] = float(((h @ h.T).sum() - C) / (C * (C - 1))) if C > 1 else float("nan")
+    return out
+
+
 def evaluate_zoo(zoo: Zoo, n: int | Mapping[str, int] | None = None, *, lam: float | None = None, pairs: bool = False,
                  split: str = "test") -> dict:
     """Fine-tuned, zero-shot and task-arithmetic accuracy on the first `n` samples of `split`.
