@@ -1,7 +1,6 @@
 """`python -m rmtllmf_core zoo {build,info,eval}`."""
 from __future__ import annotations
 
-import argparse
 import json
 
 
@@ -45,8 +44,6 @@ def _build(args) -> int:
         from .clip_cli import run_build_clip
 
         return run_build_clip(args)
-    import torch
-
     from .build import build
 
     overrides = None
