@@ -34,16 +34,17 @@ except RmtllmfError as exc:
 st.header("The model zoo", divider="gray")
 tasks = list(zoo.tasks)
 overlap = head_overlap(zoo.heads)
-rows = pd.DataFrame({
+rows = pd.DataFrame({  # numbers first, the long descriptions last, so a narrow screen shows the numbers
     "task": [zoo.tasks[t].title for t in tasks],
-    "what it shows": [zoo.tasks[t].description for t in tasks],
     "classes": [len(zoo.tasks[t].class_names) for t in tasks],
     "fine-tuned accuracy (%)": [100 * zoo.finetuned_accuracy[t] for t in tasks],
     "zero-shot accuracy (%)": [100 * zoo.zeroshot_accuracy[t] for t in tasks],
     "head overlap (cos)": [overlap[t] for t in tasks],
+    "what it shows": [zoo.tasks[t].description for t in tasks],
 })
+percent = st.column_config.NumberColumn(format="%.1f")
 st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={**{c: st.column_config.NumberColumn(format="%.1f") for c in rows.columns[3:5]},
+             column_config={"fine-tuned accuracy (%)": percent, "zero-shot accuracy (%)": percent,
                             "head overlap (cos)": st.column_config.NumberColumn(
                                 format="%.2f", help="mean cosine between two classes' rows of the task's frozen "
                                                     "zero-shot head; near 1, fine-tuning must move the features far "
