@@ -10,7 +10,7 @@ and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / mi
 fine-tuned accuracy and per task fine-tuned / zero-shot / fused accuracy. Nothing is written to
 assets/. `--generators easier` swaps in lower-frequency textures and larger house numbers with fewer
 neighbours (an experiment; the shipped generators are unchanged). On a GPU one recipe takes about 35 s
-after the first (~90 s with data and pretraining); on one CPU thread about 4 and 15 minutes.
+after the first (~90 s with data and pretraining); on one CPU thread about 4 and 17 minutes.
 """
 from __future__ import annotations
 
