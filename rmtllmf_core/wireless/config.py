@@ -196,7 +196,7 @@ class WirelessConfig(Config):
             return float(value)
         if isinstance(value, list) and value and all(map(_finite_number, value)):
             return [float(v) for v in value]
-        raise ValueError(f"must be a finite number of W or a non-empty list of them, one per user")
+        raise ValueError("must be a finite number of W or a non-empty list of them, one per user")
 
     @field_validator("tx_power_w")
     @classmethod

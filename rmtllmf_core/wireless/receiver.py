@@ -85,7 +85,6 @@ def sic_mmse(a, rank, *, with_filters: bool = False):
     order) and the cross-user error covariance E[e e^H] (..., Q, Q), e = s_hat - s, computed from
     the filters as in the notes (not assumed): its diagonal equals the MSEs.
     """
-    q = a.shape[-1]
     rev = np.argsort(-rank, axis=-1, kind="stable")  # reversed decoding order: decoded-last first
     a_rev = _gather_columns(a, rev)
     lower = gram_cholesky(a_rev)  # M = I + A^H A = L L^H, R = L^H

@@ -151,7 +151,6 @@ def solve_worst_jammer(
     "gap" on its distance to the optimum (for "max" only with `certify_steps` > 0, else None).
     """
     batch = g_rev.shape[:-2]
-    q = g_rev.shape[-1]
     basis, sv, _ = np.linalg.svd(g_rev, full_matrices=False)  # V: range(G) (all of C^N if N <= Q)
     m = basis.shape[-1]
     t_sub = hermitian(basis) @ g_rev  # = diag(sv) W^H: the channel in subspace coordinates
