@@ -47,8 +47,8 @@ st.dataframe(rows, hide_index=True, width="stretch",
              column_config={"fine-tuned accuracy (%)": percent, "zero-shot accuracy (%)": percent,
                             "head overlap (cos)": st.column_config.NumberColumn(
                                 format="%.2f", help="mean cosine between two classes' rows of the task's frozen "
-                                                    "zero-shot head; near 1, fine-tuning must move the features far "
-                                                    "to tell the classes apart (slow to learn, fragile in fusion)")})
+                                                    "zero-shot head; near 1, the text tower barely tells the classes "
+                                                    "apart (`zoo info --probe` shows what the image features can)")})
 
 root = BUILTIN.get(scn.zoo)  # the app serves only the embedded zoos (see studio.state.accept)
 samples = {t: root / meta["file"] for t, meta in dict(zoo.card.get("samples") or {}).items()

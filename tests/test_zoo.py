@@ -290,6 +290,30 @@ def test_head_overlap_against_closed_forms():
     assert got["sixty"] == pytest.approx(0.5, abs=1e-6)
 
 
+def test_linear_probe_against_closed_forms():
+    from rmtllmf_core.zoo.evaluation import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    y, yt = torch.arange(1000) % 10, torch.arange(2000) % 10
+    # classes on the axes, a little noise: separable, whatever the scale of the features
+    x, xt = torch.eye(10)[y] + 0.1 * torch.randn(1000, 10, generator=g), torch.eye(10)[yt] + 0.1 * torch.randn(2000, 10, generator=g)
+    assert linear_probe((x, y), (xt, yt)) == 1.0
+    assert linear_probe((1e4 * x, y), (1e4 * xt, yt)) == 1.0
+    # features that say nothing of the label: chance (0.1, sd 0.007 on 2000 samples)
+    noise = torch.randn(1000, 16, generator=g), torch.randn(2000, 16, generator=g)
+    assert 0.07 < linear_probe((noise[0], y), (noise[1], yt)) < 0.13
+
+
+def test_cli_info_probe_on_the_micro_zoo(micro_zoo, capsys):
+    from rmtllmf_core.cli import main
+
+    assert main(["zoo", "info", "--zoo", str(micro_zoo[0]), "--probe"]) == 0
+    out = capsys.readouterr().out
+    rows = [ln.split() for ln in out.splitlines() if ln.split() and ln.split()[0] in T.TASK_NAMES]
+    assert len(rows) == len(T.TASK_NAMES) and all(0.0 <= float(r[-1]) <= 1.0 for r in rows)
+    assert "base probe" in out
+
+
 def test_cli_info_and_eval_subset(capsys):
     from rmtllmf_core.cli import main
 

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     i = sub.add_parser("info", help="print a zoo's card")
     i.add_argument("--zoo", default="tiny", help="'tiny', a zoo directory or its card.json")
     i.add_argument("--json", action="store_true", help="the whole card as JSON")
+    i.add_argument("--probe", action="store_true", help="also a linear probe of the base's image features per task "
+                                                         "(fitted on the train split; about 30 s on the tiny zoo)")
     i.set_defaults(func=_info)
 
     e = sub.add_parser("eval", help="recompute the card's accuracies from the shipped files")
@@ -78,15 +80,17 @@ def _info(args) -> int:
         print(f"model {m.get('open_clip_name')}  params {m.get('parameters')}  logit_scale {zoo.logit_scale:.2f}")
     if "total_bytes" in c:
         print(f"files {len(c['files'])}, {c['total_bytes'] / 1e6:.1f} MB; built in {c['build']['wall_time_s']:.0f} s")
-    from .evaluation import head_overlap
+    from .evaluation import base_probe, head_overlap
 
     overlap = head_overlap(zoo.heads)
-    print(f"{'task':16s} {'classes':>7s} {'fine-tuned':>10s} {'zero-shot':>9s} {'fused':>6s} {'head cos':>8s}")
+    probe = base_probe(zoo) if args.probe else {}
+    print(f"{'task':16s} {'classes':>7s} {'fine-tuned':>10s} {'zero-shot':>9s} {'fused':>6s} {'head cos':>8s}"
+          + (f" {'base probe':>10s}" if probe else ""))
     ta = acc.get("task_arithmetic", {})
     for t, info in zoo.tasks.items():
         print(f"{t:16s} {len(info.class_names):7d} {zoo.finetuned_accuracy.get(t, float('nan')):10.3f} "
               f"{zoo.zeroshot_accuracy.get(t, float('nan')):9.3f} {ta.get('accuracy', {}).get(t, float('nan')):6.3f} "
-              f"{overlap.get(t, float('nan')):8.3f}")
+              f"{overlap.get(t, float('nan')):8.3f}" + (f" {probe[t]:10.3f}" if probe else ""))
     if ta:
         line = f"task arithmetic: lambda {ta.get('lambda')} (chosen on val)"
         if ta.get("normalized_avg") is not None:
@@ -103,7 +107,9 @@ def _info(args) -> int:
     cos = (c.get("cosine") or {}).get("max_offdiag")
     if cos is not None:
         print(f"task-vector cosine max {cos:.3f}")
-    print("head cos: mean cosine between two classes' rows of a task's frozen zero-shot head (near 1: hard to fine-tune)")
+    print("head cos: mean cosine between two classes' rows of a task's frozen zero-shot head")
+    if probe:
+        print("base probe: test accuracy of a logistic regression on the base's image features (what the base can see)")
     n_eval = _card_n_eval(c, zoo.task_names)
     if n_eval:
         print(f"accuracies on the first {_describe_n(n_eval)} test samples per task")

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import torch
 
-from .train import accuracy, set_state
+from .train import accuracy, image_features, set_state
 from .types import Zoo
 
 
@@ -17,13 +17,60 @@ def _mean(xs):
 
 def head_overlap(heads: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """Per task, the mean cosine between two different class rows of its frozen head. Near 1 the
-    classes' text embeddings are almost collinear: fine-tuning must move the image features far to
-    tell them apart, which makes a task slow to learn and its task vector fragile under fusion."""
+    classes' text embeddings are almost collinear (on the tiny zoo the weakest tasks have the most
+    collinear heads, though what holds them back is their features: see `base_probe`)."""
     out = {}
     for t, h in heads.items():
         h = torch.nn.functional.normalize(h.float(), dim=-1)
         C = len(h)
         out[t] = float(((h @ h.T).sum() - C) / (C * (C - 1))) if C > 1 else float("nan")
+    return out
+
+
+def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], *,
+                 l2: float = 1e-4, max_iter: int = 300) -> float:
+    """Test accuracy of a multinomial logistic regression fitted on `train` = (features [N, D], labels [N]):
+    how much of a task the features carry, whatever the head (CLIP's linear-probe evaluation, with
+    L-BFGS as there but one fixed L2 penalty on standardised features)."""
+    (xtr, ytr), (xte, yte) = train, test
+    xtr, xte = xtr.double(), xte.double()
+    # standardise on train so one l2 suits any feature scale
+    mu, sd = xtr.mean(0), xtr.std(0).clamp_min(1e-8)
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    C = int(max(int(ytr.max()), int(yte.max()))) + 1
+    w = torch.zeros(xtr.shape[1], C, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(C, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xtr @ w + b, ytr.long()) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return float(((xte @ w + b).argmax(1) == yte.long()).double().mean())
+
+
+def base_probe(zoo: Zoo, tasks=None, *, n_train: int = 3000, batch: int = 500) -> dict[str, float]:
+    """Per task: linear-probe test accuracy of the base encoder's image features, fitted on the first
+    `n_train` train samples: what the base can see. On the tiny zoo the tasks with a low probe are the
+    ones that fine-tune least, have the largest task vectors and break the most pairs."""
+    visual = zoo.model.visual
+    set_state(visual, zoo.base_state)
+    visual.eval()
+
+    def feats(x):
+        with torch.inference_mode():
+            return torch.cat([image_features(visual, x[i:i + batch]) for i in range(0, len(x), batch)])
+
+    out = {}
+    for t in tasks or zoo.task_names:
+        x, y = zoo.split(t, "train", min(n_train, zoo.data.size(t, "train")))
+        xt, yt = zoo.split(t, "test")
+        out[t] = linear_probe((feats(x), y), (feats(xt), yt))
     return out
 
 

@@ -37,7 +37,7 @@ def _param_groups(named, wd):
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _image_features(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def image_features(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """visual(x) through `evaluate.features`, whose last block works on the class token alone (the
     only token the output reads): the same features and gradients for a sixth less training time."""
     return features(visual, dict(visual.named_parameters()), x)
@@ -64,7 +64,7 @@ def pretrain(model, images_u8: np.ndarray, tokens: torch.Tensor, *, steps: int, 
             grp["lr"] = cosine_lr(step, steps, warmup, lr)
         img = to_input(images_u8[idx]).to(device)
         txt = tokens[idx].to(device)
-        fi = F.normalize(_image_features(model.visual, img), dim=-1)
+        fi = F.normalize(image_features(model.visual, img), dim=-1)
         ft = F.normalize(model.encode_text(txt), dim=-1)
         scale = model.logit_scale.exp()
         logits = scale * fi @ ft.T
@@ -116,7 +116,7 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
         pos += batch
         for grp in opt.param_groups:
             grp["lr"] = cosine_lr(step, steps, warmup, lr)
-        f = F.normalize(_image_features(visual, to_input(images_u8[idx]).to(device)), dim=-1)
+        f = F.normalize(image_features(visual, to_input(images_u8[idx]).to(device)), dim=-1)
         loss = F.cross_entropy(logit_scale * f @ head.T, lab[torch.from_numpy(idx).to(device)])
         opt.zero_grad(set_to_none=True)
         loss.backward()
