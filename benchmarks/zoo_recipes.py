@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/zoo_recipes.py --device cuda --pretext '{"caption_noise": 0.35}' \\
         --finetune '[{"lr": 3e-4}, {"lr": 1e-4}, {"lr": 1e-4, "steps": 600, "warmup": 60}]' [--generators easier]
 
-One process pretrains once (the recipe's `pretext` updated with `--pretext`) and
+One process pretrains once (the recipe's `pretext` updated with `--pretext`), prints the base's
+linear-probe accuracy per task (what it can see: the weak tasks' figure a pretext recipe should raise) and
 generates the task data once, then fine-tunes and evaluates the zoo for each entry of `--finetune`
 (overrides of the recipe's `finetune`, e.g. `steps_per_task`), printing one line per recipe: the base's
 and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / minimum), the mean
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from rmtllmf_core.zoo import build, tasks as T  # noqa: E402
+from rmtllmf_core.zoo.evaluation import encoder_probe  # noqa: E402
+from rmtllmf_core.zoo.model import to_input  # noqa: E402
 
 # (function, [(text in its source, replacement)]): generator variants for experiments
 EASIER = {
@@ -46,6 +49,14 @@ def _patched(fn, edits):
     ns: dict = {}
     exec(compile(src, f"<{fn.__name__} variant>", "exec"), T.__dict__, ns)
     return ns[fn.__name__]
+
+
+def _base_probe(visual, state, data) -> dict[str, float]:
+    """Per task, the linear-probe accuracy (train -> test) of the pretrained base's image features: the
+    figure a pretraining recipe should raise for the weak tasks without raising their zero-shot accuracy."""
+    visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")})
+    return {t: encoder_probe(visual, *((to_input(d[s][0]), torch.from_numpy(d[s][1])) for s in ("train", "test")))
+            for t, d in data.items()}
 
 
 def main() -> int:
@@ -69,12 +80,14 @@ def main() -> int:
         keep: dict = {}
         t0 = time.perf_counter()
         res = build.run(recipe, progress=False, log=lambda *a: None, device=args.device, pretrained_state=state, data=data,
-                        on_pretrained=lambda m: keep.setdefault("state", {k: v.detach().clone() for k, v in m.state_dict().items()}))
+                        on_pretrained=lambda m: keep.update(model=m, state={k: v.detach().clone() for k, v in m.state_dict().items()}))
         if state is None:
             state, data = keep["state"], res["data"]
+            probe = _base_probe(keep["model"].visual, state, data)
+            print("base probe (what the pretrained base can see): " + ", ".join(f"{t} {v:.3f}" for t, v in probe.items()), flush=True)
         ta = res["task_arithmetic"]
         row = {"finetune": ft, "pretext": recipe["pretext"],
-               "generators": args.generators, "seconds": round(time.perf_counter() - t0, 1),
+               "generators": args.generators, "seconds": round(time.perf_counter() - t0, 1), "base_probe": probe,
                "base_normalized": res["zeroshot_normalized_avg"], "fused_normalized": ta["normalized_avg"],
                "gain": ta["normalized_avg"] - res["zeroshot_normalized_avg"], "lambda": ta["lambda"],
                "pairs_avg": res["pairs_normalized_avg"], "pairs_min": res["pairs_normalized_min"],

@@ -54,24 +54,27 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
         return float(((xte @ w + b).argmax(1) == yte.long()).double().mean())
 
 
-def base_probe(zoo: Zoo, tasks=None, *, n_train: int = 3000, batch: int = 500) -> dict[str, float]:
-    """Per task: linear-probe test accuracy of the base encoder's image features, fitted on the first
-    `n_train` train samples: what the base can see. On the tiny zoo the tasks with a low probe are the
-    ones that fine-tune least, have the largest task vectors and break the most pairs."""
-    visual = zoo.model.visual
-    set_state(visual, zoo.base_state)
+def encoder_probe(visual: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                  test: tuple[torch.Tensor, torch.Tensor], batch: int = 500) -> float:
+    """`linear_probe` on `visual`'s image features of (preprocessed images, labels) splits."""
+    device = next(visual.parameters()).device
     visual.eval()
 
     def feats(x):
         with torch.inference_mode():
-            return torch.cat([image_features(visual, x[i:i + batch]) for i in range(0, len(x), batch)])
+            return torch.cat([image_features(visual, x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
 
-    out = {}
-    for t in tasks or zoo.task_names:
-        x, y = zoo.split(t, "train", min(n_train, zoo.data.size(t, "train")))
-        xt, yt = zoo.split(t, "test")
-        out[t] = linear_probe((feats(x), y), (feats(xt), yt))
-    return out
+    return linear_probe((feats(train[0]), train[1]), (feats(test[0]), test[1]))
+
+
+def base_probe(zoo: Zoo, tasks=None, *, n_train: int = 3000) -> dict[str, float]:
+    """Per task: linear-probe test accuracy of the base encoder's image features, fitted on the first
+    `n_train` train samples: what the base can see. On the tiny zoo the tasks with a low probe are the
+    ones that fine-tune least, have the largest task vectors and break the most pairs."""
+    set_state(zoo.model.visual, zoo.base_state)
+    return {t: encoder_probe(zoo.model.visual, zoo.split(t, "train", min(n_train, zoo.data.size(t, "train"))),
+                             zoo.split(t, "test"))
+            for t in tasks or zoo.task_names}
 
 
 def evaluate_zoo(zoo: Zoo, n: int | Mapping[str, int] | None = None, *, lam: float | None = None, pairs: bool = False,
