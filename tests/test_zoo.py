@@ -158,6 +158,22 @@ def test_micro_rebuild_is_byte_identical(micro_zoo, tmp_path):
     assert {k: v["sha256"] for k, v in card["files"].items()} == {k: v["sha256"] for k, v in first["files"].items()}
 
 
+def test_pretrain_cache_is_reused_until_the_generators_change(tmp_path, monkeypatch):
+    # the pretext's concept pictures are drawn by the task generators: editing them must retrain the base
+    from rmtllmf_core.zoo import build as B
+
+    def pretrain_line(out):
+        lines: list[str] = []
+        B.build(tmp_path / out, micro=True, progress=False, log=lambda *a: lines.append(" ".join(map(str, a))),
+                pretrain_cache=tmp_path / "pc")
+        return next(s for s in lines if s.startswith("pretrain:"))
+
+    assert "trained in this build" in pretrain_line("a")
+    assert "cached (identical recipe" in pretrain_line("b")
+    monkeypatch.setattr(B, "generator_digest", lambda: "edited-generators")
+    assert "trained in this build" in pretrain_line("c")
+
+
 def test_recipe_steps_per_task(tmp_path):
     # a task's own iteration count (0 here: its fine-tuned encoder is the base, its vector zero)
     from rmtllmf_core.zoo.build import build

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from . import pretext, tasks as T
+from .data import generator_digest
 from .model import TINY_CONFIG, create, read_config, register_config, to_input, tokenizer
 from .train import (eval_tasks, finetune, flat, pretrain, set_state, zero_shot_heads)
 from .types import sha256_file
@@ -90,8 +91,9 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     t0 = time.perf_counter()
     model = create(model_name, seed=recipe["seed"]).to(device)
     runtime = [torch.__version__, torch.get_num_threads()] + ([str(device)] if str(device) != "cpu" else [])
+    # the corpus's concept pictures come from the task generators: their version and source are in the key
     key = hashlib.sha256(json.dumps([recipe["pretext"], recipe["seed"], read_config(TINY_CONFIG), pretext.PRETEXT_VERSION,
-                                     *runtime], sort_keys=True).encode()).hexdigest()[:16]
+                                     T.GENERATOR_VERSION, generator_digest(), *runtime], sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(pretrain_cache) / f"pretrained-{key}.safetensors" if pretrain_cache else None
     pretrain_source = "trained in this build"
     if pretrained_state is not None:  # experiments: reuse a pretrained base

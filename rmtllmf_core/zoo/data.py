@@ -31,22 +31,23 @@ def cache_dir() -> Path:
     return Path(base) / "rmtllmf"
 
 
-_CODE_DIGEST: str | None = None
+_GENERATOR_DIGEST: str | None = None
 
 
-def _code_digest() -> str:
-    """Digest of the generator source: any edit to it invalidates the disk cache by itself."""
-    global _CODE_DIGEST
-    if _CODE_DIGEST is None:
+def generator_digest() -> str:
+    """Digest of the generator source: any edit to it invalidates the disk caches (task data here,
+    the pretrained base in build, whose concept pictures the generators draw) by itself."""
+    global _GENERATOR_DIGEST
+    if _GENERATOR_DIGEST is None:
         h = hashlib.sha256()
         for mod in ("tasks.py", "render.py"):
             h.update((Path(__file__).with_name(mod)).read_bytes())
-        _CODE_DIGEST = h.hexdigest()[:16]
-    return _CODE_DIGEST
+        _GENERATOR_DIGEST = h.hexdigest()[:16]
+    return _GENERATOR_DIGEST
 
 
 def _cached_generate(task: str, seed: int, split: str, n: int, use_disk: bool) -> np.ndarray:
-    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{_code_digest()}|{task}|{seed}|{split}|{n}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{generator_digest()}|{task}|{seed}|{split}|{n}".encode()).hexdigest()[:24]
     path = cache_dir() / "zoo-data" / f"{task}-{split}-{key}.npy"
     if use_disk and path.is_file():
         try:
