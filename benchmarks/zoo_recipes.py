@@ -1,7 +1,7 @@
 """Compare tiny-zoo recipes on one pretrained base: the fusion figures of each fine-tuning recipe.
 
     .venv/bin/python benchmarks/zoo_recipes.py --device cuda --pretext '{"caption_noise": 0.35}' \\
-        --finetune '[{"lr": 3e-4}, {"lr": 1e-4}, {"lr": 1e-4, "steps": 600, "warmup": 60}]' [--generators easier]
+        --finetune '[{"lr": 3e-4}, {"lr": 1e-4}, {"lr": 1e-4, "steps": 600, "warmup": 60}]'
 
 One process pretrains once (the recipe's `pretext` updated with `--pretext`), prints the base's
 linear-probe accuracy per task (what it can see: the weak tasks' figure a pretext recipe should raise) and
@@ -9,15 +9,12 @@ generates the task data once, then fine-tunes and evaluates the zoo for each ent
 (overrides of the recipe's `finetune`, e.g. `steps_per_task`), printing one line per recipe: the base's
 and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / minimum), the mean
 fine-tuned accuracy and per task fine-tuned / zero-shot / fused accuracy. Nothing is written to
-assets/. `--generators easier` swaps in lower-frequency textures and larger house numbers with fewer
-neighbours (an experiment; the shipped generators are unchanged). On a GPU one recipe takes about 35 s
-after the first (~90 s with data and pretraining); on one CPU thread about 4 and 17 minutes.
+assets/. On a GPU one recipe takes about 35 s after the first (~90 s with data and pretraining); on
+one CPU thread about 4 and 17 minutes.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import sys
 import time
@@ -27,29 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from rmtllmf_core.zoo import build, tasks as T  # noqa: E402
+from rmtllmf_core.zoo import build  # noqa: E402
 from rmtllmf_core.zoo.evaluation import encoder_probe  # noqa: E402
 from rmtllmf_core.zoo.model import to_input  # noqa: E402
-
-# (function, [(text in its source, replacement)]): generator variants for experiments
-EASIER = {
-    "textures": (T._textures, [("_u(rng, 5.0, 9.0, n)", "_u(rng, 2.5, 4.5, n)")]),  # half the stripe frequency
-    "house_numbers": (T._house, [("h = _u(rng, 0.8, 1.2, n)", "h = _u(rng, 1.0, 1.3, n)"),
-                                 ("present = rng.uniform(0, 1, n) < 0.75", "present = rng.uniform(0, 1, n) < 0.5"),
-                                 ("gap = h * _u(rng, 0.62, 0.8, n)", "gap = h * _u(rng, 0.72, 0.85, n)")]),
-}
-
-
-def _patched(fn, edits):
-    src = inspect.getsource(fn)
-    for old, new in edits:
-        if old not in src:
-            raise SystemExit(f"generator {fn.__name__} changed: {old!r} not found; update EASIER")
-        src = src.replace(old, new)
-    ns: dict = {}
-    exec(compile(src, f"<{fn.__name__} variant>", "exec"), T.__dict__, ns)
-    return ns[fn.__name__]
-
 
 def _base_probe(visual, state, data) -> dict[str, float]:
     """Per task, the linear-probe accuracy (train -> test) of the pretrained base's image features: the
@@ -65,13 +42,9 @@ def main() -> int:
     ap.add_argument("--pretext", default="{}", help="JSON overrides of the recipe's pretext section "
                                                      "(n, concept_fraction, caption_noise, steps, batch, lr, ...)")
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
-    ap.add_argument("--generators", choices=["shipped", "easier"], default="shipped")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.generators == "easier":
-        for name, (fn, edits) in EASIER.items():
-            T.TASKS[name] = dataclasses.replace(T.TASKS[name], render=_patched(fn, edits))
     rows, state, data = [], None, None
     for ft in json.loads(args.finetune):
         recipe = json.loads(json.dumps(build.RECIPE))
@@ -87,7 +60,7 @@ def main() -> int:
             print("base probe (what the pretrained base can see): " + ", ".join(f"{t} {v:.3f}" for t, v in probe.items()), flush=True)
         ta = res["task_arithmetic"]
         row = {"finetune": ft, "pretext": recipe["pretext"],
-               "generators": args.generators, "seconds": round(time.perf_counter() - t0, 1), "base_probe": probe,
+               "seconds": round(time.perf_counter() - t0, 1), "base_probe": probe,
                "base_normalized": res["zeroshot_normalized_avg"], "fused_normalized": ta["normalized_avg"],
                "gain": ta["normalized_avg"] - res["zeroshot_normalized_avg"], "lambda": ta["lambda"],
                "pairs_avg": res["pairs_normalized_avg"], "pairs_min": res["pairs_normalized_min"],

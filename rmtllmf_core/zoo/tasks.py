@@ -16,7 +16,7 @@ import numpy as np
 from . import render as R
 from .render import X, Y, col
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLIT_INDEX = {"train": 0, "val": 1, "test": 2, "pool": 3}
 
 
@@ -70,15 +70,15 @@ def _house(rng, labels):
     bg = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
     img = R.fill(n, bg) + 0.12 * R.noise(rng, n, 3, 3) + 0.1 * Y[..., None] * _u(rng, -1, 1, n)[:, None, None, None]
     fg = _contrasting(rng, bg, n, 0.35)
-    h = _u(rng, 0.8, 1.2, n)
-    gap = h * _u(rng, 0.62, 0.8, n)
+    h = _u(rng, 1.0, 1.3, n)  # the centre digit fills half to two thirds of the frame height
+    gap = h * _u(rng, 0.72, 0.85, n)
     cx = _u(rng, -0.08, 0.08, n)
     cy = _u(rng, -0.12, 0.12, n)
     th = _u(rng, -0.15, 0.15, n)
     thick = _u(rng, 0.5, 0.75, n)
     for side in (-1, 1):  # neighbouring digits, partly cut by the frame
         other = rng.integers(0, 10, n)
-        present = rng.uniform(0, 1, n) < 0.75
+        present = rng.uniform(0, 1, n) < 0.5
         a = R.glyph(R.glyph_index("0123456789")[other], cx + side * gap, cy, h, th, 0.0, thick)
         R.paint(img, a * present[:, None, None], fg)
     a = R.glyph(R.glyph_index("0123456789")[labels], cx, cy, h, th, _u(rng, -0.2, 0.2, n), thick)
@@ -154,7 +154,7 @@ def _textures(rng, labels):
     c1 = rng.uniform(0, 1, (n, 3)).astype(np.float32)
     c2 = _contrasting(rng, c1, n, 0.3)
     th = _u(rng, 0, np.pi, n)
-    f = _u(rng, 5.0, 9.0, n)  # stripes per unit
+    f = _u(rng, 2.5, 4.5, n)  # stripes per unit: a period of 7-13 pixels, about one 8-pixel patch
     ph = _u(rng, 0, 2 * np.pi, n)
     u, v = R.rot(X, Y, np.zeros(n), np.zeros(n), th)
     F = col(f)
