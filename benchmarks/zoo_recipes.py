@@ -40,7 +40,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pretext", default="{}", help="JSON overrides of the recipe's pretext section "
-                                                     "(n, concept_fraction, caption_noise, steps, batch, lr, ...)")
+                                                     "(n, concept_fraction, caption_noise: a share or task -> share with '*' "
+                                                     "for the rest, steps, batch, lr, ...)")
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()

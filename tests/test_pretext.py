@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rmtllmf_core.errors import InputError
 from rmtllmf_core.zoo import pretext
 from rmtllmf_core.zoo import tasks as T
 
@@ -82,3 +83,20 @@ def test_caption_noise_renames_within_the_task_and_keeps_the_pictures():
     changed = [(a, b) for a, b in pairs if a != b]
     assert 0.36 < len(changed) / len(pairs) < 0.54  # half relabelled, 1 in 10 to the same class
     assert all(tasks_of[a] & tasks_of[b] for a, b in changed)
+
+
+def test_caption_noise_per_task_renames_only_the_named_tasks_and_checks_its_input():
+    clean_img, clean = pretext.generate(2, 512, concept_fraction=1.0, caption_noise=0.0)
+    img, noisy = pretext.generate(2, 512, concept_fraction=1.0, caption_noise={"*": 0.0, "house_numbers": 1.0})
+    assert np.array_equal(clean_img, img)
+    hn = set(T.TASKS["house_numbers"].class_names)
+    changed = [(a, b) for a, b in zip(clean, noisy) if a != b]
+    assert changed and all(set(_concepts(a)) <= hn and set(_concepts(b)) <= hn for a, b in changed)
+    n_hn = sum(bool(set(_concepts(a)) & hn) for a in clean)
+    assert 0.8 < len(changed) / n_hn <= 1.0  # every house number relabelled, 1 in 10 to the same digit
+    # a share for every task ("*") gives the corpus the number gives
+    assert pretext.generate(2, 300, concept_fraction=1.0, caption_noise={"*": 0.4})[1] == \
+        pretext.generate(2, 300, concept_fraction=1.0, caption_noise=0.4)[1]
+    for bad, says in [({"housenumbers": 0.1}, "unknown task.*housenumbers"), ({"*": 1.5}, r"\[0, 1\]"), ("0.4", r"\[0, 1\]")]:
+        with pytest.raises(InputError, match="recipe.pretext.caption_noise: .*" + says):
+            pretext.generate(0, 8, caption_noise=bad)

@@ -370,6 +370,7 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
         from ..errors import InputError
 
         raise InputError("recipe.finetune.steps_per_task", f"unknown task(s) {unknown}; allowed: {', '.join(T.TASK_NAMES)}")
+    pretext.noise_per_task(recipe["pretext"]["caption_noise"])  # before minutes of data and pretraining
     if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
         from ..errors import InputError
 

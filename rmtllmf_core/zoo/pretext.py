@@ -19,10 +19,13 @@ base's zero-shot accuracy well below the fine-tuned one.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from . import render as R
 from . import tasks as T
 from .render import X, Y, col
@@ -117,13 +120,29 @@ def _shape_name(i: int) -> str:
     return SHAPES[i] if i < 10 else f"letter {LETTERS[i - 10].lower()}"
 
 
-def _paste_concepts(rng, img, size, pos, caption_noise: float = 0.0):
-    """Replace object 0 of every sample by a concept picture; returns its caption words (for a
-    `caption_noise` share, another class of the same task: web captions are often wrong)."""
+def noise_per_task(caption_noise: float | Mapping[str, float]) -> np.ndarray:
+    """`caption_noise` as one share per task, in TASK_NAMES order: a number for every task, or task ->
+    share with "*" for the tasks not named (default 0)."""
+    field = "recipe.pretext.caption_noise"
+    if not isinstance(caption_noise, Mapping):
+        caption_noise = {"*": caption_noise}
+    unknown = sorted(set(caption_noise) - set(T.TASK_NAMES) - {"*"})
+    if unknown:
+        raise InputError(field, f"unknown task(s) {unknown}; allowed: {', '.join(T.TASK_NAMES)} and '*'")
+    shares = [caption_noise.get(t, caption_noise.get("*", 0.0)) for t in T.TASK_NAMES]
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in shares):
+        raise InputError(field, f"a share in [0, 1], or task -> share; got {dict(caption_noise)}")
+    return np.array(shares, dtype=np.float64)
+
+
+def _paste_concepts(rng, img, size, pos, noise: np.ndarray):
+    """Replace object 0 of every sample by a concept picture; returns its caption words (for a share
+    `noise[task]`, another class of the same task: web captions are often wrong)."""
     n = len(size)
     task = rng.integers(0, len(T.TASK_NAMES), n)
     label = rng.integers(0, 10, n)
-    said = np.where(rng.uniform(0, 1, n) < caption_noise, rng.integers(0, 10, n), label)
+    # the same draws whatever the shares, so a uniform share gives the same corpus as a number
+    said = np.where(rng.uniform(0, 1, n) < noise[task], rng.integers(0, 10, n), label)
     pics = np.zeros((n, 32, 32, 3), np.float32)
     for ti, name in enumerate(T.TASK_NAMES):
         idx = np.nonzero(task == ti)[0]
@@ -146,8 +165,9 @@ def _paste_concepts(rng, img, size, pos, caption_noise: float = 0.0):
 
 
 def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0,
-             caption_noise: float = 0.0) -> tuple[np.ndarray, list[str]]:
+             caption_noise: float | Mapping[str, float] = 0.0) -> tuple[np.ndarray, list[str]]:
     """(images uint8 [n, 32, 32, 3], captions) of the pretext corpus, deterministic in (seed, n-prefix)."""
+    noise = noise_per_task(caption_noise)
     out = np.empty((n, 32, 32, 3), np.uint8)
     caps: list[str] = []
     for start in range(0, n, chunk):
@@ -178,7 +198,7 @@ def generate(seed: int, n: int, chunk: int = 1024, concept_fraction: float = 0.0
                 crng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
                     [PRETEXT_VERSION, int(seed), 77, start // chunk])))
                 is_concept = crng.uniform(0, 1, m) < concept_fraction
-                pasted, concept_names = _paste_concepts(crng, img, size, pos, caption_noise)  # instead of the shape
+                pasted, concept_names = _paste_concepts(crng, img, size, pos, noise)  # instead of the shape
                 tmp = np.where(is_concept[:, None, None, None], pasted, tmp)
             img = np.where(active[:, None, None, None], tmp, img)
             objs.append((shape, ci, size, pos, active))
