@@ -9,8 +9,12 @@ an interrupted sweep resumes where it stopped).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
 import traceback
+import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from itertools import combinations
 from multiprocessing import get_context
@@ -143,8 +147,9 @@ def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_c
         ctx = get_context("spawn")  # fork after torch has started threads can hang the child
         with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(worker_setup,)) as pool:
-            pending = {pool.submit(_worker_run, [(i, points[i][1].to_dict()) for i in b], str(cache.directory),
-                                   use_cache) for b in batches}
+            with _main_script_hidden(worker_setup):  # the workers are spawned here
+                pending = {pool.submit(_worker_run, [(i, points[i][1].to_dict()) for i in b], str(cache.directory),
+                                       use_cache) for b in batches}
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -160,6 +165,29 @@ def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_c
                     future.cancel()
                 raise
     return [_row(row, result) for (row, _), result in zip(points, results)]
+
+
+@contextlib.contextmanager
+def _main_script_hidden(worker_setup):
+    """Spawn workers that do not re-run the parent's `__main__` script.
+
+    A spawned process first runs the script that `sys.modules["__main__"]` names (as `__mp_main__`).
+    Streamlit runs every app script as a fake `__main__` (AppTest leaves its script there): each worker
+    then ran the whole app, whose zoo warm-up thread drew from torch's global RNG while the worker
+    built its zoo, so rows depended on timing. Workers need only the engine and `worker_setup`, so
+    `__main__` is a bare module while they spawn, unless `worker_setup` lives in `__main__`."""
+    main = sys.modules.get("__main__")
+    setup = worker_setup.func if isinstance(worker_setup, functools.partial) else worker_setup
+    if main is None or getattr(setup, "__module__", None) == "__main__":  # a worker finds it only by re-running
+        yield
+        return
+    bare = types.ModuleType("__main__")
+    sys.modules["__main__"] = bare
+    try:
+        yield
+    finally:
+        if sys.modules.get("__main__") is bare:  # unless another thread (a Streamlit run) set its own meanwhile
+            sys.modules["__main__"] = main
 
 
 def _worker_init(setup: Callable[[], Any] | None) -> None:

@@ -1,6 +1,8 @@
 """Sweeps in a pool of worker processes: the same rows and cached results as the serial path,
 resume from the cache, progress, and errors from inside a worker."""
 import functools
+import sys
+import types
 
 import pytest
 import torch
@@ -67,6 +69,25 @@ def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     for row in pooled[::3]:
         pool_cache.discard(row["key"])
     assert sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup) == serial
+
+
+def test_workers_do_not_rerun_the_parents_main_script(zoo, tmp_path, monkeypatch):
+    """Streamlit runs a script as a fake `__main__` module naming the script file, and AppTest leaves it
+    there; a spawned worker re-runs the script `__main__` names before it starts. After the app tests,
+    each sweep worker re-ran app.py, whose zoo warm-up thread then drew from torch's global RNG while
+    the worker built its zoo: a different base encoder, wrong rows, depending on timing."""
+    ran = tmp_path / "ran"
+    script = tmp_path / "app.py"
+    script.write_text(f"open({str(ran)!r}, 'a').write('ran ')\n")
+    app_main = types.ModuleType("__main__")
+    app_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", app_main)
+    pts = points(zoo)[:1]  # one cheap point (no realignment): the pool path with a single worker
+    setup = functools.partial(register_micro_zoo, {t: dict(v) for t, v in zoo.task_vectors.items()})
+    rows = sweeps._run_pool(pts, None, 2, setup, cache=ResultCache(tmp_path / "c"))
+    assert not ran.exists(), "a worker re-ran the parent's main script"
+    assert sys.modules["__main__"] is app_main  # the parent's own __main__ is back
+    assert rows[0]["tasks"] == pts[0][0]["tasks"] and rows[0]["avg_normalized_clean"] <= 1.0
 
 
 def test_batches_keep_shared_work_in_one_worker(zoo):
