@@ -34,7 +34,8 @@ RECIPE = {
     "pretext": {"n": 16384, "concept_fraction": 1.0, "caption_noise": 0.4, "steps": 1500, "batch": 256, "lr": 2e-3, "wd": 0.1, "warmup": 50},
     "finetune": {"steps": 300, "batch": 64, "lr": 1.5e-4, "wd": 0.1, "warmup": 30},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
-    "pair_lambda_grid": [0.3, 0.5, 0.7, 1.0],
+    # pairs pick lambda from the same grid as all eight tasks, as in task arithmetic (Ilharco et al. 2023)
+    "pair_lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
 }
 MICRO = {
     "seed": 0,
