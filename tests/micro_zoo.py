@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
+from rmtllmf_core.zoo.model import INIT_LOCK
 from rmtllmf_core.zoo.types import SPLITS, TaskInfo, Zoo
 
 IMAGE_SIZE = 16
@@ -48,7 +49,7 @@ def _generator(*parts: object) -> torch.Generator:
 
 def build_micro_clip(seed: int = 0, layers: int = 1) -> CLIP:
     """The tiny open_clip CLIP, randomly initialised from `seed` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
+    with INIT_LOCK, torch.random.fork_rng(devices=[]):  # no zoo loading on another thread draws meanwhile
         torch.manual_seed(seed)
         model = CLIP(EMBED_DIM, CLIPVisionCfg(**{**VISION_CFG, "layers": layers}), CLIPTextCfg(**TEXT_CFG))
     return model.eval().requires_grad_(False)

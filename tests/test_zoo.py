@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rmtllmf_core.errors import AssetError, InputError
 from rmtllmf_core.zoo import load_zoo
 from rmtllmf_core.zoo import tasks as T
 from rmtllmf_core.zoo.loader import verify_files
-from rmtllmf_core.zoo.model import TINY_DIR
+from rmtllmf_core.zoo.model import TINY_CONFIG, TINY_DIR, create, register_config
 
 CARD = json.loads((TINY_DIR / "card.json").read_text())
 
@@ -136,6 +137,33 @@ def micro_zoo(tmp_path_factory):
     t0 = time.perf_counter()
     build(out, micro=True, progress=False, log=lambda *a: None)
     return out, time.perf_counter() - t0
+
+
+def test_model_init_is_seeded_whatever_other_threads_load_and_leaves_the_callers_rng():
+    """The app warms its zoo up on a background thread; open_clip draws a new model's init from torch's
+    global RNG, so without a lock that load shifted a seeded init running beside it (flaky sweeps)."""
+    name = register_config(TINY_CONFIG)
+    want = create(name, seed=0).state_dict()
+    stop = threading.Event()
+
+    def keep_loading():
+        while not stop.is_set():
+            create(name)
+
+    loader = threading.Thread(target=keep_loading, daemon=True)
+    loader.start()
+    try:
+        for _ in range(4):
+            got = create(name, seed=0).state_dict()
+            assert all(torch.equal(got[k], want[k]) for k in want)
+    finally:
+        stop.set()
+        loader.join()
+    torch.manual_seed(5)
+    a = torch.rand(4)
+    torch.manual_seed(5)
+    create(name)
+    assert torch.equal(torch.rand(4), a)
 
 
 def test_micro_build_end_to_end(micro_zoo):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,23 @@ def read_config(path: Path) -> dict:
         return json.load(f)
 
 
+# open_clip initialises weights from torch's global RNG, which every thread shares: model construction
+# takes this lock, so a zoo loading on a background thread (the app's warm-up) cannot shift the draws
+# of a seeded init running beside it
+INIT_LOCK = threading.RLock()
+
+
 def create(model_name: str, pretrained: str | None = None, seed: int | None = None) -> torch.nn.Module:
-    """open_clip.create_model on CPU; with `seed`, the random init is deterministic."""
+    """open_clip.create_model on CPU; with `seed`, the random init is deterministic. Either way the
+    caller's global RNG stream is left as it was."""
     import open_clip
 
     prev = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # "no pretrained weights loaded" is expected here
     try:
-        if seed is not None:
-            with torch.random.fork_rng():
+        with INIT_LOCK, torch.random.fork_rng(devices=[]):
+            if seed is not None:
                 torch.manual_seed(seed)
-                model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
-        else:
             model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
     finally:
         logging.getLogger().setLevel(prev)
