@@ -213,6 +213,36 @@ def test_recipe_steps_per_task(tmp_path):
     assert card["recipe"]["finetune"]["steps_per_task"] == {"digits": 0}
 
 
+def test_stem_learns_at_its_share_of_the_lr():
+    # one AdamW step moves each weight by lr * (wd * w + g / (|g| + eps)) on identical gradients, so the
+    # stem's step at scale s is s times its step at scale 1, and every other weight's step is the same
+    from rmtllmf_core.zoo.train import STEM_PREFIXES, finetune
+
+    visual = create(register_config(TINY_CONFIG), seed=0).visual
+    start = {k: v.detach().clone() for k, v in visual.named_parameters()}
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8) % 4
+    head = torch.nn.functional.normalize(torch.randn(4, 128, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+    def step(scale):
+        with torch.no_grad():
+            for k, p in visual.named_parameters():
+                p.copy_(start[k])
+        finetune(visual, head, 30.0, x, y, steps=1, batch=8, lr=1e-3, wd=0.1, warmup=1, seed=0,
+                 stem_lr_scale=scale, progress=False)
+        return {k: v.detach() - start[k] for k, v in visual.named_parameters()}
+
+    full, part, none = step(1.0), step(0.3), step(0.0)
+    stem = [k for k in full if k.startswith(STEM_PREFIXES)]
+    assert sorted(stem) == ["class_embedding", "conv1.weight", "ln_pre.bias", "ln_pre.weight", "positional_embedding"]
+    for k in full:
+        if k in stem:
+            assert full[k].abs().max() > 0 and not none[k].any()
+            torch.testing.assert_close(part[k], 0.3 * full[k], rtol=1e-3, atol=1e-7)
+        else:
+            assert torch.equal(part[k], full[k]) and torch.equal(none[k], full[k])
+
+
 def test_recipe_keys_and_device_are_checked(tmp_path):
     from rmtllmf_core.zoo.build import build
 
@@ -221,6 +251,10 @@ def test_recipe_keys_and_device_are_checked(tmp_path):
     with pytest.raises(InputError, match="steps_per_task.*unknown task.*'digit'"):
         build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
               overrides={"finetune": {"steps_per_task": {"digit": 5}}})
+    for bad in (2, -0.1, True, "0.3"):
+        with pytest.raises(InputError, match=r"recipe\.finetune\.stem_lr_scale: a number in \[0, 1\]"):
+            build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
+                  overrides={"finetune": {"stem_lr_scale": bad}})
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="device"):
             build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, device="cuda")

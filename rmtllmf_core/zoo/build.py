@@ -42,7 +42,7 @@ MICRO = {
     "data_seed": 0,
     "split_per_class": {"train": 8, "val": 2, "test": 2, "pool": 2},
     "pretext": {"n": 128, "concept_fraction": 0.8, "caption_noise": 0.5, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
-    "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1},
+    "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1, "stem_lr_scale": 0.3},
     "lambda_grid": [0.3, 1.0],
     "pair_lambda_grid": [0.5],
 }
@@ -142,7 +142,8 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
         # per-task iterations where the recipe names them (as the task-arithmetic recipe sets epochs per dataset)
         steps = F_.get("steps_per_task", {}).get(name, F_["steps"])
         finetune(visual, heads[name], logit_scale, x, y, steps=steps, batch=F_["batch"], lr=F_["lr"],
-                 wd=F_["wd"], warmup=F_["warmup"], seed=recipe["seed"] + 100 + i, progress=progress, desc=name)
+                 wd=F_["wd"], warmup=F_["warmup"], seed=recipe["seed"] + 100 + i,
+                 stem_lr_scale=F_.get("stem_lr_scale", 1.0), progress=progress, desc=name)
         tvs[name] = {k: _round16(v.detach() - base[k]) for k, v in visual.named_parameters()}
     t_ft = time.perf_counter() - t0
     log(f"fine-tune: {t_ft:.1f}s")
@@ -371,6 +372,11 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
         from ..errors import InputError
 
         raise InputError("recipe.finetune.steps_per_task", f"unknown task(s) {unknown}; allowed: {', '.join(T.TASK_NAMES)}")
+    scale = recipe["finetune"].get("stem_lr_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1:
+        from ..errors import InputError
+
+        raise InputError("recipe.finetune.stem_lr_scale", f"a number in [0, 1] (the stem's share of the lr); got {scale!r}")
     pretext.noise_per_task(recipe["pretext"]["caption_noise"])  # before minutes of data and pretraining
     if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
         from ..errors import InputError

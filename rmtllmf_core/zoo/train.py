@@ -25,16 +25,22 @@ def cosine_lr(step: int, total: int, warmup: int, lr: float, final_frac: float =
     return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def _param_groups(named, wd):
-    decay, no_decay = [], []
+# the image encoder's stem: what reads the pixels and positions before the first block
+STEM_PREFIXES = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.")
+
+
+def _param_groups(named, wd, stem_lr_scale: float = 1.0):
+    """AdamW groups (no decay on norms, biases, embeddings); each has an `lr_scale`, which is
+    `stem_lr_scale` for the stem's parameters and 1 for the rest."""
+    groups = {}
     for n, p in named:
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or any(e in n for e in EMBEDDING_NAMES) or "ln" in n or "bias" in n or "logit_scale" in n:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+        no_decay = p.ndim < 2 or any(e in n for e in EMBEDDING_NAMES) or "ln" in n or "bias" in n or "logit_scale" in n
+        scale = stem_lr_scale if n.startswith(STEM_PREFIXES) else 1.0
+        groups.setdefault((scale != 1.0, no_decay), {"params": [], "weight_decay": 0.0 if no_decay else wd,
+                                                     "lr_scale": scale})["params"].append(p)
+    return [groups[k] for k in sorted(groups) if groups[k]["params"]]
 
 
 def image_features(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -96,12 +102,13 @@ def zero_shot_heads(model, tokenizer, class_names: Sequence[str], templates: Seq
 
 def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, images_u8: np.ndarray,
              labels: np.ndarray, *, steps: int, batch: int, lr: float, wd: float, warmup: int, seed: int,
-             progress: bool = True, desc: str = "finetune") -> list[float]:
-    """Fine-tune `visual` in place on one task with its head frozen (AdamW, cosine schedule)."""
+             stem_lr_scale: float = 1.0, progress: bool = True, desc: str = "finetune") -> list[float]:
+    """Fine-tune `visual` in place on one task with its head frozen (AdamW, cosine schedule); the stem
+    (patch, class and positional embeddings, ln_pre) learns at `stem_lr_scale` times the rate."""
     visual.train()
     device = next(visual.parameters()).device
     head = head.to(device)
-    opt = torch.optim.AdamW(_param_groups(visual.named_parameters(), wd), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(_param_groups(visual.named_parameters(), wd, stem_lr_scale), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     g = np.random.Generator(np.random.PCG64(seed))
     n = len(images_u8)
     order = g.permutation(n)
@@ -115,7 +122,7 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
         idx = np.sort(order[pos:pos + batch])
         pos += batch
         for grp in opt.param_groups:
-            grp["lr"] = cosine_lr(step, steps, warmup, lr)
+            grp["lr"] = cosine_lr(step, steps, warmup, lr) * grp["lr_scale"]
         f = F.normalize(image_features(visual, to_input(images_u8[idx]).to(device)), dim=-1)
         loss = F.cross_entropy(logit_scale * f @ head.T, lab[torch.from_numpy(idx).to(device)])
         opt.zero_grad(set_to_none=True)
