@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from rmtllmf_core.taskvec import group_of  # noqa: E402
 from rmtllmf_core.zoo import load_zoo  # noqa: E402
-from rmtllmf_core.zoo.train import accuracy, set_state  # noqa: E402
+from rmtllmf_core.zoo.train import eval_tasks, set_state  # noqa: E402
 
 DEFAULT_PAIRS = ("vehicles:house_numbers", "digits:house_numbers", "vehicles:textures")
 
@@ -45,12 +45,11 @@ def main() -> int:
                 ap.error(f"--pairs: unknown task {t!r}; allowed: {', '.join(zoo.task_vectors)}")
         key = "+".join(t for t in zoo.task_vectors if t in (victim, other))
         lam = args.lam if args.lam is not None else card_pairs.get(key, {}).get("lambda", 1.0)
-        x, y = zoo.split(victim, "test")
+        test = zoo.split(victim, "test")
         tv_v, tv_o = dict(zoo.task_vectors[victim].items()), dict(zoo.task_vectors[other].items())
 
         def acc(deltas):
-            set_state(visual, base, deltas)
-            return accuracy(visual, zoo.heads[victim], x, y)
+            return eval_tasks(visual, base, deltas, zoo.heads, lambda t: test, [victim])[victim]
 
         alone, both = acc([(lam, tv_v)]), acc([(lam, tv_v), (lam, tv_o)])
         only = {g: acc([(lam, tv_v), (lam, {k: v if group_of(k) == g else torch.zeros_like(v) for k, v in tv_o.items()})])
