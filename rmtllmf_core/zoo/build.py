@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from . import pretext, tasks as T
 from .data import generator_digest
 from .model import TINY_CONFIG, create, read_config, register_config, to_input, tokenizer
@@ -362,8 +363,6 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
     recipe = json.loads(json.dumps(MICRO if micro else RECIPE))
     for k, v in (overrides or {}).items():
         if k not in recipe:
-            from ..errors import InputError
-
             raise InputError(f"recipe.{k}", f"unknown recipe key; allowed: {', '.join(recipe)}")
         if isinstance(v, dict):
             recipe[k].update(v)
@@ -371,18 +370,12 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
             recipe[k] = v
     unknown = sorted(set(recipe["finetune"].get("steps_per_task", {})) - set(T.TASK_NAMES))
     if unknown:
-        from ..errors import InputError
-
         raise InputError("recipe.finetune.steps_per_task", f"unknown task(s) {unknown}; allowed: {', '.join(T.TASK_NAMES)}")
     scale = recipe["finetune"].get("stem_lr_scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1:
-        from ..errors import InputError
-
         raise InputError("recipe.finetune.stem_lr_scale", f"a number in [0, 1] (the stem's share of the lr); got {scale!r}")
     pretext.noise_per_task(recipe["pretext"]["caption_noise"])  # before minutes of data and pretraining
     if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
-        from ..errors import InputError
-
         raise InputError("device", f"cpu, or cuda[:N] where torch sees a GPU; got {device!r}")
     res = run(recipe, progress=progress, log=log, pretrain_cache=pretrain_cache, device=device)
     out = Path(out) if out is not None else TINY_DIR
