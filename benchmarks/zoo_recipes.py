@@ -8,7 +8,8 @@ linear-probe accuracy per task (what it can see: the weak tasks' figure a pretex
 generates the task data once, then fine-tunes and evaluates the zoo for each entry of `--finetune`
 (overrides of the recipe's `finetune`, e.g. `steps_per_task`), printing one line per recipe: the base's
 and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / minimum), the mean
-fine-tuned accuracy and per task fine-tuned / zero-shot / fused accuracy. Nothing is written to
+fine-tuned accuracy and per task fine-tuned / zero-shot / fused accuracy. `--seed N` redraws the model
+and the task data (the pretext corpus follows the model seed). Nothing is written to
 assets/. On a GPU one recipe takes about 35 s after the first (~90 s with data and pretraining); on
 one CPU thread about 4 and 17 minutes.
 """
@@ -42,6 +43,8 @@ def main() -> int:
     ap.add_argument("--pretext", default="{}", help="JSON overrides of the recipe's pretext section "
                                                      "(n, concept_fraction, caption_noise: a share or task -> share with '*' "
                                                      "for the rest, steps, batch, lr, ...)")
+    ap.add_argument("--seed", type=int, default=None, help="the recipe's model and data seed (default: the recipe's, 0); "
+                                                              "other seeds measure how much a figure owes to one draw")
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
@@ -50,6 +53,8 @@ def main() -> int:
     for ft in json.loads(args.finetune):
         recipe = json.loads(json.dumps(build.RECIPE))
         recipe["pretext"].update(json.loads(args.pretext))
+        if args.seed is not None:
+            recipe["seed"] = recipe["data_seed"] = args.seed
         recipe["finetune"].update(ft)
         keep: dict = {}
         t0 = time.perf_counter()
@@ -60,17 +65,18 @@ def main() -> int:
             probe = _base_probe(keep["model"].visual, state, data)
             print("base probe (what the pretrained base can see): " + ", ".join(f"{t} {v:.3f}" for t, v in probe.items()), flush=True)
         ta = res["task_arithmetic"]
-        row = {"finetune": ft, "pretext": recipe["pretext"],
+        row = {"seed": recipe["seed"], "finetune": ft, "pretext": recipe["pretext"],
                "seconds": round(time.perf_counter() - t0, 1), "base_probe": probe,
                "base_normalized": res["zeroshot_normalized_avg"], "fused_normalized": ta["normalized_avg"],
                "gain": ta["normalized_avg"] - res["zeroshot_normalized_avg"], "lambda": ta["lambda"],
                "pairs_avg": res["pairs_normalized_avg"], "pairs_min": res["pairs_normalized_min"],
+               "pairs_worst": min(res["pairs"], key=lambda k: res["pairs"][k]["normalized_avg"]),
                "finetuned_avg": sum(res["finetuned_accuracy"].values()) / len(res["finetuned_accuracy"]),
                "per_task_ft_zs_fused": {t: [res["finetuned_accuracy"][t], res["zeroshot_accuracy"][t], ta["accuracy"][t]]
                                         for t in res["finetuned_accuracy"]}}
         rows.append(row)
-        print(f"{json.dumps(ft):60s} base {row['base_normalized']:.3f} fused {row['fused_normalized']:.3f} "
-              f"gain {row['gain']:+.3f} lambda {row['lambda']:.2f} pairs {row['pairs_avg']:.3f}/{row['pairs_min']:.3f} "
+        print(f"seed {row['seed']} {json.dumps(ft):53s} base {row['base_normalized']:.3f} fused {row['fused_normalized']:.3f} "
+              f"gain {row['gain']:+.3f} lambda {row['lambda']:.2f} pairs {row['pairs_avg']:.3f}/{row['pairs_min']:.3f} ({row['pairs_worst']}) "
               f"fine-tuned {row['finetuned_avg']:.3f} ({row['seconds']:.0f} s)", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
