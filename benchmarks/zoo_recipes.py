@@ -48,6 +48,8 @@ def main() -> int:
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    if args.seed is not None and args.seed < 0:
+        ap.error(f"--seed: a whole number >= 0; got {args.seed}")
     torch.set_num_threads(1)
     rows, state, data = [], None, None
     for ft in json.loads(args.finetune):
