@@ -10,8 +10,10 @@ generates the task data once, then fine-tunes and evaluates the zoo for each ent
 and task arithmetic's normalised accuracy, the gain, lambda, pairs (average / minimum), the mean
 fine-tuned accuracy and per task fine-tuned / zero-shot / fused accuracy. `--seed N` redraws the model
 and the task data (the pretext corpus follows the model seed). Nothing is written to
-assets/. On a GPU one recipe takes about 35 s after the first (~90 s with data and pretraining); on
-one CPU thread about 4 and 17 minutes.
+assets/. `--pretrain-cache DIR` reuses a pretrained base stored there (by `zoo build tiny
+--pretrain-cache DIR` or an earlier run). On a GPU one recipe takes about 35 s after the first (~90 s
+with data and pretraining; measured before the feature anchor); on one CPU thread about 9 minutes (4
+with `"drift_weight": 0`) after about 11 of data and pretraining.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=None, help="the recipe's model and data seed (default: the recipe's, 0); "
                                                               "other seeds measure how much a figure owes to one draw")
     ap.add_argument("--finetune", default="[{}]", help="JSON list of overrides of the recipe's finetune section")
+    ap.add_argument("--pretrain-cache", default=None, metavar="DIR",
+                    help="reuse (or store) the pretrained base here, as `zoo build tiny --pretrain-cache` does")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     if args.seed is not None and args.seed < 0:
@@ -61,6 +65,7 @@ def main() -> int:
         keep: dict = {}
         t0 = time.perf_counter()
         res = build.run(recipe, progress=False, log=lambda *a: None, device=args.device, pretrained_state=state, data=data,
+                        pretrain_cache=args.pretrain_cache,
                         on_pretrained=lambda m: keep.update(model=m, state={k: v.detach().clone() for k, v in m.state_dict().items()}))
         if state is None:
             state, data = keep["state"], res["data"]
