@@ -243,6 +243,35 @@ def test_stem_learns_at_its_share_of_the_lr():
             assert torch.equal(part[k], full[k]) and torch.equal(none[k], full[k])
 
 
+def test_drift_weight_keeps_the_anchor_features():
+    # the penalty pulls the features of the anchor images back to the base's; weight 0 is the plain recipe
+    from rmtllmf_core.zoo.model import to_input
+    from rmtllmf_core.zoo.train import finetune, image_features
+
+    visual = create(register_config(TINY_CONFIG), seed=0).visual
+    start = {k: v.detach().clone() for k, v in visual.named_parameters()}
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), np.arange(32) % 4
+    anchor = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
+    head = torch.nn.functional.normalize(torch.randn(4, 128, generator=torch.Generator().manual_seed(0)), dim=-1)
+    feats = lambda: torch.nn.functional.normalize(image_features(visual, to_input(anchor)), dim=-1).detach()
+    ref = feats()
+
+    def tune(weight, with_anchor=True):
+        with torch.no_grad():
+            for k, p in visual.named_parameters():
+                p.copy_(start[k])
+        finetune(visual, head, 30.0, x, y, steps=8, batch=16, lr=3e-3, wd=0.1, warmup=1, seed=0,
+                 anchor_images_u8=anchor if with_anchor else None, drift_weight=weight, progress=False)
+        return {k: v.detach().clone() for k, v in visual.named_parameters()}, (feats() - ref).square().sum(-1).mean()
+
+    plain, drift_plain = tune(0.0, with_anchor=False)
+    zero, _ = tune(0.0)
+    anchored, drift_anchored = tune(100.0)
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert drift_plain > 0.05 and drift_anchored < drift_plain / 3
+
+
 def test_recipe_keys_and_device_are_checked(tmp_path):
     from rmtllmf_core.zoo.build import build
 
@@ -255,6 +284,14 @@ def test_recipe_keys_and_device_are_checked(tmp_path):
         with pytest.raises(InputError, match=r"recipe\.finetune\.stem_lr_scale: a number in \[0, 1\]"):
             build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
                   overrides={"finetune": {"stem_lr_scale": bad}})
+    for bad in (-1, True, "1", float("nan"), float("inf")):
+        with pytest.raises(InputError, match=r"recipe\.finetune\.drift_weight: a number >= 0"):
+            build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
+                  overrides={"finetune": {"drift_weight": bad}})
+    for bad in (0, 129, 2.5):
+        with pytest.raises(InputError, match=r"recipe\.finetune\.drift_images: a whole number in \[1, 128\]"):
+            build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None,
+                  overrides={"finetune": {"drift_images": bad}})
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="device"):
             build(tmp_path / "x", micro=True, progress=False, log=lambda *a: None, device="cuda")

@@ -35,7 +35,10 @@ RECIPE = {
     "pretext": {"n": 16384, "concept_fraction": 1.0, "caption_noise": 0.4, "steps": 1500, "batch": 256, "lr": 2e-3, "wd": 0.1, "warmup": 50},
     # the stem at 0.3x the lr: a house-number vector's patch-embedding part alone cost vehicles 9 points
     # and digits 5 in a pair; slower there, fusion gains 3.6 points and pairs 2 (README)
-    "finetune": {"steps": 300, "batch": 64, "lr": 1.5e-4, "wd": 0.1, "warmup": 30, "stem_lr_scale": 0.3},
+    "finetune": {"steps": 300, "batch": 64, "lr": 1.5e-4, "wd": 0.1, "warmup": 30, "stem_lr_scale": 0.3,
+                 # each user keeps the base's features on the first 4096 pretext images (public, off its task):
+                 # without it the weak tasks' vectors broke each other (worst pair 77.6%, README)
+                 "drift_weight": 3.0, "drift_images": 4096},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
     # pairs pick lambda from the same grid as all eight tasks, as in task arithmetic (Ilharco et al. 2023)
     "pair_lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
@@ -45,7 +48,8 @@ MICRO = {
     "data_seed": 0,
     "split_per_class": {"train": 8, "val": 2, "test": 2, "pool": 2},
     "pretext": {"n": 128, "concept_fraction": 0.8, "caption_noise": 0.5, "steps": 2, "batch": 64, "lr": 1e-3, "wd": 0.1, "warmup": 1},
-    "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1, "stem_lr_scale": 0.3},
+    "finetune": {"steps": 2, "batch": 32, "lr": 1e-4, "wd": 0.1, "warmup": 1, "stem_lr_scale": 0.3,
+                 "drift_weight": 1.0, "drift_images": 64},
     "lambda_grid": [0.3, 1.0],
     "pair_lambda_grid": [0.5],
 }
@@ -138,6 +142,11 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
     # ---- fine-tuning
     F_ = recipe["finetune"]
     t0 = time.perf_counter()
+    anchor = None
+    if F_.get("drift_weight", 0.0) > 0:  # a prefix of the pretext corpus: the same images the base was trained on
+        n_anchor = F_["drift_images"]
+        anchor = pimg[:n_anchor] if pretrained_state is None else pretext.generate(
+            recipe["seed"], n_anchor, concept_fraction=P["concept_fraction"], caption_noise=P["caption_noise"])[0]
     tvs = {}
     for i, name in enumerate(tqdm(names, desc="fine-tune", disable=not progress)):
         set_state(visual, base)
@@ -146,7 +155,8 @@ def run(recipe: dict, *, progress: bool = True, log=print, pretrained_state=None
         steps = F_.get("steps_per_task", {}).get(name, F_["steps"])
         finetune(visual, heads[name], logit_scale, x, y, steps=steps, batch=F_["batch"], lr=F_["lr"],
                  wd=F_["wd"], warmup=F_["warmup"], seed=recipe["seed"] + 100 + i,
-                 stem_lr_scale=F_.get("stem_lr_scale", 1.0), progress=progress, desc=name)
+                 stem_lr_scale=F_.get("stem_lr_scale", 1.0), anchor_images_u8=anchor,
+                 drift_weight=F_.get("drift_weight", 0.0), progress=progress, desc=name)
         tvs[name] = {k: _round16(v.detach() - base[k]) for k, v in visual.named_parameters()}
     t_ft = time.perf_counter() - t0
     log(f"fine-tune: {t_ft:.1f}s")
@@ -374,6 +384,13 @@ def _build(out, micro, progress, log, pretrain_cache, overrides, device) -> dict
     scale = recipe["finetune"].get("stem_lr_scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1:
         raise InputError("recipe.finetune.stem_lr_scale", f"a number in [0, 1] (the stem's share of the lr); got {scale!r}")
+    weight = recipe["finetune"].get("drift_weight", 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+        raise InputError("recipe.finetune.drift_weight", f"a number >= 0 (0: no feature anchoring); got {weight!r}")
+    n_anchor, n_pretext = recipe["finetune"].get("drift_images", 0), recipe["pretext"]["n"]
+    if weight > 0 and (isinstance(n_anchor, bool) or not isinstance(n_anchor, int) or not 1 <= n_anchor <= n_pretext):
+        raise InputError("recipe.finetune.drift_images",
+                         f"a whole number in [1, {n_pretext}] (a prefix of the pretext corpus); got {n_anchor!r}")
     pretext.noise_per_task(recipe["pretext"]["caption_noise"])  # before minutes of data and pretraining
     if str(device) != "cpu" and not (str(device).startswith("cuda") and torch.cuda.is_available()):
         raise InputError("device", f"cpu, or cuda[:N] where torch sees a GPU; got {device!r}")

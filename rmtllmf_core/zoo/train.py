@@ -102,12 +102,25 @@ def zero_shot_heads(model, tokenizer, class_names: Sequence[str], templates: Seq
 
 def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, images_u8: np.ndarray,
              labels: np.ndarray, *, steps: int, batch: int, lr: float, wd: float, warmup: int, seed: int,
-             stem_lr_scale: float = 1.0, progress: bool = True, desc: str = "finetune") -> list[float]:
+             stem_lr_scale: float = 1.0, anchor_images_u8: np.ndarray | None = None, drift_weight: float = 0.0,
+             progress: bool = True, desc: str = "finetune") -> list[float]:
     """Fine-tune `visual` in place on one task with its head frozen (AdamW, cosine schedule); the stem
-    (patch, class and positional embeddings, ln_pre) learns at `stem_lr_scale` times the rate."""
+    (patch, class and positional embeddings, ln_pre) learns at `stem_lr_scale` times the rate.
+
+    With `drift_weight` > 0 each step also pays `drift_weight` times the mean squared distance between
+    the unit features of `batch` of `anchor_images_u8` (public images off the task, the base's own
+    pretext corpus) and their features under the starting weights: the task vector may change the
+    model only where its task needs it, so vectors of other tasks add without disturbing it."""
     visual.train()
     device = next(visual.parameters()).device
     head = head.to(device)
+    anchored = drift_weight > 0 and anchor_images_u8 is not None and len(anchor_images_u8) > 0
+    if anchored:
+        with torch.no_grad():
+            ref = torch.cat([F.normalize(image_features(visual, to_input(anchor_images_u8[i:i + 512]).to(device)), dim=-1)
+                             for i in range(0, len(anchor_images_u8), 512)])
+        g_anchor = np.random.Generator(np.random.PCG64([seed, 1]))
+        n_anchor = len(anchor_images_u8)
     opt = torch.optim.AdamW(_param_groups(visual.named_parameters(), wd, stem_lr_scale), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     g = np.random.Generator(np.random.PCG64(seed))
     n = len(images_u8)
@@ -125,6 +138,10 @@ def finetune(visual: torch.nn.Module, head: torch.Tensor, logit_scale: float, im
             grp["lr"] = cosine_lr(step, steps, warmup, lr) * grp["lr_scale"]
         f = F.normalize(image_features(visual, to_input(images_u8[idx]).to(device)), dim=-1)
         loss = F.cross_entropy(logit_scale * f @ head.T, lab[torch.from_numpy(idx).to(device)])
+        if anchored:
+            a = np.sort(g_anchor.choice(n_anchor, min(batch, n_anchor), replace=False))
+            fa = F.normalize(image_features(visual, to_input(anchor_images_u8[a]).to(device)), dim=-1)
+            loss = loss + drift_weight * (fa - ref[torch.from_numpy(a).to(device)]).square().sum(-1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
