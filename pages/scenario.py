@@ -104,8 +104,9 @@ with controls:
         with st.expander("Noise and propagation (advanced)"):
             c1, c2 = st.columns(2)
             with c1:
-                ed.number("wireless.bandwidth_hz", "Bandwidth (MHz)", scale=1e6, step=0.1, format="%.3f")
-                ed.number("wireless.noise_figure_db", "Noise figure (dB)", step=0.5)
+                ktbnf_help = "Sets the noise only through k T B NF, when the thermal noise below is empty."
+                ed.number("wireless.bandwidth_hz", "Bandwidth (MHz)", scale=1e6, step=0.1, format="%.3f", help=ktbnf_help)
+                ed.number("wireless.noise_figure_db", "Noise figure (dB)", step=0.5, help=ktbnf_help)
                 ed.number("wireless.noise_power_w", "Thermal noise per antenna (dBm)", shown=dbm(w.noise_power_w),
                           to_value=watts, use_bounds=False, step=1.0, format="%.2f", placeholder="k T B NF",
                           aliases=["wireless.noise_power_dbm"],
@@ -141,6 +142,9 @@ table = pd.DataFrame({
 })
 
 with view:
+    warning = engine.channel_warning(scn.wireless)
+    if warning:  # the channel alone leaves the task vectors as noise: say so before anything is fused
+        st.warning(warning, icon=":material/warning:")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Average MSE", f"{up['average_mse']:.4f}", help="mean over the users of exp(-rate)")
     m2.metric("Sum rate (bit/s/Hz)", f"{up['sum_rate_bits_per_hz']:.2f}")

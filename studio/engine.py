@@ -98,6 +98,20 @@ def _uplink(canonical: str) -> dict:
     return evaluate_uplink(WirelessConfig.parse(json.loads(canonical))).to_dict()
 
 
+def channel_warning(cfg) -> str | None:
+    """The core's warning when a WirelessConfig's channel alone leaves the task vectors unusable
+    (`rmtllmf_core.wireless.channel_warning`), else None; memoised per config."""
+    return _channel_warning(json.dumps(cfg.to_dict(), sort_keys=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _channel_warning(canonical: str) -> str | None:
+    from rmtllmf_core.wireless import WirelessConfig, channel_warning
+
+    cfg = WirelessConfig.parse(json.loads(canonical))
+    return channel_warning(cfg, _uplink(canonical) if cfg.attack == "none" else None)
+
+
 def cached_result(scn: Scenario) -> dict | None:
     from rmtllmf_core import pipeline
 

@@ -37,6 +37,19 @@ def test_users_follow_tasks_unless_wireless_says():
     assert err.value.field == "tasks"
 
 
+def test_a_scenario_without_wireless_gets_the_default_scenarios_uplink():
+    # one default uplink: tasks alone (a file, a link, Python) get the preset's calibrated uplink
+    from rmtllmf_core.wireless import evaluate_uplink
+
+    for tasks, mse in [(("digits", "textures"), 0.0167), (tuple(f"t{i}" for i in range(8)), 0.0132)]:
+        s = Scenario.parse({"tasks": list(tasks)})
+        assert s.wireless == Scenario.parse(preset_dict("paper_ideal", tasks)).wireless
+        assert evaluate_uplink(s.wireless).average_mse == pytest.approx(mse, abs=1e-4)
+    # part of the section: the rest is the default's too
+    jammed = Scenario.parse({"tasks": ["x", "y"], "wireless": {"attack": "worst_sum_rate"}})
+    assert jammed.wireless == Scenario.parse(preset_dict("paper_worst_sum_rate", ("x", "y"))).wireless
+
+
 def test_fuse_is_canonical():
     s = paper()
     assert s.replace(fuse=["c", "a"]).fuse == ("a", "c")

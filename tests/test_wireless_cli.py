@@ -73,6 +73,29 @@ def test_geometry_scenario_table_and_draws(tmp_path, capsys):
     assert all("x_m" in u for u in out["users"])
 
 
+def test_default_uplink_and_the_unusable_channel_warning(tmp_path, capsys):
+    from rmtllmf_core.presets import preset_dict
+    from rmtllmf_core.scenario import Scenario
+    from rmtllmf_core.wireless import evaluate_uplink
+
+    # a scenario file with only tasks: the app's default (calibrated) uplink for those users, no warning
+    assert main(["channel", "--scenario", write(tmp_path, {"tasks": ["digits", "textures"]}), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    paper = Scenario.parse(preset_dict("paper_ideal", ("digits", "textures"))).wireless
+    assert out["num_users"] == 2 and out["average_mse"] == pytest.approx(evaluate_uplink(paper).average_mse)
+    assert "warnings" not in out
+    # an empty uplink file is the default too
+    assert main(["channel", "--scenario", write(tmp_path, {}), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["average_mse"] == pytest.approx(0.0132, abs=1e-4)
+    # a noise-dominated uplink says so, in JSON and in the table
+    bad = write(tmp_path, {"bandwidth_hz": 1e6, "noise_figure_db": 7})
+    assert main(["channel", "--scenario", bad, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["average_mse"] > 0.5 and out["warnings"][0].startswith("Unusable channel")
+    assert main(["channel", "--scenario", bad]) == 0
+    assert "warning: Unusable channel" in capsys.readouterr().out
+
+
 BAD = [
     ({**SCENARIO, "attack": "nuke"}, "wireless.attack"),
     ({**SCENARIO, "target_user": 3}, "wireless.target_user"),

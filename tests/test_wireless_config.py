@@ -7,6 +7,7 @@ import pytest
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.units import thermal_noise_w
 from rmtllmf_core.wireless import PRESETS, WirelessConfig, draw_channels, evaluate_uplink, preset
+from rmtllmf_core.wireless.config import DEFAULT_NOISE_POWER_W
 from rmtllmf_core.wireless.geometry import pathloss_db
 
 CHANNEL = {"re": [[1.0, 0.5], [0.2, 1.0], [0.0, 0.3]], "im": [[0.0, 0.1], [0.3, 0.0], [0.2, 0.0]]}
@@ -34,11 +35,30 @@ def test_sizes_are_implied_by_channel_distances_or_power_list():
     assert WirelessConfig.parse({}).num_users == 8
 
 
+def test_schema_defaults_are_the_calibrated_paper_uplink():
+    # one default uplink: what a scenario leaves out is the paper preset's
+    default = WirelessConfig.parse({})
+    assert default == preset("paper") and WirelessConfig.parse(PRESETS["paper"]) == default
+    assert 10 * math.log10(default.thermal_noise_power_w() * 16 * 1e3) == pytest.approx(-142.3)
+    assert 10 * math.log10(default.jammer_power_w * 1e3) == pytest.approx(-129.25)
+    assert (default.seed, default.fading_seed, default.attack) == (281, 281, "none")
+    assert evaluate_uplink(default).average_mse == pytest.approx(0.0132, abs=1e-4)  # the app's default
+
+
 def test_thermal_noise_default_and_override():
+    # default: the calibrated power, not k T B NF of the (display) bandwidth and noise figure
+    assert WirelessConfig.parse({}).thermal_noise_power_w() == DEFAULT_NOISE_POWER_W
+    # a bandwidth or noise figure given without a noise power asks for k T B NF
     cfg = WirelessConfig.parse({"bandwidth_hz": 1e6, "noise_figure_db": 7})
+    assert cfg.noise_power_w is None and WirelessConfig.parse(cfg.to_dict()) == cfg
     assert cfg.thermal_noise_power_w() == pytest.approx(thermal_noise_w(1e6, 7))
     assert 10 * math.log10(cfg.thermal_noise_power_w() * 1e3) == pytest.approx(-174 + 60 + 7, abs=0.05)
+    assert WirelessConfig.parse({"noise_figure_db": 9}).thermal_noise_power_w() == pytest.approx(thermal_noise_w(1e6, 9))
+    assert WirelessConfig.parse({"noise_power_w": None}).thermal_noise_power_w() == pytest.approx(thermal_noise_w(1e6, 7))
+    # a given noise power wins, in W or dBm
     assert WirelessConfig.parse({"noise_power_w": 1e-12}).thermal_noise_power_w() == 1e-12
+    assert WirelessConfig.parse({"noise_power_w": 1e-12, "bandwidth_hz": 2e7}).thermal_noise_power_w() == 1e-12
+    assert WirelessConfig.parse({"noise_power_dbm": -90, "bandwidth_hz": 2e7}).thermal_noise_power_w() == pytest.approx(1e-12)
 
 
 def test_presets_are_plain_data_and_valid():

@@ -505,3 +505,20 @@ def test_cli_build_clip_and_import_options(env, tmp_path):
     assert "fine-tuned from" in flat and "DIR/MNIST/raw/" in flat
     with pytest.raises(SystemExit):
         p.parse_args(["import", "--out", "x"])  # --finetuned is required
+
+
+def test_loader_workers_default_to_the_available_cores(monkeypatch):
+    from rmtllmf_core import jobs
+    from rmtllmf_core.zoo import clip_cli
+
+    args = _parser().parse_args(["build", "clip", "--pretrained", "none", "--datasets", "mnist", "--quiet"])
+    assert args.workers is None  # decided at run time, from this machine's cores
+    assert 1 <= clip_cli._common(args)["workers"] <= min(4, jobs.available_cores())
+    for cores, workers in [(1, 1), (2, 2), (64, 4)]:  # a 2-core machine starts 2, not 4 (torch warned)
+        monkeypatch.setattr(jobs, "available_cores", lambda cores=cores: cores)
+        assert clip_cli.default_workers() == workers
+        assert clip_cli._common(args)["workers"] == workers
+    assert clip_cli._common(_parser().parse_args(["build", "clip", "--workers", "0"]))["workers"] == 0
+    with pytest.raises(InputError) as err:
+        clip_cli._common(_parser().parse_args(["build", "clip", "--workers", "-1"]))
+    assert err.value.field == "workers"

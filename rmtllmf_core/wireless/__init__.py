@@ -9,9 +9,12 @@
   `python -m rmtllmf_core channel`).
 - `monte_carlo(cfg, draws, vary_placement=False) -> MonteCarloResult`: K draws as one batch.
 - `PRESETS` (plain dicts, calibrated "paper" uplinks; see presets.py) and `preset(name, **overrides)`.
+- `channel_warning(cfg, uplink=None) -> str | None`: says when the channel alone (no jammer) leaves
+  the users' task vectors unusable (average MSE above 0.5), with the SINRs and the knobs.
 - `ATTACKS`: none, white, worst_sum_rate (P1 closed form), worst_strongest_user (P2, eq. 15),
   targeted, worst_max_user_numeric (numerical min over C_J of max_q R_q, certified).
 """
+from .checks import channel_warning, unusable_uplink_warning
 from .config import ATTACKS, PATHLOSS_MODELS, ChannelMatrix, WirelessConfig
 from .engine import MonteCarloResult, UplinkResult, draw_channels, evaluate_uplink, monte_carlo
 from .presets import PAPER_REPORTED_AVERAGE_MSE, PRESETS, preset
@@ -25,8 +28,10 @@ __all__ = [
     "MonteCarloResult",
     "UplinkResult",
     "WirelessConfig",
+    "channel_warning",
     "draw_channels",
     "evaluate_uplink",
     "monte_carlo",
     "preset",
+    "unusable_uplink_warning",
 ]

@@ -14,7 +14,9 @@ def register(subparsers) -> None:
         "channel",
         help="evaluate one uplink scenario: per-user SIC rank, SINR, rate, MSE under an attack",
         description="Evaluate a wireless uplink scenario (JSON file: an explicit 'channel' {re, im} "
-        "N_R x Q, or geometry fields; tx_power_w, noise_power_w, jammer_power_w, attack, target_user).",
+        "N_R x Q, or geometry fields; tx_power_w, noise_power_w, jammer_power_w, attack, target_user; "
+        "or a whole scenario file, for its wireless part). A field left out takes the calibrated paper "
+        "uplink's value, the app's default.",
     )
     parser.add_argument("--scenario", required=True, metavar="FILE.json", help="scenario JSON file ('-' for stdin)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -22,9 +24,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _load(path: str) -> dict:
+def _load(path: str):
     data = read_json_object(path)
-    # accept a whole Scenario file too: its wireless part
+    # accept a whole Scenario file too: its wireless part, as `run` would see it (one user per task,
+    # the default uplink where the file leaves it out)
+    if isinstance(data.get("tasks"), list):
+        from ..scenario import Scenario
+
+        return Scenario.parse(data).wireless
     if isinstance(data.get("wireless"), dict) and len(data) > 1 and "channel" not in data:
         data = data["wireless"]
     return data
@@ -42,13 +49,16 @@ def _clean(x):
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import WirelessConfig, evaluate_uplink, monte_carlo
+    from . import WirelessConfig, channel_warning, evaluate_uplink, monte_carlo
 
     cfg = WirelessConfig.parse(_load(args.scenario), field="wireless")
     if args.draws is not None and not 1 <= args.draws <= 1_000_000:
         raise InputError("draws", f"must be in 1..1000000 (got {args.draws})")
     result = evaluate_uplink(cfg)
     out = result.to_dict()
+    warning = channel_warning(cfg, result)
+    if warning:
+        out["warnings"] = [warning]
     if args.draws:
         out["monte_carlo"] = monte_carlo(cfg, args.draws).to_dict()
     if args.json:
@@ -84,4 +94,5 @@ def _table(out: dict) -> str:
         lines.append(f"{'user':>4} {'MSE mean':>10} {'MSE p50':>10} {'SINR dB mean':>12}")
         for q, (m, med, s) in enumerate(zip(mc["users"]["mse"]["mean"], mc["users"]["mse"]["p50"], mc["users"]["sinr_db"]["mean"])):
             lines.append(f"{q:>4} {m:>10.3e} {med:>10.3e} {_fmt(s, '12.2f')}")
+    lines += [f"warning: {w}" for w in out.get("warnings", [])]
     return "\n".join(lines)

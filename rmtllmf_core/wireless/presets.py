@@ -18,40 +18,31 @@ The SU jammer only hurts one user under MMSE-SIC with N_R > 1, so its average MS
 1/Q + ideal ~ 0.14 however large P_J is: the paper's 0.16 is out of reach in this model
 (PAPER-NOTES sec. 2). "paper_worst_strongest_user" therefore uses P_J = -90 dBm, near that
 ceiling (0.136; 0.121 at -100 dBm, 0.079 at -110 dBm).
+
+The numbers live once, as `WirelessConfig`'s field defaults (config.py): "paper" is those defaults,
+so a scenario without a wireless section gets the same uplink as the preset.
 """
 from __future__ import annotations
 
 import copy
 
-from .config import WirelessConfig
+from .config import PAPER_JAMMER_DBM, PAPER_TOTAL_THERMAL_DBM, WirelessConfig  # noqa: F401 (re-exported)
 
 
 def _dbm_to_w(power_dbm: float) -> float:
     return 10.0 ** ((power_dbm - 30.0) / 10.0)
 
 
-PAPER_TOTAL_THERMAL_DBM = -142.3  # over all 16 antennas (calibrated, ours)
-PAPER_JAMMER_DBM = -129.25  # worst_sum_rate -> 0.21 (calibrated, ours)
 PAPER_SU_JAMMER_DBM = -90.0  # strongest-user jammer near its ceiling
 
-_PAPER = {
-    "num_users": 8,  # paper
-    "num_rx_antennas": 16,  # paper
-    "tx_power_w": 1e-4,  # paper: 0.1 mW
-    "d_min_m": 100.0,  # paper
-    "d_max_m": 1000.0,  # paper
-    "radial_distribution": "uniform_distance",  # paper: d_q uniform in [100, 1000] m
-    "carrier_frequency_hz": 3.5e9,  # ours
-    "pathloss_model": "uma_nlos",  # ours
-    "shadowing_std_db": 0.0,
-    "noise_power_w": _dbm_to_w(PAPER_TOTAL_THERMAL_DBM) / 16,  # ours, per antenna
-    "jammer_power_w": _dbm_to_w(PAPER_JAMMER_DBM),  # ours
-    "attack": "none",  # the paper's ideal case; 64-QAM symbols are noted, not simulated here
-    # a representative drop: among seeds 0-299 (seed = fading_seed), the one whose single drop is
-    # closest to the 8,000-drop means (ideal 0.0132, worst_sum_rate 0.209, white 0.162, SU 0.136)
-    "seed": 281,
-    "fading_seed": 281,
-}
+# "paper" = the schema's own defaults (config.py), read from there, not repeated. Its seed
+# (= fading_seed, 281) is a representative drop: among seeds 0-299, the one whose single drop is
+# closest to the 8,000-drop means (ideal 0.0132, worst_sum_rate 0.209, white 0.162, SU 0.136).
+# "attack" none is the paper's ideal case; 64-QAM symbols are noted, not simulated here.
+_PAPER_FIELDS = ("num_users", "num_rx_antennas", "tx_power_w", "d_min_m", "d_max_m", "radial_distribution",
+                 "carrier_frequency_hz", "pathloss_model", "shadowing_std_db", "noise_power_w", "jammer_power_w",
+                 "attack", "seed", "fading_seed")
+_PAPER = {name: WirelessConfig.model_fields[name].default for name in _PAPER_FIELDS}
 
 PRESETS: dict[str, dict] = {
     "paper": _PAPER,

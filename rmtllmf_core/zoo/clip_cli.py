@@ -19,6 +19,16 @@ PICKLE_HELP = ("allow unpickling checkpoints that are not plain weights (the tas
                "never unpickled again; without this flag such a file is refused, unread.")
 
 
+MAX_DEFAULT_WORKERS = 4  # data-loading processes by default, fewer on a machine with fewer cores
+
+
+def default_workers() -> int:
+    """min(4, available cores): more loader processes than cores only contend (torch warns)."""
+    from ..jobs import available_cores  # stdlib only: the parser is built on every start-up
+
+    return min(MAX_DEFAULT_WORKERS, available_cores())
+
+
 def _add(parser: argparse.ArgumentParser, *flags, **kw) -> None:
     """Add an option unless the parser already has it (the tiny build's --out/--quiet/--threads serve both)."""
     if any(f in parser._option_string_actions for f in flags):
@@ -44,7 +54,9 @@ def _model_options(p, clip_only: str = "") -> None:
                                             "tiny: fp32 on the GPU (fast, not bit-identical to the CPU build)")
     _add(p, "--precision", default=None, choices=["fp32", "amp", "amp_bf16"],
          help=f"{clip_only}fp32 on cpu, amp_bf16 on cuda by default")
-    _add(p, "--workers", type=int, default=4, help=f"{clip_only}data-loading worker processes (default 4)")
+    _add(p, "--workers", type=int, default=None,
+         help=f"{clip_only}data-loading worker processes (default: the available cores, at most {MAX_DEFAULT_WORKERS}; "
+              "0 = load in the main process)")
     _add(p, "--eval-samples", type=int, default=None,
          help=f"{clip_only}first N (class-balanced) images per dataset of val and of test for the card's accuracies "
               "(default 1000; 0 = all)")
@@ -108,11 +120,12 @@ def _common(args) -> dict:
         split["val_fraction"] = args.val_fraction
     if args.pool_per_class is not None:
         split["pool_per_class"] = args.pool_per_class
-    if args.workers < 0:
-        raise InputError("workers", f"0 or more, got {args.workers}")
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 0:
+        raise InputError("workers", f"0 or more, got {workers}")
     return dict(pretrained=None if str(args.pretrained).lower() == "none" else args.pretrained,
                 model_config=args.model_config, data_root=args.data_root, folders=parse_folders(args.folder),
-                device=args.device, precision=args.precision, workers=args.workers, eval_samples=args.eval_samples,
+                device=args.device, precision=args.precision, workers=workers, eval_samples=args.eval_samples,
                 pairs=False if args.no_pairs else None, split=split or None, name=args.name, restart=args.restart,
                 download=args.download, keep_work=args.keep_work, progress=not args.quiet)
 
