@@ -37,6 +37,6 @@ _keep_freed_memory()
 
 from .errors import AssetError, CapExceeded, InputError, RmtllmfError  # noqa: E402
 
-ENGINE_VERSION = "0.5.0"
+ENGINE_VERSION = "0.6.0"
 
 __all__ = ["AssetError", "CapExceeded", "ENGINE_VERSION", "InputError", "RmtllmfError"]

@@ -12,8 +12,9 @@ only Python loops are over tensors and users.
 Three error models, chosen by ``PerturbConfig.model``:
 
 ``gaussian`` (the paper's)
-    ``tau_hat_q = tau_q + eps_q`` with ``eps_q ~ N(0, mse_q * scale_q^2)`` independently per user
-    and per parameter. ``scale_q`` follows ``PerturbConfig.scale`` (see :func:`noise_std`).
+    ``tau_hat_q = tau_q + eps_q`` with ``eps_q ~ N(0, mse_q * 10^(-g/10) * scale_q^2)`` independently
+    per user and per parameter. ``scale_q`` follows ``PerturbConfig.scale`` and ``g`` is
+    ``PerturbConfig.symbol_gain_db``, the reference amplitude (see :func:`tensor_noise_std`).
 
 ``correlated`` (ours)
     All users transmit at once through the same receiver, so their errors are jointly Gaussian with
@@ -69,7 +70,8 @@ from .errors import InputError
 from .taskvec import ParamLayout
 
 MODELS = ("gaussian", "correlated", "digital")
-SCALES = ("absolute", "per_tensor", "per_vector")
+SCALES = ("absolute", "per_tensor", "per_vector", "peak")
+GAIN_DB_RANGE = (-40.0, 60.0)  # perturb.symbol_gain_db: what the validators allow
 BITS_PER_PARAM = (6, 12, 18, 24)
 BITS_PER_SYMBOL = 6  # 64-QAM
 QAM_ORDER = 64
@@ -145,40 +147,71 @@ def stream_seed(seed: int, *keys: int) -> int:
 
 # ----------------------------------------------------------------------------------- gaussian
 
-def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torch.Tensor:
-    """Per-element std of the Gaussian error model: ``sqrt(mse_q) * scale_q``.
+def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db: float = 0.0) -> torch.Tensor:
+    """Per-element std of the Gaussian error model: ``sqrt(mse_q * 10^(-gain_db/10)) * scale_q``.
 
     ``absolute``: scale 1, returns [T, 1]. ``per_vector``: rms of the whole tau_q, returns [T, 1].
-    ``per_tensor``: rms of the tensor of tau_q the element belongs to, returns [T, P].
-    The result broadcasts against ``clean``. :func:`noise_std_per_tensor` is the same without the
-    [T, P] expansion (what the slice-wise stages use).
+    ``per_tensor``: rms of the tensor of tau_q the element belongs to; ``peak``: that tensor's largest
+    magnitude; both return [T, P]. The result broadcasts against ``clean``. :func:`noise_std_per_tensor`
+    is the same without the [T, P] expansion (what the slice-wise stages use).
     """
-    std = noise_std_per_tensor(clean, mse, layout, scale)
-    if scale != "per_tensor":
+    std = noise_std_per_tensor(clean, mse, layout, scale, gain_db)
+    if scale in ("absolute", "per_vector"):
         return std[:, :1].contiguous() if std.shape[1] else torch.zeros(std.shape[0], 1)
     return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
 
 
-def noise_std_per_tensor(clean: torch.Tensor, mse, layout: ParamLayout, scale: str) -> torch.Tensor:
+def noise_std_per_tensor(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db: float = 0.0) -> torch.Tensor:
     """[T, n_tensors] float32: the error std of every element of tensor i of tau_q (see :func:`noise_std`)."""
     clean = _check_vectors(clean, layout)
     mse = _check_mse(mse, clean.shape[0])
     scale = _check_choice(scale, SCALES, "perturb.scale")
-    power = layout.per_tensor_mean_square(clean) if scale != "absolute" else None
-    return tensor_noise_std(power, mse, layout, scale)
+    power = reference_squares(clean, layout, scale) if scale != "absolute" else None
+    return tensor_noise_std(power, mse, layout, scale, gain_db)
 
 
-def tensor_noise_std(power: Optional[torch.Tensor], mse, layout: ParamLayout, scale: str) -> torch.Tensor:
-    """[T, n_tensors] float32 std from the clean vectors' per-tensor mean squares ``power`` ([T, n_tensors]
-    float64, as ``ParamLayout.per_tensor_mean_square`` gives; unused by ``absolute``).
+def reference_squares(vectors: torch.Tensor, layout: ParamLayout, scale: str) -> torch.Tensor:
+    """[T, n_tensors] float64: :func:`reference_square` of every tensor of every row of ``vectors`` ([T, P])."""
+    return torch.stack([reference_square(vectors[:, a:b], scale)
+                        for a, b in zip(layout.offsets, layout.offsets[1:])], dim=1)
 
-    ``per_vector`` takes the whole vector's mean square as the size-weighted mean of the tensors'."""
-    var = torch.as_tensor(np.asarray(mse, dtype=np.float64)).unsqueeze(1)
+
+def reference_square(x: torch.Tensor, scale: str) -> torch.Tensor:
+    """[T] float64: the square of what one tensor's error is relative to, for each row of ``x`` ([T, n_i]):
+    its mean square (``per_tensor``, ``per_vector``: the vector's is their size-weighted mean) or its
+    largest square (``peak``: a transmitter that maps a tensor onto a fixed constellation without
+    clipping divides by its largest magnitude). 0 for an empty tensor; unused by ``absolute``."""
+    if x.shape[1] == 0:
+        return torch.zeros(x.shape[0], dtype=torch.float64)
+    if scale == "peak":
+        return x.abs().amax(dim=1).to(torch.float64).square()
+    return torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square() / x.shape[1]
+
+
+def check_gain_db(gain_db) -> float:
+    lo, hi = GAIN_DB_RANGE
+    if isinstance(gain_db, bool) or not isinstance(gain_db, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(float(gain_db)) or not lo <= float(gain_db) <= hi:
+        raise InputError("perturb.symbol_gain_db", f"must be a number of dB in [{lo:g}, {hi:g}]; got {gain_db!r}")
+    return float(gain_db)
+
+
+def tensor_noise_std(power: Optional[torch.Tensor], mse, layout: ParamLayout, scale: str,
+                     gain_db: float = 0.0) -> torch.Tensor:
+    """[T, n_tensors] float32 std from the clean vectors' per-tensor reference squares ``power`` ([T, n_tensors]
+    float64, as :func:`reference_square` gives for ``scale``; unused by ``absolute``).
+
+    The error variance of an element is ``mse_q * 10^(-gain_db/10) * power``: a transmitter applies the
+    amplitude gain ``gain_db`` to each normalised parameter before it becomes a unit-power symbol, and
+    the receiver divides it out, so the symbol's MSE shrinks by the gain's power. ``per_vector`` takes the
+    whole vector's mean square as the size-weighted mean of the tensors'."""
+    gain = 10.0 ** (-check_gain_db(gain_db) / 10.0)
+    var = torch.as_tensor(np.asarray(mse, dtype=np.float64) * gain).unsqueeze(1)
     n_tensors = len(layout.names)
     if scale == "absolute":
         return var.sqrt().to(torch.float32).expand(-1, n_tensors).contiguous()
     if power is None or power.shape != (var.shape[0], n_tensors):
-        raise InputError("perturb.power", f"needs the [{var.shape[0]}, {n_tensors}] per-tensor mean squares")
+        raise InputError("perturb.power", f"needs the [{var.shape[0]}, {n_tensors}] per-tensor reference squares")
     power = power.to(torch.float64)
     if scale == "per_vector":
         sizes = _tensor_sizes(layout).to(torch.float64)
@@ -416,13 +449,15 @@ def link(
     error_covariance=None,
     sinr_db=None,
     bits_per_param: int = 12,
+    gain_db: float = 0.0,
 ) -> Link:
     """Validate a drop's perturbation and precompute it for :func:`perturb_slice_`.
 
     ``mse`` has one entry per user (all users of the drop: the correlated model mixes them all);
     ``users`` lists the users whose vectors the slices will hold (default: all, in order);
-    ``power`` is the [R, n_tensors] per-tensor mean square of those users' clean vectors (float64,
-    ``ParamLayout.per_tensor_mean_square``), needed by the ``per_tensor`` and ``per_vector`` scales.
+    ``power`` is the [R, n_tensors] per-tensor reference square of those users' clean vectors (float64,
+    :func:`reference_square` for ``scale``), needed by every scale but ``absolute``; ``gain_db`` is the
+    transmitter's amplitude gain (:func:`tensor_noise_std`; the digital link keeps its own quantiser).
     """
     if not isinstance(layout, ParamLayout):
         raise InputError("perturb.layout", f"must be a ParamLayout; got {type(layout).__name__}")
@@ -450,7 +485,7 @@ def link(
             if error_covariance is None:
                 raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
             factor = correlation_factor(error_covariance, n_users)
-        std = tensor_noise_std(power, mse[list(users)], layout, scale)
+        std = tensor_noise_std(power, mse[list(users)], layout, scale, gain_db)
     return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits)
 
 
@@ -496,6 +531,7 @@ def perturb(
     error_covariance=None,
     sinr_db=None,
     bits_per_param: int = 12,
+    gain_db: float = 0.0,
 ) -> torch.Tensor:
     """Received task vectors [T, P] (float32, new tensor) from the clean ones and per-user MSEs.
 
@@ -505,10 +541,10 @@ def perturb(
     """
     clean = _check_vectors(clean, layout)
     mse = _check_mse(mse, clean.shape[0])
-    needs_power = model in ("gaussian", "correlated") and scale in ("per_tensor", "per_vector")
-    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed,
-              power=layout.per_tensor_mean_square(clean) if needs_power else None,
-              error_covariance=error_covariance, sinr_db=sinr_db, bits_per_param=bits_per_param)
+    needs_power = model in ("gaussian", "correlated") and scale != "absolute"
+    power = reference_squares(clean, layout, scale) if needs_power else None
+    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed, power=power,
+              error_covariance=error_covariance, sinr_db=sinr_db, bits_per_param=bits_per_param, gain_db=gain_db)
     out = clean.clone()
     if lk.silent:
         return out

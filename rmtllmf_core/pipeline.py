@@ -24,7 +24,7 @@ from .cache import ResultCache
 from .errors import InputError
 from .scenario import Scenario
 from .taskvec import ParamLayout, cosine_from_gram, gram_add
-from .wireless import evaluate_uplink
+from .wireless import channel_warning, evaluate_uplink
 from .zoo.types import Zoo
 
 Progress = Callable[[float, str], None]
@@ -386,8 +386,8 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
 
     def clean_stats(i, x):
         clean_gram(i, x)
-        if x.shape[1]:
-            clean_power[:, i] = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square() / x.shape[1]
+        if p.scale != "absolute":
+            clean_power[:, i] = perturb.reference_square(x, p.scale)
 
     # fuse: lambda (chosen on the clean vectors, memoised), then the clean fusion in the same pass as the
     # clean statistics (the noise scale and the clean cosine)
@@ -400,7 +400,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
                         power=clean_power if p.model != "digital" else None, users=fused_rows,
                         error_covariance=np.asarray(uplink.error_covariance), sinr_db=np.asarray(uplink.sinr_db),
-                        bits_per_param=p.bits_per_param)
+                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db)
 
     def received(i):
         return perturb.perturb_slice_(clean(i), link, i)
@@ -409,7 +409,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     # the cheap defenses act on each received vector before fusion
     shrink_var = None
     if d.shrinkage:
-        std = perturb.tensor_noise_std(clean_power, mse[fused_rows], layout, p.scale).to(torch.float64)
+        std = perturb.tensor_noise_std(clean_power, mse[fused_rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
         shrink_var = std.square()
     defended_differs = d.shrinkage or d.trim_keep_fraction < 1.0
 
@@ -505,6 +505,8 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
         cosine["defended"] = cosine["received"]
     lap("evaluate", 1.0)
 
+    # a channel that leaves the task vectors as noise with no jammer says so (run() may append more)
+    warnings = [w for w in (channel_warning(scenario.wireless, uplink),) if w]
     return {
         "engine_version": ENGINE_VERSION,
         "zoo": {"name": engine.zoo.name, "fingerprint": engine.zoo.fingerprint, "device": str(engine.device)},
@@ -519,4 +521,5 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
         "rejection_rate": rejection,
         "cosine": {name: m.tolist() for name, m in cosine.items()},
         "timing_s": timing,
+        **({"warnings": warnings} if warnings else {}),
     }

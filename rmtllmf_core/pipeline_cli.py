@@ -10,28 +10,69 @@ from pathlib import Path
 from .errors import InputError
 from .validation import read_json_object
 
-SWEEP_KINDS = ("snr", "tasks", "ablation")
+SWEEP_KINDS = ("snr", "gain", "tasks", "ablation")
+
+
+# `sweep` defaults per kind: the SNR and gain sweeps compare every part of R-MTLLMF
+SWEEP_DEFENSES = {"snr": "none,freeze,realign,rmtllmf", "gain": "none,freeze,realign,rmtllmf",
+                  "tasks": "none,rmtllmf", "ablation": "none,rmtllmf"}
+SNR_JAMMER_DBM = "-140,-130,-120,-110,-100"
+GAINS_DB = "0,10,20,30,40"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run one scenario through the whole pipeline")
-    p.add_argument("--scenario", required=True, help="scenario JSON file ('tasks' defaults to every zoo task)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", help="scenario JSON file; what it leaves out is the default scenario's "
+                     "('tasks': every zoo task)")
+    src.add_argument("--preset", help="a named preset on every zoo task: " + ", ".join(_preset_names()))
+    p.add_argument("--zoo", default="tiny", help="the zoo of --preset or of the default scenario (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                   help="change one field, decoded as the app decodes its links (repeatable), "
+                   "e.g. --set seed=1 --set perturb.symbol_gain_db=20")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--no-cache", action="store_true", help="recompute even when the result is cached")
     p.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sweep", help="run a sweep; writes CSV, JSON and an HTML figure")
-    s.add_argument("--kind", required=True, choices=SWEEP_KINDS)
-    s.add_argument("--scenario", help="base scenario JSON (default: the paper preset on the zoo's tasks)")
+    s.add_argument("--kind", required=True, choices=SWEEP_KINDS,
+                   help="snr: accuracy and H0 rejection rate versus jammer power; gain: versus the reference "
+                   "amplitude perturb.symbol_gain_db; tasks: versus the number of fused tasks; ablation")
+    s_src = s.add_mutually_exclusive_group()
+    s_src.add_argument("--scenario", help="base scenario JSON (default: the default scenario on the zoo's tasks)")
+    s_src.add_argument("--preset", help="base: a named preset on every zoo task: " + ", ".join(_preset_names()))
+    s.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                   help="change one field of the base (repeatable), e.g. --set perturb.symbol_gain_db=20")
     s.add_argument("--out", default="out/sweep", help="output folder (default: %(default)s)")
-    s.add_argument("--attacks", default="none,worst_sum_rate,worst_strongest_user", help="comma-separated")
-    s.add_argument("--defenses", default="none,rmtllmf", help="comma-separated; see sweeps.DEFENSES")
-    s.add_argument("--jammer-dbm", default="-140,-130,-120,-110,-100", help="snr: jammer powers (dBm), comma-separated; write --jammer-dbm=-140,-120")
+    s.add_argument("--attacks", default="none,worst_sum_rate,worst_strongest_user",
+                   help="comma-separated; 'none' is the ideal channel (default: %(default)s)")
+    s.add_argument("--defenses", default=None, help="comma-separated; see sweeps.DEFENSES (default: snr and gain "
+                   f"{SWEEP_DEFENSES['snr']}, tasks {SWEEP_DEFENSES['tasks']})")
+    s.add_argument("--jammer-dbm", default=None, help="snr: jammer powers (dBm), comma-separated (default "
+                   f"{SNR_JAMMER_DBM}); gain: one power for every jammer (default: each attack's paper budget); "
+                   "write --jammer-dbm=-140,-120")
+    s.add_argument("--gains-db", default=GAINS_DB, help="gain: reference amplitudes perturb.symbol_gain_db (dB), "
+                   "comma-separated; write --gains-db=-10,0 (default: %(default)s)")
     s.add_argument("--sizes", default=None, help="tasks: combination sizes, e.g. 2,4,8 (default 2..N)")
     s.add_argument("--shots", default="1,5,10,20", help="ablation: shots per class, comma-separated")
     s.add_argument("--workers", type=int, default=None,
                    help="worker processes, one torch thread each (default: the available cores; 1: in this process)")
     s.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser("calibrate", help="fit the error model's reference amplitude and the realignment budget "
+                       "to two of the paper's numbers; writes rmtllmf_core/calibration.json")
+    c.add_argument("--fit", default=",".join(_default_fit()),
+                   help="one or two paper numbers, comma-separated: the first fits perturb.symbol_gain_db, the "
+                   "second (an R-MTLLMF one) the realignment budget; names in rmtllmf_core/calibration.py "
+                   "(default: %(default)s)")
+    c.add_argument("--scale", default="absolute", help="perturb.scale the gain applies to (default: %(default)s)")
+    c.add_argument("--seeds", default="0,1,2", help="seeds averaged over (default: %(default)s)")
+    c.add_argument("--steps", default="30,60,100", help="realignment steps tried (default: %(default)s)")
+    c.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="realignment learning rates tried (default: %(default)s)")
+    c.add_argument("--zoo", default="tiny")
+    c.add_argument("--out", default=None, help="where to write (default: rmtllmf_core/calibration.json)")
+    c.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
+    c.set_defaults(func=cmd_calibrate)
 
     r = sub.add_parser("paper", help="reproduce every figure of the paper on the current zoo, with a report")
     r.add_argument("--zoo", default="tiny")
@@ -39,20 +80,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--sizes", default=None, help="combination sizes for Fig. 2 (default 2..8: 247 combinations)")
     r.add_argument("--workers", type=int, default=None,
                    help="worker processes for the sweeps (default: the available cores; 1: in this process)")
+    r.add_argument("--table-only", action="store_true",
+                   help="only the paper-versus-ours table and the orderings over the seeds (15 runs), printed")
     r.set_defaults(func=cmd_paper)
 
 
-def load_scenario(path: str | None, zoo: str = "tiny"):
-    """A scenario from a JSON file; missing 'tasks' means every task of the zoo."""
-    from .presets import default_scenario
+def _preset_names() -> list[str]:
+    from .presets import PRESETS
+
+    return list(PRESETS)
+
+
+def _default_fit() -> tuple[str, ...]:
+    from .calibration import DEFAULT_FIT
+
+    return DEFAULT_FIT
+
+
+def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None, changes=()):
+    """A scenario from a JSON file or a preset, then `--set` changes. What a file leaves out is the
+    default scenario's (the schema's defaults are the default scenario), and a missing 'tasks' means
+    every task of the zoo."""
+    from .codec import decode_value, from_query
+    from .presets import default_scenario, preset_scenario, zoo_tasks
     from .scenario import Scenario
 
-    if path is None:
-        return default_scenario(zoo)
-    data = read_json_object(path)
-    if "tasks" not in data:
-        data = {**default_scenario(data.get("zoo", zoo)).to_dict(), **data}
-    return Scenario.parse(data)
+    if preset is not None:
+        base = preset_scenario(preset, zoo=zoo)
+    elif path is not None:
+        data = read_json_object(path)
+        if "tasks" not in data:
+            data = {**data, "tasks": list(zoo_tasks(data["zoo"] if isinstance(data.get("zoo"), str) else zoo))}
+        base = Scenario.parse(data)
+    else:
+        base = default_scenario(zoo)
+    if not changes:
+        return base
+    sets = _parse_sets(changes)
+    if "tasks" in sets and not any(k in sets for k in ("wireless.num_users", "wireless.distances_m", "wireless.channel")):
+        tasks = decode_value(sets["tasks"])  # one user per task, as in a file that does not place its users
+        if isinstance(tasks, list) and base.wireless.distances_m is None and base.wireless.channel is None:
+            sets["wireless.num_users"] = str(len(tasks))
+    return from_query(sets, base)
+
+
+def _parse_sets(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("set", f"expects DOTTED.KEY=VALUE (e.g. seed=1); got {item!r}")
+        out[key.strip()] = value
+    return out
 
 
 def _floats(text: str, field: str) -> list[float]:
@@ -60,6 +139,13 @@ def _floats(text: str, field: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(field, f"a comma-separated list of numbers; got {text!r}") from None
+
+
+def _ints(text: str, field: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(field, f"a comma-separated list of integers; got {text!r}") from None
 
 
 def _names(text: str) -> list[str]:
@@ -82,7 +168,7 @@ def _tqdm_progress(total_label: str):
 def cmd_run(args) -> int:
     from .pipeline import run
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
     bar, progress = _tqdm_progress("run")
     result = run(scenario, progress=progress, use_cache=not args.no_cache)
     bar.close()
@@ -106,6 +192,7 @@ def format_result(result: dict) -> str:
     lines.append("mean MSE {:.4f}   WDE attacked {:.3f} defended {:.3f}   H0 rejected attacked {:.1%} defended {:.1%}".format(
         sum(u["mse"] for u in users) / len(users), result["wde"]["attacked"], result["wde"]["defended"],
         result["rejection_rate"]["attacked"], result["rejection_rate"]["defended"]))
+    lines += [f"warning: {w}" for w in result.get("warnings") or []]  # an unusable channel, a failed cache write
     return "\n".join(lines)
 
 
@@ -132,17 +219,33 @@ def _workers(value: int | None) -> int:
 def cmd_sweep(args) -> int:
     from . import plots, sweeps
 
-    base = load_scenario(args.scenario)
+    base = load_scenario(args.scenario, preset=args.preset, changes=args.set)
     out = Path(args.out)
     workers = _workers(args.workers)
+    defenses = _names(args.defenses if args.defenses is not None else SWEEP_DEFENSES[args.kind])
+    for name in defenses:  # a bad name is one line before any progress bar
+        sweeps.with_defense(base, name)
+    if args.kind == "snr":
+        powers = _floats(args.jammer_dbm or SNR_JAMMER_DBM, "jammer-dbm")
+        sweeps.snr_points(base, powers, _names(args.attacks), defenses)  # bad values: one line, no bar
+    elif args.kind == "gain":
+        gains = _floats(args.gains_db, "gains-db")
+        powers = _floats(args.jammer_dbm, "jammer-dbm") if args.jammer_dbm is not None else [None]
+        if len(powers) != 1:
+            raise InputError("jammer-dbm", f"gain: one jammer power for every attack, or none for each "
+                             f"attack's paper budget; got {args.jammer_dbm!r}")
+        sweeps.gain_points(base, gains, _names(args.attacks), defenses, jammer_dbm=powers[0])
     bar, progress = _tqdm_progress(f"sweep {args.kind}")
     if args.kind == "snr":
-        rows = sweeps.snr_sweep(base, _floats(args.jammer_dbm, "jammer-dbm"), _names(args.attacks),
-                                _names(args.defenses), progress=progress, workers=workers)
+        rows = sweeps.snr_sweep(base, powers, _names(args.attacks), defenses, progress=progress, workers=workers)
         fig = plots.snr_curves(rows)
+    elif args.kind == "gain":
+        rows = sweeps.gain_sweep(base, gains, _names(args.attacks), defenses, jammer_dbm=powers[0],
+                                 progress=progress, workers=workers)
+        fig = plots.gain_curves(rows, fitted_db=sweeps.fitted_gain_db())
     elif args.kind == "tasks":
         sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
-        conditions = [(a, d) for a in _names(args.attacks) for d in _names(args.defenses)]
+        conditions = [(a, d) for a in _names(args.attacks) for d in defenses]
         rows = sweeps.tasks_sweep(base, conditions, sizes=sizes, progress=progress, workers=workers)
         write_rows(sweeps.summarize_tasks(rows), out, "tasks_summary")
         fig = plots.tasks_bands(sweeps.summarize_tasks(rows))
@@ -154,11 +257,70 @@ def cmd_sweep(args) -> int:
     write_rows(rows, out, args.kind)
     fig.write_html(out / f"{args.kind}.html", include_plotlyjs=True)
     print(f"wrote {len(rows)} points to {out}/{args.kind}.csv, .json and .html")
+    if args.kind in ("snr", "gain"):
+        print(format_sweep(rows, args.kind))
+    return 0
+
+
+def format_sweep(rows: list[dict], kind: str) -> str:
+    """The SNR or gain sweep as a table: average normalised accuracy (%) per defense, and the H0
+    rejection rate without defense, per attack and x value."""
+    x = "jammer_power_dbm" if kind == "snr" else "symbol_gain_db"
+    defenses = list(dict.fromkeys(r["defense"] for r in rows))
+    head = f"{'attack':<22}{x:>17}{'mean MSE':>10}" + "".join(f"{d:>10}" for d in defenses) + f"{'H0 rej.':>9}"
+    lines = [head]
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        mine = [r for r in rows if r["attack"] == attack]
+        for value in dict.fromkeys(r[x] for r in mine):
+            at = {r["defense"]: r for r in mine if r[x] == value}
+            first = next(iter(at.values()))
+            shown = "-" if value is None else f"{value:g}"
+            lines.append(f"{attack:<22}{shown:>17}{first['mean_mse']:>10.4f}"
+                         + "".join(f"{100 * at[d]['avg_normalized']:>9.1f}%" if d in at else f"{'':>10}" for d in defenses)
+                         + f"{100 * first['rejection_rate_attacked']:>8.1f}%")
+    clean = rows[0]["avg_normalized_clean"] if rows else None
+    control = next((r["avg_normalized_clean_realigned"] for r in rows
+                    if r["defense"] == "rmtllmf" and r["avg_normalized_clean_realigned"] is not None),
+                   next((r["avg_normalized_clean_realigned"] for r in rows
+                         if r["avg_normalized_clean_realigned"] is not None), None))
+    if clean is not None:
+        lines.append(f"clean fusion {100 * clean:.1f}%" + (f"   clean fusion + realign (control) {100 * control:.1f}%"
+                                                        if control is not None else ""))
+    return "\n".join(lines)
+
+
+def cmd_calibrate(args) -> int:
+    from . import calibration
+
+    record = calibration.fit(
+        _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
+        steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"),
+        say=lambda line: print(line, flush=True))
+    v = record["values"]
+    print(f"fitted: perturb.scale={v['scale']} perturb.symbol_gain_db={v['symbol_gain_db']} "
+          f"defense.realign_steps={v['realign_steps']} defense.realign_lr={v['realign_lr']:g}")
+    for f in record["provenance"]["fitted"]:
+        print(f"  on {f['name']}: paper {100 * f['paper']:.1f} / {100 * f['paper_baseline']:.1f} = "
+              f"{100 * f['target_share']:.1f}% of clean; ours {100 * f['ours_mean']:.1f}% +- {100 * f['ours_std']:.1f}")
+    if args.dry_run:
+        return 0
+    path = calibration.write(record, Path(args.out) if args.out else calibration.CALIBRATION_FILE)
+    print(f"wrote {path}")
     return 0
 
 
 def cmd_paper(args) -> int:
-    from .report import reproduce_paper
+    from .report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
+
+    if args.table_only:
+        bar, progress = _tqdm_progress("paper table")
+        table = main_table(args.zoo, progress)
+        bar.close()
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.json").write_text(json.dumps(table, indent=1))
+        print("\n".join(table_markdown(table) + [""] + orderings_markdown(orderings(table))))
+        return 0
 
     sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
     path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes, workers=_workers(args.workers))

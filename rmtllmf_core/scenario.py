@@ -14,27 +14,36 @@ from typing import Any, Literal, Optional, get_args
 
 from pydantic import Field, field_validator, model_validator
 
+from . import calibration
 from .validation import Config
 from .wireless import WirelessConfig
 
+# The schema's defaults are the default scenario (the app's first view): the calibrated uplink, the
+# fitted error model and R-MTLLMF on (calibration.json holds the fitted values, as data).
+_FITTED = calibration.values()
 MAX_USERS = 64
 SEED_MAX = 2**32 - 1
 
 NoiseModel = Literal["gaussian", "correlated", "digital"]
-NoiseScale = Literal["absolute", "per_tensor", "per_vector"]
+NoiseScale = Literal["absolute", "per_tensor", "per_vector", "peak"]
 FusionMethod = Literal["task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average"]
 LambdaMode = Literal["fixed", "heuristic", "validation"]
 FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
 # the groups R-MTLLMF reloads (taskvec.EMBEDDING_GROUPS; not imported from there: that pulls in torch)
 EMBEDDING_GROUPS: tuple[str, ...] = get_args(FreezeGroup)
+NOISE_SCALES: tuple[str, ...] = get_args(NoiseScale)
 
 
 class PerturbConfig(Config):
     """How a user's MSE becomes an error on its received task vector (PAPER-NOTES sec. 3)."""
 
     model: NoiseModel = "gaussian"
-    # what the MSE is relative to: the raw parameter (`absolute`), each tensor's power, or the whole vector's
-    scale: NoiseScale = "per_tensor"
+    # what the MSE is relative to: the raw parameter (`absolute`), each tensor's power (`per_tensor`), the
+    # whole vector's (`per_vector`) or each tensor's largest magnitude (`peak`)
+    scale: NoiseScale = _FITTED["scale"]
+    # the reference amplitude: error variance per parameter = MSE * scale^2 * 10^(-symbol_gain_db / 10)
+    symbol_gain_db: float = Field(_FITTED["symbol_gain_db"], ge=-40.0, le=60.0, allow_inf_nan=False,
+                                  description="transmit gain on each normalised parameter before it becomes a symbol")
     bits_per_param: Literal[6, 12, 18, 24] = Field(12, description="digital link: quantiser bits, 6 per 64-QAM symbol")
 
 
@@ -55,12 +64,12 @@ class FusionConfig(Config):
 class DefenseConfig(Config):
     """R-MTLLMF's two switches, and two cheap defenses beyond the paper."""
 
-    freeze: bool = False
+    freeze: bool = True
     freeze_groups: tuple[FreezeGroup, ...] = EMBEDDING_GROUPS
-    realign: bool = False
-    shots_per_class: int = Field(10, ge=1, le=20)
-    realign_steps: int = Field(30, ge=1, le=500)
-    realign_lr: float = Field(1e-4, gt=0.0, le=1e-2)
+    realign: bool = True
+    shots_per_class: int = Field(10, ge=1, le=20)  # the paper's
+    realign_steps: int = Field(_FITTED["realign_steps"], ge=1, le=500)
+    realign_lr: float = Field(_FITTED["realign_lr"], gt=0.0, le=1e-2)
     shrinkage: bool = False  # linear MMSE estimate of each task vector from its known MSE
     trim_keep_fraction: float = Field(1.0, gt=0.0, le=1.0, description="keep this fraction of largest entries")
 

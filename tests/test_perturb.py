@@ -19,6 +19,7 @@ from rmtllmf_core.perturb import (
     q_function,
     qam64_ber,
     qam64_ser,
+    reference_squares,
 )
 from rmtllmf_core.taskvec import ParamLayout
 
@@ -72,6 +73,8 @@ def test_gaussian_empirical_variance_matches_mse_times_scale_squared(scale):
             power = torch.ones(3, dtype=torch.float64)
         elif scale == "per_vector":
             power = clean.double().pow(2).mean(1)
+        elif scale == "peak":
+            power = clean[:, sl].double().abs().amax(1).square()
         else:
             power = clean[:, sl].double().pow(2).mean(1)
         target = torch.tensor(MSE) * power
@@ -414,7 +417,7 @@ def sliced(clean, mse, layout, rows, model, scale, seed, order=None):
     """Perturb only `rows` (user indices) tensor by tensor, visiting tensors in `order`."""
     x = clean[list(rows)].clone()
     lk = link(mse, layout=layout, model=model, scale=scale, seed=seed, users=rows,
-              power=layout.per_tensor_mean_square(x), error_covariance=COV3, sinr_db=[12.0, 15.0, 9.0])
+              power=reference_squares(x, layout, scale), error_covariance=COV3, sinr_db=[12.0, 15.0, 9.0])
     for i in (order if order is not None else range(len(layout.names))):
         a, b = layout.offsets[i], layout.offsets[i + 1]
         piece = x[:, a:b].clone()  # a fresh scratch slice, as a streaming caller hands it
@@ -483,3 +486,50 @@ def test_link_without_noise_leaves_slices_untouched_and_checks_rows():
     with pytest.raises(InputError) as e:
         link(MSE, layout=layout, model="gaussian", scale="absolute", seed=0, users=[3])
     assert e.value.field == "perturb.users"
+
+
+# ----------------------------------------------------------------------------- reference amplitude, peak
+
+def test_peak_scale_is_each_tensors_largest_magnitude():
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    peak = noise_std(clean, MSE, layout, "peak")
+    assert peak.shape == clean.shape
+    for name in layout.names:
+        sl = layout.slice(name)
+        want = torch.tensor(np.sqrt(MSE)) * clean[:, sl].double().abs().amax(1)
+        assert torch.allclose(peak[:, sl], want.float().unsqueeze(1).expand_as(peak[:, sl]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_symbol_gain_divides_the_std_by_its_amplitude_exactly(scale):
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    ref = noise_std(clean, MSE, layout, scale)
+    for gain_db in (-20.0, 7.5, 30.0):
+        got = noise_std(clean, MSE, layout, scale, gain_db=gain_db)
+        assert torch.allclose(got.double(), ref.double() * 10 ** (-gain_db / 20), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", ["absolute", "peak"])
+def test_symbol_gain_scales_the_drawn_error_variance(scale):
+    """A large draw: the sample variance of the error per tensor equals MSE * scale^2 * 10^(-g/10)
+    within its sampling error (chi-square with n degrees of freedom: relative sd sqrt(2 / n))."""
+    layout = make_layout()
+    clean = clean_vectors(layout)
+    gain_db = 17.0
+    got = perturb(clean, MSE, layout=layout, model="gaussian", scale=scale, seed=5, gain_db=gain_db) - clean
+    for name in layout.names:
+        sl = layout.slice(name)
+        ref = 1.0 if scale == "absolute" else clean[:, sl].double().abs().amax(1)
+        want = torch.tensor(MSE) * ref ** 2 * 10 ** (-gain_db / 10)
+        n = sl.stop - sl.start
+        var = got[:, sl].double().pow(2).mean(1)
+        assert torch.all((var / want - 1).abs() < 5 * math.sqrt(2 / n)), (name, var / want)
+
+
+@pytest.mark.parametrize("bad", [60.5, -41, float("nan"), float("inf"), "10", True])
+def test_symbol_gain_out_of_range_names_its_field(bad):
+    layout = make_layout()
+    with pytest.raises(InputError, match=r"perturb\.symbol_gain_db"):
+        noise_std(clean_vectors(layout), MSE, layout, "absolute", gain_db=bad)

@@ -47,6 +47,47 @@ def test_sweep_writes_csv_json_and_html(scenario_file, tmp_path):
     assert "plotly" in (out / "snr.html").read_text()[:100_000].lower()
 
 
+def test_snr_sweep_rows_carry_the_rejection_rate_and_the_control(scenario_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(out),
+                 "--attacks", "worst_sum_rate", "--defenses", "none,rmtllmf", "--jammer-dbm=-140,-120",
+                 "--workers", "1"]) == 0
+    rows = json.loads((out / "snr.json").read_text())
+    assert {"rejection_rate", "rejection_rate_attacked", "avg_normalized_clean_realigned"} <= set(rows[0])
+    assert all(r["avg_normalized_clean_realigned"] is not None for r in rows if r["defense"] == "rmtllmf")
+    printed = capsys.readouterr().out
+    assert "H0 rej." in printed and "clean fusion + realign (control)" in printed
+
+
+def test_gain_sweep_writes_csv_json_and_html(scenario_file, tmp_path, capsys):
+    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM
+
+    out = tmp_path / "out"
+    assert main(["sweep", "--kind", "gain", "--scenario", str(scenario_file), "--out", str(out),
+                 "--attacks", "none,worst_sum_rate", "--defenses", "none", "--gains-db=-10,20",
+                 "--workers", "1"]) == 0
+    rows = json.loads((out / "gain.json").read_text())
+    assert [(r["attack"], r["jammer_power_dbm"], r["symbol_gain_db"]) for r in rows] == [
+        ("none", None, -10.0), ("none", None, 20.0), ("worst_sum_rate", PAPER_JAMMER_DBM, -10.0),
+        ("worst_sum_rate", PAPER_JAMMER_DBM, 20.0)]
+    assert (out / "gain.csv").read_text().startswith("attack,defense,jammer_power_dbm,symbol_gain_db")
+    assert "plotly" in (out / "gain.html").read_text()[:100_000].lower()
+    assert "symbol_gain_db" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--kind", "gain", "--gains-db=loud"], "gains-db"),
+    (["--kind", "gain", "--jammer-dbm=-140,-120"], "jammer-dbm"),
+    (["--kind", "snr", "--defenses", "nope"], "defense"),
+    (["--kind", "gain", "--gains-db=10,99"], "perturb.symbol_gain_db"),
+    (["--kind", "snr", "--attacks", "loud"], "wireless.attack"),
+])
+def test_gain_and_snr_sweeps_reject_bad_options(scenario_file, tmp_path, capsys, argv, field):
+    assert main(["sweep", *argv, "--scenario", str(scenario_file), "--out", str(tmp_path), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}:")  # one line, before any progress bar
+
+
 @pytest.mark.parametrize("content, field", [
     ("{not json", "scenario"),
     ("[1, 2]", "scenario"),

@@ -1,0 +1,6 @@
+"""The app's links: the core's Scenario <-> query-string codec (rmtllmf_core/codec.py), which the CLI's
+`run --set` shares, so a link and a command line decode alike."""
+from rmtllmf_core.codec import (  # noqa: F401
+    MAX_KEY_CHARS, MAX_PARAMS, MAX_VALUE_CHARS, UI_PARAMS, decode_value, diff, encode_value, flatten, from_query,
+    set_path, to_query,
+)

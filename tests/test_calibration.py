@@ -1,0 +1,127 @@
+"""The calibrated regime: the fit (on a closed-form stand-in for the engine), the presets reading its
+values as data, `run --preset` / `--set`, `calibrate`'s bad input, and on the embedded zoo the story
+itself: the attack hurts and R-MTLLMF repairs."""
+import json
+import math
+
+import pytest
+
+from rmtllmf_core import calibration
+from rmtllmf_core.cli import main
+from rmtllmf_core.errors import InputError
+from rmtllmf_core.presets import PRESETS, preset_scenario
+from rmtllmf_core.scenario import Scenario
+
+
+def fake_run(scenario: Scenario) -> dict:
+    """A closed-form engine: the attacked share is a logistic in (gain - 10 log10 MSE) and realignment gives
+    back a share that grows with steps x lr; the same seed always gives the same numbers."""
+    mse = {"none": 0.013, "worst_sum_rate": 0.21, "worst_strongest_user": 0.16}[scenario.wireless.attack]
+    snr_db = scenario.perturb.symbol_gain_db - 10 * math.log10(mse) - 30.0
+    attacked = 1 / (1 + math.exp(-snr_db / 2)) + 0.001 * scenario.seed
+    d = scenario.defense
+    repair = 1 - math.exp(-d.realign_steps * d.realign_lr * 30) if d.realign else 0.0
+    defended = attacked + (1 - attacked) * repair if d.freeze or d.realign else attacked
+    return {"average_normalized": {"clean": 0.95, "attacked": 0.95 * attacked, "defended": 0.95 * defended}}
+
+
+def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
+    record = calibration.fit(("no_protection_ideal", "rmtllmf_worst_sum_rate"), seeds=(0, 1), run=fake_run,
+                             steps=(10, 100), lrs=(1e-4, 1e-3))
+    v = record["values"]
+    # the gain: the logistic's inverse at the paper's share (mean over seeds 0 and 1: +0.0005)
+    target = calibration.PAPER_NUMBERS["no_protection_ideal"].ratio - 0.0005
+    want = 30.0 + 10 * math.log10(0.013) + 2 * math.log(target / (1 - target))
+    assert abs(v["symbol_gain_db"] - want) < 0.1
+    assert v["scale"] == "absolute"
+    # the budget: the grid point whose R-MTLLMF worst-case share is nearest the paper's 60.1%
+    assert (v["realign_steps"], v["realign_lr"]) in {(10, 1e-3), (100, 1e-4)}
+    prov = record["provenance"]
+    assert [f["name"] for f in prov["fitted"]] == ["no_protection_ideal", "rmtllmf_worst_sum_rate"]
+    assert abs(prov["fitted"][0]["ours_mean"] - calibration.PAPER_NUMBERS["no_protection_ideal"].ratio) < 0.01
+    assert prov["seeds"] == [0, 1] and prov["zoo"]["fingerprint"] and prov["trace"]
+
+
+@pytest.mark.parametrize("names, words", [
+    (("nope",), "unknown paper number"),
+    (("no_protection_ideal", "no_protection_worst_sum_rate"), "R-MTLLMF one"),
+    (("a", "b", "c"), "one or two"),
+])
+def test_fit_refuses_bad_numbers_by_name(names, words):
+    with pytest.raises(InputError, match=words):
+        calibration.fit(names, run=fake_run)
+
+
+def test_presets_and_defaults_take_the_fitted_values():
+    v = calibration.values()
+    for name in PRESETS:
+        s = preset_scenario(name, tasks=("digits", "textures"))
+        assert (s.perturb.scale, s.perturb.symbol_gain_db) == (v["scale"], v["symbol_gain_db"])
+        assert (s.defense.realign_steps, s.defense.realign_lr) == (v["realign_steps"], v["realign_lr"])
+    # the schema's defaults are the default scenario
+    assert Scenario.parse({"tasks": ["digits", "textures"]}) == preset_scenario("paper_ideal", tasks=("digits", "textures"))
+
+
+def test_the_calibration_file_names_what_was_fitted():
+    data = json.loads(calibration.CALIBRATION_FILE.read_text())
+    assert set(data["values"]) == set(calibration.UNCALIBRATED)
+    fitted = data["provenance"]["fitted"]
+    assert 1 <= len(fitted) <= 2 and all(f["name"] in calibration.PAPER_NUMBERS for f in fitted)
+    assert data["provenance"]["command"].startswith("python -m rmtllmf_core calibrate")
+    assert len(data["provenance"]["seeds"]) >= 3
+
+
+@pytest.fixture(scope="module")
+def zoo(registered_micro_zoo):
+    return registered_micro_zoo
+
+
+def test_run_preset_and_set(zoo, capsys):
+    args = ["run", "--preset", "paper_worst_sum_rate", "--json", "--zoo", zoo.name,
+            "--set", "evaluation.samples_per_task=30", "--set", "defense.realign_steps=2", "--set", "seed=3",
+            "--set", "perturb.symbol_gain_db=12.5", "--set", f"tasks={json.dumps(list(zoo.task_names[:2]))}"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["average_normalized"]) >= {"clean", "attacked", "defended"}
+    s = result["scenario"]
+    assert (s["seed"], s["perturb"]["symbol_gain_db"], s["defense"]["realign_steps"]) == (3, 12.5, 2)
+    assert s["wireless"]["attack"] == "worst_sum_rate"
+    assert s["tasks"] == list(zoo.task_names[:2]) and s["wireless"]["num_users"] == 2
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--preset", "nope"], "preset"),
+    (["--set", "seed"], "set"),
+    (["--set", "wireless.bogus=1"], "wireless.bogus"),
+    (["--set", "perturb.symbol_gain_db=99"], "perturb.symbol_gain_db"),
+    (["--set", "perturb.symbol_gain_db=loud"], "perturb.symbol_gain_db"),
+    (["--set", "seed=-1"], "seed"),
+])
+def test_run_bad_preset_or_set_exits_2_naming_the_field(args, field, capsys):
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}:"), err
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--fit", "bogus"], "fit"),
+    (["--scale", "loud"], "scale"),
+    (["--seeds", "x"], "seeds"),
+    (["--lrs", "0.5"], "lrs"),
+])
+def test_calibrate_bad_input_exits_2_and_writes_nothing(args, field, capsys, tmp_path):
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}:"), err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_calibrated_default_shows_the_attack_and_the_repair_on_the_tiny_zoo():
+    from rmtllmf_core.pipeline import run
+
+    r = run(preset_scenario("paper_ideal").replace(**{"evaluation.clean_realign_control": False}))
+    avg = r["average_normalized"]
+    assert avg["attacked"] < avg["clean"] - 0.10, avg
+    assert avg["defended"] > avg["attacked"] + 0.10, avg
