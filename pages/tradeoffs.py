@@ -1,8 +1,10 @@
-"""Trade-offs: accuracy versus jammer power for each attack and defense, and accuracy versus the
-number of fused tasks with its spread over task combinations (the paper's Fig. 2).
+"""Trade-offs: accuracy versus jammer power for no defense, freeze, realign and R-MTLLMF against the
+clean fusion and the clean-realigned control, with the paper's three channel conditions marked and
+the hypothesis test's rejection rate against the MSE; accuracy versus the error model's reference
+amplitude; accuracy versus the number of fused tasks with its spread (the paper's Fig. 2).
 
-Both sweeps start from the session's scenario; each point is one engine run that lands in the
-disk cache, so a sweep can be left and resumed.
+Every sweep starts from the session's scenario and is the engine's own (`rmtllmf_core.sweeps`);
+each point is one engine run that lands in the disk cache, so a sweep can be left and resumed.
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from rmtllmf_core import plots as result_plots
 from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
-from rmtllmf_core.units import dbm_to_w
 from rmtllmf_core.wireless import ATTACKS
 from studio import engine, frame, plots, state, ui
 from studio.editor import Editor
@@ -27,8 +28,9 @@ frame.ensure()  # the app's frame around this page, even when Streamlit runs the
 
 presenter = state.presenter()
 st.title("Trade-offs")
-st.caption("How much accuracy each defense keeps as the jammer grows, and as more tasks share one fused model. "
-           "Every point is a full engine run on the scenario below; finished points stay in the disk cache.")
+st.caption("How much accuracy each defense keeps as the jammer grows, as the transmitter's reference amplitude "
+           "changes, and as more tasks share one fused model. Every point is a full engine run on the scenario "
+           "below; finished points stay in the disk cache.")
 
 ed = Editor("tradeoffs")
 base = ed.base
@@ -39,6 +41,20 @@ base = ed.commit()
 DEFENSE_LABELS = {"none": "no defense", "rmtllmf": "R-MTLLMF (freeze + realign)", "freeze": "freeze only",
                   "realign": "realign only", "shrinkage": "shrinkage", "trim": "trim"}
 ATTACK_CHOICES = [a for a in ATTACKS if a != "targeted" or base.wireless.target_user is not None]
+SNR_DEFENSES = ["none", "freeze", "realign", "rmtllmf"]  # the paper's comparison: each part of R-MTLLMF alone
+PAPER_MARKS = ", ".join(f"{c['short']} at {c['jammer_power_dbm']:g} dBm" for c in sweeps.PAPER_CHANNELS
+                        if c["jammer_power_dbm"] is not None)
+
+
+def _sweep_chart(fig, key: str):
+    fig = plots.style(fig, presenter=presenter, height=720)
+    fig.update_layout(title=None, margin=dict(t=60))  # the section's header is the title
+    ui.chart(fig, key)
+    return fig
+
+
+def _table(rows):
+    return pd.DataFrame(rows).drop(columns=["key"], errors="ignore")
 
 
 @st.fragment
@@ -46,19 +62,21 @@ def snr_section(base: Scenario) -> None:
     st.header("Accuracy versus jammer power", divider="gray")
     c1, c2, c3 = st.columns([2, 2, 2])
     with c1:
-        lo, hi = st.slider("Jammer power range (dBm)", -170, -60, (-150, -100), step=5, key="snr.range")
-        step = st.select_slider("Step (dB)", [5, 10, 20], value=10, key="snr.step")
+        lo, hi = st.slider("Jammer power range (dBm)", -170, -60, (-140, -120), step=5, key="snr.range",
+                           help="Each power is one run per channel and defense; widen the range for the whole "
+                                f"curve (the paper's jammers: {PAPER_MARKS}).")
+        step = st.select_slider("Step (dB)", [5, 10, 20], value=20, key="snr.step")
     with c2:
-        attacks = st.multiselect("Attacks", ATTACK_CHOICES, default=["white", "worst_sum_rate", "worst_strongest_user"],
-                                 format_func=lambda a: ui.ATTACK_LABELS.get(a, a), key="snr.attacks")
+        attacks = st.multiselect("Channels", ATTACK_CHOICES, default=["none", "worst_sum_rate"],
+                                 format_func=lambda a: ui.ATTACK_LABELS.get(a, a), key="snr.attacks",
+                                 help="'none' is the paper's ideal channel (no jammer): one run per defense, "
+                                      "drawn at the left edge of each panel.")
     with c3:
-        defenses = st.multiselect("Defenses", list(sweeps.DEFENSES), default=["none", "rmtllmf"],
+        defenses = st.multiselect("Defenses", list(sweeps.DEFENSES), default=SNR_DEFENSES,
                                   format_func=lambda d: DEFENSE_LABELS.get(d, d), key="snr.defenses")
     powers = [float(p) for p in np.arange(lo, hi + 0.5 * step, step)]
     try:  # the channel alone is instant: draw it before any accuracy run
-        channel = [{"attack": a, "jammer_power_dbm": p, "average_mse": engine.uplink(base.replace(**{
-            "wireless.attack": a, "wireless.jammer_power_w": float(dbm_to_w(p))}).wireless)["average_mse"]}
-            for a in attacks for p in powers]
+        channel = sweeps.channel_sweep(base, powers, attacks, uplink=engine.uplink)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
@@ -75,13 +93,60 @@ def snr_section(base: Scenario) -> None:
                      label="Accuracy versus jammer power")
     if not rows:
         return
-    fig = plots.style(result_plots.snr_curves(rows), presenter=presenter, height=440)
-    ui.chart(fig, "chart.snr")
-    table = pd.DataFrame(rows).drop(columns=["key"], errors="ignore")
+    fig = _sweep_chart(result_plots.snr_curves(rows, labels=ui.ATTACK_LABELS), "chart.snr")
+    st.caption("Top: average normalised accuracy with each defense; the green lines are the clean fusion and the "
+               "clean fusion realigned the same way (the control: what realignment gains without any noise). "
+               f"Dotted: the paper's worst-case jammer budgets ({PAPER_MARKS}); the grey band, the ideal channel. "
+               "Bottom: the share of test samples on which the hypothesis test rejects H0 (\"the noise does not "
+               "alter the prediction\") for each model against the clean fusion, versus the users' mean MSE.")
+    table = _table(rows)
     if not presenter:
         with st.expander("Points (table)"):
             st.dataframe(table, hide_index=True, width="stretch")
     ui.export("snr-sweep", tables={"points": table}, data=rows, figures={"accuracy vs jammer power": fig})
+
+
+@st.fragment
+def gain_section(base: Scenario) -> None:
+    st.header("Accuracy versus the reference amplitude", divider="gray")
+    st.caption("The error on each received parameter has variance MSE x scale² x 10^(-gain/10): the reference "
+               "amplitude (perturb.symbol_gain_db) is the gain the transmitter applies before the parameters "
+               f"become symbols. Here at the scenario's error scale ({base.perturb.scale}).")
+    c1, c2, c3 = st.columns([2, 2, 2])
+    with c1:
+        lo, hi = st.slider("Reference amplitude range (dB)", -40, 60, (10, 30), step=5, key="gain.range")
+        step = st.select_slider("Step (dB)", [5, 10, 15, 20], value=10, key="gain.step")
+    with c2:
+        attacks = st.multiselect("Channels", ATTACK_CHOICES, default=["none", "worst_sum_rate"],
+                                 format_func=lambda a: ui.ATTACK_LABELS.get(a, a), key="gain.attacks")
+        paper_budget = st.toggle("Each jammer at its paper budget", value=True, key="gain.paper_budget",
+                                 help=f"The paper's conditions: {PAPER_MARKS}. Off: every jammer at this page's "
+                                      f"budget ({dbm(base.wireless.jammer_power_w) or 'no'} dBm).")
+    with c3:
+        defenses = st.multiselect("Defenses", list(sweeps.DEFENSES), default=["none", "rmtllmf"],
+                                  format_func=lambda d: DEFENSE_LABELS.get(d, d), key="gain.defenses")
+    gains = [float(g) for g in np.arange(lo, hi + 0.5 * step, step)]
+    jammer_dbm = None if paper_budget else (dbm(base.wireless.jammer_power_w) or -300.0)
+    spec = {"gains": gains, "attacks": attacks, "defenses": defenses, "jammer_dbm": jammer_dbm}
+    try:
+        points = sweeps.gain_points(base, gains, attacks, defenses, jammer_dbm=jammer_dbm)
+    except RmtllmfError as exc:
+        st.error(str(exc))
+        return
+    rows = run_sweep("gain", base, spec, points, sweeps.gain_sweep, (base, gains, attacks, defenses),
+                     {"jammer_dbm": jammer_dbm}, label="Accuracy versus the reference amplitude")
+    if not rows:
+        return
+    fitted = sweeps.fitted_gain_db()
+    fig = _sweep_chart(result_plots.gain_curves(rows, fitted_db=fitted, labels=ui.ATTACK_LABELS), "chart.gain")
+    st.caption("A larger gain means a smaller error for the same MSE."
+               + (f" Dotted: the calibrated value ({fitted:g} dB), fitted to the paper's numbers." if fitted is not None
+                  else ""))
+    table = _table(rows)
+    if not presenter:
+        with st.expander("Points (table)"):
+            st.dataframe(table, hide_index=True, width="stretch")
+    ui.export("gain-sweep", tables={"points": table}, data=rows, figures={"accuracy vs reference amplitude": fig})
 
 
 @st.fragment
@@ -122,9 +187,10 @@ def tasks_section(base: Scenario) -> None:
     if not presenter:
         with st.expander("Summary per size (table)"):
             st.dataframe(table, hide_index=True, width="stretch")
-    ui.export("tasks-sweep", tables={"summary": table, "combinations": pd.DataFrame(rows).drop(columns=["key"], errors="ignore")},
+    ui.export("tasks-sweep", tables={"summary": table, "combinations": _table(rows)},
               data={"rows": rows, "summary": summary}, figures={"accuracy vs tasks": fig})
 
 
 snr_section(base)
+gain_section(base)
 tasks_section(base)

@@ -128,7 +128,8 @@ def check_sweep(points: Sequence, lim: HostLimits | None = None) -> None:
         check_scenario(p[1] if isinstance(p, tuple) else p, lim)
 
 
-_SWEEPS = {"snr_sweep": "snr_points", "tasks_sweep": "tasks_points", "ablation_sweep": "ablation_points"}
+_SWEEPS = {"snr_sweep": "snr_points", "gain_sweep": "gain_points", "tasks_sweep": "tasks_points",
+           "ablation_sweep": "ablation_points"}
 
 
 def _describe(fn: Callable) -> tuple[str, str]:

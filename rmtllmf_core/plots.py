@@ -16,19 +16,172 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
-def snr_curves(rows: Sequence[Mapping]) -> go.Figure:
-    """Average normalised accuracy versus jammer power, one line per (attack, defense)."""
-    fig = go.Figure()
-    attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    for (attack, defense) in dict.fromkeys((r["attack"], r["defense"]) for r in rows):
-        pts = sorted((r["jammer_power_dbm"], 100 * r["avg_normalized"], r["mean_mse"]) for r in rows
-                     if r["attack"] == attack and r["defense"] == defense)
-        fig.add_trace(go.Scatter(
-            x=[p[0] for p in pts], y=[p[1] for p in pts], customdata=[p[2] for p in pts],
-            mode="lines+markers", name=f"{attack} / {defense}",
-            line=dict(color=PALETTE[attacks.index(attack) % len(PALETTE)], dash=DASH.get(defense, "solid")),
-            hovertemplate="P_J %{x} dBm<br>accuracy %{y:.1f}%<br>mean MSE %{customdata:.4f}<extra></extra>"))
-    return _layout(fig, "Accuracy versus jammer power", "jammer power (dBm)", "avg normalised accuracy (%)")
+DEFENSE_LABELS = {"none": "no defense", "freeze": "freeze only", "realign": "realign only",
+                  "rmtllmf": "R-MTLLMF (freeze + realign)", "shrinkage": "shrinkage", "trim": "trim"}
+DEFENSE_COLORS = {"none": "#d62728", "freeze": "#8c564b", "realign": "#9467bd", "rmtllmf": "#1f77b4",
+                  "shrinkage": "#17becf", "trim": "#e377c2"}
+ATTACK_TITLES = {"none": "ideal channel (no jammer)", "white": "white noise",
+                 "worst_sum_rate": "worst case: sum rate (P1)", "worst_strongest_user": "worst case: strongest user (P2)",
+                 "targeted": "targeted user", "worst_max_user_numeric": "worst case: best user's rate (numeric)"}
+ATTACK_SYMBOLS = {"none": "diamond", "white": "circle", "worst_sum_rate": "square",
+                  "worst_strongest_user": "triangle-up", "targeted": "x", "worst_max_user_numeric": "star"}
+CLEAN_COLOR, CONTROL_COLOR, MARK_COLOR = "#2ca02c", "#00441b", "#555555"
+
+
+def _pct(v):
+    return None if v is None else 100 * v
+
+
+def _control(rows: Sequence[Mapping]) -> float | None:
+    """The clean-realigned control of R-MTLLMF's recipe (else of any realigning defense)."""
+    values = [(r["defense"] != "rmtllmf", r["avg_normalized_clean_realigned"]) for r in rows
+              if r.get("avg_normalized_clean_realigned") is not None]
+    return min(values)[1] if values else None
+
+
+def _paper_channels(channels):
+    if channels is not None:
+        return list(channels)
+    from .sweeps import PAPER_CHANNELS  # the science's own list (imports the engine: only when needed)
+
+    return list(PAPER_CHANNELS)
+
+
+def _sweep_figure(rows: Sequence[Mapping], *, x: str, panels: Sequence[str], x_title: str, title: str,
+                  rejection_x: str, rejection_title: str, labels: Mapping[str, str] | None,
+                  ideal_at: float | None = None, marks=(), rejection: bool = True):
+    """Accuracy (%) versus `x`, one panel per attack in `panels` and one line per defense, the clean
+    fusion and the clean-realigned control as reference lines; `ideal_at`: where the ideal channel's
+    points (attack 'none', no x of their own) stand; `marks`: (panel, x, text) vertical lines. Below,
+    across the panels, the H0 rejection rate of every point versus `rejection_x`."""
+    from plotly.subplots import make_subplots
+
+    titles = {**ATTACK_TITLES, **(labels or {})}
+    n = max(1, len(panels))
+    has_rejection = rejection and any(r.get("rejection_rate") is not None for r in rows)
+    specs = [[{} for _ in range(n)]] + ([[{"colspan": n}] + [None] * (n - 1)] if has_rejection else [])
+    fig = make_subplots(rows=len(specs), cols=n, specs=specs, shared_yaxes=True, vertical_spacing=0.2,
+                        horizontal_spacing=0.04, row_heights=[0.6, 0.4] if has_rejection else None,
+                        subplot_titles=[titles.get(a, a) for a in panels] + (
+                            [rejection_title] if has_rejection else []))
+    defenses = list(dict.fromkeys(r["defense"] for r in rows))
+    ideal = {r["defense"]: r for r in rows if r["attack"] == "none"}
+    xs = sorted({r[x] for r in rows if r.get(x) is not None})
+    span = [ideal_at if ideal and ideal_at is not None else (xs[0] if xs else 0.0), xs[-1] if xs else 0.0]
+    clean = next((r["avg_normalized_clean"] for r in rows), None)
+    control = _control(rows)
+    for col, attack in enumerate(panels, start=1):
+        first = col == 1
+        for defense in defenses:
+            color = DEFENSE_COLORS.get(defense, PALETTE[defenses.index(defense) % len(PALETTE)])
+            dash = DASH.get(defense, "solid")
+            pts = sorted((r[x], _pct(r["avg_normalized"]), r["mean_mse"], _pct(r.get("rejection_rate")))
+                         for r in rows if r["attack"] == attack and r["defense"] == defense and r.get(x) is not None)
+            name = DEFENSE_LABELS.get(defense, defense)
+            if pts:
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts], y=[p[1] for p in pts], customdata=[[p[2], p[3]] for p in pts],
+                    mode="lines+markers", name=name, legendgroup=defense, showlegend=first,
+                    line=dict(color=color, dash=dash), marker=dict(symbol=ATTACK_SYMBOLS.get(attack, "circle")),
+                    hovertemplate=f"{name}<br>{x_title} %{{x}}<br>accuracy %{{y:.1f}}%<br>mean MSE "
+                                  "%{customdata[0]:.4f}<br>H0 rejected %{customdata[1]:.1f}%<extra></extra>"),
+                    row=1, col=col)
+            if defense in ideal and ideal_at is not None and attack != "none":
+                r = ideal[defense]
+                fig.add_trace(go.Scatter(
+                    x=[ideal_at], y=[_pct(r["avg_normalized"])], mode="markers", name=name, legendgroup=defense,
+                    showlegend=first and not pts, marker=dict(color=color, symbol="diamond", size=10),
+                    hovertemplate=f"{name}, ideal channel (no jammer): %{{y:.1f}}%<extra></extra>"), row=1, col=col)
+        for value, label, color, dash in ((clean, "clean fusion (no noise)", CLEAN_COLOR, "solid"),
+                                          (control, "clean fusion + realign (control)", CONTROL_COLOR, "dash")):
+            if value is not None:
+                fig.add_trace(go.Scatter(
+                    x=span, y=[_pct(value)] * 2, mode="lines", name=label, legendgroup=label, showlegend=first,
+                    line=dict(color=color, dash=dash, width=2), hovertemplate=f"{label}: %{{y:.1f}}%<extra></extra>"),
+                    row=1, col=col)
+        if ideal and ideal_at is not None and attack != "none":
+            fig.add_vrect(x0=ideal_at - 2.5, x1=ideal_at + 2.5, fillcolor="#BBBBBB", opacity=0.25, line_width=0,
+                          annotation_text="paper: ideal", annotation_position="top", row=1, col=col)
+        for panel, at, text in marks:
+            if panel == attack:
+                fig.add_vline(x=at, line=dict(color=MARK_COLOR, dash="dot", width=1.5), annotation_text=text,
+                              annotation_position="top left", annotation_textangle=-90, annotation_font_size=11,
+                              row=1, col=col)
+        fig.update_xaxes(title_text=x_title, row=1, col=col)
+        if ideal and ideal_at is not None and attack != "none" and xs:
+            ticks = [ideal_at] + xs
+            fig.update_xaxes(tickvals=ticks, ticktext=["no jammer"] + [f"{v:g}" for v in xs], row=1, col=col)
+    fig.update_yaxes(title_text="avg normalised accuracy (%)", rangemode="tozero", row=1, col=1)
+    if has_rejection:
+        for defense in defenses:
+            color = DEFENSE_COLORS.get(defense, PALETTE[defenses.index(defense) % len(PALETTE)])
+            for attack in dict.fromkeys(r["attack"] for r in rows):
+                by_x: dict = {}  # one point per x (the ideal channel of an SNR sweep: one point for every power)
+                for r in rows:
+                    if (r["attack"], r["defense"]) == (attack, defense) and r.get("rejection_rate") is not None \
+                            and r.get(rejection_x) is not None:
+                        by_x.setdefault(r[rejection_x], r)
+                if not by_x:
+                    continue
+                pts = [(v, _pct(r["rejection_rate"]), r.get(x) if len(by_x) > 1 else None, r["mean_mse"])
+                       for v, r in sorted(by_x.items())]
+                name = DEFENSE_LABELS.get(defense, defense)
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts], y=[p[1] for p in pts], customdata=[[p[2], p[3]] for p in pts],
+                    mode="lines+markers", name=name, legendgroup=defense, showlegend=False,
+                    line=dict(color=color, dash=DASH.get(defense, "solid"), width=1.5),
+                    marker=dict(symbol=ATTACK_SYMBOLS.get(attack, "circle"), size=8),
+                    hovertemplate=f"{name}, {titles.get(attack, attack)}<br>{x_title} %{{customdata[0]}}<br>mean MSE "
+                                  "%{customdata[1]:.4f}<br>H0 rejected %{y:.1f}%<extra></extra>"), row=2, col=1)
+        attacks = list(dict.fromkeys(r["attack"] for r in rows))
+        for attack in attacks if len(attacks) > 1 else ():  # the marker of each channel, once in the legend
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=titles.get(attack, attack),
+                                     legendgroup="channel", marker=dict(symbol=ATTACK_SYMBOLS.get(attack, "circle"),
+                                                                        color=MARK_COLOR, size=8)), row=2, col=1)
+        fig.update_yaxes(title_text="H0 rejected (% of samples)", rangemode="tozero", row=2, col=1)
+        fig.update_xaxes(title_text=("mean MSE over the users (log)" if rejection_x == "mean_mse" else x_title),
+                         type="log" if rejection_x == "mean_mse" else None, row=2, col=1)
+    fig.update_layout(title=title, template="plotly_white", height=720 if has_rejection else 440,
+                      legend=dict(orientation="h", y=-0.12, yanchor="top"),
+                      margin=dict(l=60, r=20, t=100 if any("<br>" in titles.get(a, a) for a in panels) else 70, b=60))
+    return fig
+
+
+def snr_curves(rows: Sequence[Mapping], *, channels: Sequence[Mapping] | None = None,
+               labels: Mapping[str, str] | None = None, rejection: bool = True) -> go.Figure:
+    """Average normalised accuracy versus jammer power (dBm): one panel per jammer attack, one line per
+    defense, the clean fusion and the clean-realigned control as reference lines; the ideal channel
+    (attack 'none', no jammer) as diamonds at the left edge; the paper's jammer budgets of its
+    worst-case conditions (`channels`, default `sweeps.PAPER_CHANNELS`) as dotted vertical lines.
+    Below: the hypothesis test's H0 rejection rate of each point against the mean MSE."""
+    panels = [a for a in dict.fromkeys(r["attack"] for r in rows) if a != "none"] or ["none"]
+    xs = sorted({r["jammer_power_dbm"] for r in rows if r.get("jammer_power_dbm") is not None})
+    step = min((b - a for a, b in zip(xs, xs[1:])), default=10.0)
+    marks = [(c["attack"], c["jammer_power_dbm"], f"paper {c.get('short', c['title'])}: {c['jammer_power_dbm']:g} "
+              "dBm") for c in _paper_channels(channels) if c.get("jammer_power_dbm") is not None]
+    return _sweep_figure(rows, x="jammer_power_dbm", panels=panels, x_title="jammer power (dBm)",
+                         title="Accuracy versus jammer power", rejection_x="mean_mse",
+                         rejection_title="H0 rejection rate versus the users' mean MSE", labels=labels,
+                         ideal_at=(xs[0] - max(step, 5.0)) if xs else None, marks=marks, rejection=rejection)
+
+
+def gain_curves(rows: Sequence[Mapping], *, fitted_db: float | None = None, labels: Mapping[str, str] | None = None,
+                rejection: bool = True) -> go.Figure:
+    """Average normalised accuracy versus the reference amplitude `perturb.symbol_gain_db` (dB), one
+    panel per channel (attack at its jammer power), one line per defense, the clean fusion and the
+    control as reference lines, `fitted_db` (the calibrated gain) as a dotted vertical line. Below:
+    the H0 rejection rate versus the gain."""
+    panels = list(dict.fromkeys(r["attack"] for r in rows))
+    power = {r["attack"]: r.get("jammer_power_dbm") for r in rows}
+    titles = {**ATTACK_TITLES, **(labels or {})}
+    named = {a: titles.get(a, a) + (f"<br>jammer {power[a]:g} dBm" if power.get(a) is not None else "")
+             for a in panels}
+    marks = [(a, fitted_db, f"calibrated: {fitted_db:g} dB") for a in panels] if fitted_db is not None else []
+    return _sweep_figure(rows, x="symbol_gain_db", panels=panels, x_title="reference amplitude (dB)",
+                         title="Accuracy versus the reference amplitude (perturb.symbol_gain_db)",
+                         rejection_x="symbol_gain_db",
+                         rejection_title="H0 rejection rate versus the reference amplitude",
+                         labels=named, marks=marks, rejection=rejection)
 
 
 def tasks_bands(summary: Sequence[Mapping]) -> go.Figure:

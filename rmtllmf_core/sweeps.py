@@ -1,7 +1,10 @@
 """Sweeps: many scenarios, each one a `run` (so every finished point lands in the disk cache and
 an interrupted sweep resumes where it stopped).
 
-- snr_sweep: accuracy versus jammer power for each attack and defense;
+- snr_sweep: accuracy versus jammer power for each attack and defense, with the H0 rejection rate
+  and the clean-realigned control (`snr_points`);
+- gain_sweep: accuracy versus the error model's reference amplitude (`perturb.symbol_gain_db`) on
+  the paper's channel conditions (`gain_points`);
 - tasks_sweep: accuracy versus the number of fused tasks over every combination (paper Fig. 2);
 - ablation_sweep: freeze / realign / both / neither over shots per class (paper Fig. 5);
 - run_points: any list of (row, scenario) points, serially or in a pool of worker processes
@@ -27,6 +30,7 @@ from .errors import AssetError, CapExceeded, InputError
 from .pipeline import run
 from .scenario import Scenario
 from .units import dbm_to_w
+from .wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
 
 Progress = Callable[[float, str], None]
 
@@ -52,18 +56,28 @@ def with_defense(base: Scenario, name: str) -> Scenario:
 def without_control(base: Scenario) -> Scenario:
     """A sweep point's scenario: a sweep's rows read the defended and clean accuracies only, so the
     clean-realigned control (one more realignment and evaluation per point, about a sixth of a
-    sweep's CPU time on the tiny zoo) is off; single runs keep the user's choice."""
+    sweep's CPU time on the tiny zoo) is off; single runs keep the user's choice. The control
+    depends on neither the channel nor the error model, so the SNR and gain sweeps turn it back on
+    for one point (`_one_control`) and give its value to every row of that defense."""
     return base.replace(**{"evaluation.clean_realign_control": False})
 
 
 def _row(row: Mapping, result: Mapping) -> dict:
     avg = result["average_normalized"]
+    rejection = result.get("rejection_rate") or {}
     return {
         **row,
         "avg_normalized": avg["defended"],
         "avg_normalized_clean": avg["clean"],
         "mean_mse": float(np.mean([u["mse"] for u in result["wireless"]["users"]])),
         "mean_sinr_db": float(np.mean([u["sinr_db"] for u in result["wireless"]["users"]])),
+        # the same run's received fusion without any defense, and the clean fusion realigned (the
+        # control; None where the point did not compute it)
+        "avg_normalized_attacked": avg["attacked"],
+        "avg_normalized_clean_realigned": avg.get("clean_realigned"),
+        # the hypothesis test (H0: the noise does not alter the prediction) against the clean fusion
+        "rejection_rate": rejection.get("defended"),
+        "rejection_rate_attacked": rejection.get("attacked"),
         "key": result["key"],
     }
 
@@ -106,6 +120,8 @@ def _sharing_keys(scenario: Scenario) -> tuple[str, str]:
     """What a point shares with others: the clean side (lambda, clean fusion and control: same zoo,
     fused tasks, fusion and evaluation) and the attacked side (everything but the defense)."""
     d = scenario.to_dict()
+    # the one point of an SNR or gain sweep that also computes the control shares the rest
+    d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k != "clean_realign_control"}
     clean = {k: d[k] for k in ("zoo", "tasks", "fuse", "fusion", "evaluation")}
     attacked = {k: v for k, v in d.items() if k != "defense"}
     return repr(sorted(clean.items())), repr(sorted(attacked.items()))
@@ -227,21 +243,133 @@ def _rebuild_error(e: Mapping) -> Exception:
     return RuntimeError(f"a sweep worker failed: {e['text']}\n{e['traceback']}")
 
 
+# The paper's three channel conditions (its Sec. IV; our calibrated jammer budgets): the marks of the
+# SNR and gain plots and the default channels of the gain sweep. The ideal channel has no jammer.
+PAPER_CHANNELS: tuple[dict, ...] = (
+    {"preset": "paper_ideal", "title": "ideal channel (no jammer)", "short": "ideal", "attack": "none",
+     "jammer_power_dbm": None},
+    {"preset": "paper_worst_sum_rate", "title": "worst-case sum rate (P1)", "short": "P1", "attack": "worst_sum_rate",
+     "jammer_power_dbm": PAPER_JAMMER_DBM},
+    {"preset": "paper_worst_strongest_user", "title": "worst-case strongest user (P2)", "short": "P2",
+     "attack": "worst_strongest_user", "jammer_power_dbm": PAPER_SU_JAMMER_DBM},
+)
+
+
+def paper_jammer_dbm(attack: str) -> float:
+    """The jammer budget of the paper condition of `attack` (P2's for the strongest-user jammer, the
+    calibrated P1 budget for every other jammer)."""
+    return next((c["jammer_power_dbm"] for c in PAPER_CHANNELS if c["attack"] == attack and c["jammer_power_dbm"]),
+                PAPER_JAMMER_DBM)
+
+
+def _channel(base: Scenario, attack: str, p_dbm: float | None) -> Scenario:
+    """The base on `attack` at `p_dbm`. Without a jammer (attack 'none') the power changes nothing, so
+    every power maps to the base's own: one scenario, computed once, a cache hit for the others."""
+    if attack == "none" or p_dbm is None:
+        return base.replace(**{"wireless.attack": attack})
+    return base.replace(**{"wireless.attack": attack, "wireless.jammer_power_w": float(dbm_to_w(p_dbm))})
+
+
+CONTROL_DEFENSE = "rmtllmf"  # whose recipe the sweeps' clean control follows, when it is swept
+
+
+def _one_control(points: list[tuple[dict, Scenario]]) -> list[tuple[dict, Scenario]]:
+    """The clean-realigned control on one point, off elsewhere: the first point of R-MTLLMF (else of
+    the first realigning defense swept), and the points equal to it.
+
+    The control realigns the clean fusion: it depends on neither the channel nor the error model
+    (pipeline.compute memoises it on disk by recipe), so the sweep draws it as one line from one run
+    and `_spread_control` gives its value to every row of that defense (the other rows: None). One
+    control, not one per realigning defense: each costs a realignment on a cold cache."""
+    realigning = [row["defense"] for row, s in points if s.defense.realign]
+    if not realigning:
+        return points
+    defense = CONTROL_DEFENSE if CONTROL_DEFENSE in realigning else realigning[0]
+    chosen = next(s for row, s in points if row["defense"] == defense)
+    # every point equal to the chosen one (the ideal channel's, at each power) keeps one scenario
+    return [(row, s.replace(**{"evaluation.clean_realign_control": True}) if s == chosen else s) for row, s in points]
+
+
+def _spread_control(rows: list[dict]) -> list[dict]:
+    control = {}
+    for r in rows:
+        if r.get("avg_normalized_clean_realigned") is not None:
+            control.setdefault(r["defense"], r["avg_normalized_clean_realigned"])
+    return [{**r, "avg_normalized_clean_realigned": control.get(r["defense"])} for r in rows]
+
+
+def channel_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str], *,
+                  uplink: Callable[[Any], Mapping] | None = None) -> list[dict]:
+    """The channel alone along an SNR sweep (instant: no model is run): one row per (attack, jammer
+    power) with the users' average MSE, on the same channels as `snr_points`. `uplink` maps a
+    WirelessConfig to `evaluate_uplink(cfg).to_dict()` (the app passes its memoised one)."""
+    if uplink is None:
+        from .wireless import evaluate_uplink
+
+        def uplink(cfg):
+            return evaluate_uplink(cfg).to_dict()
+    powers = [float(p) for p in jammer_powers_dbm]
+    return [{"attack": a, "jammer_power_dbm": p, "average_mse": float(uplink(_channel(base, a, p).wireless)["average_mse"])}
+            for a in attacks for p in powers]
+
+
+def fitted_gain_db() -> float | None:
+    """The calibrated reference amplitude (calibration.json), None where no calibration is there."""
+    from . import calibration
+
+    data = calibration.load()
+    return float(data["values"]["symbol_gain_db"]) if data.get("provenance") else None
+
+
 def snr_points(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
-               defenses: Iterable[str]) -> list[tuple[dict, Scenario]]:
+               defenses: Iterable[str], *, control: bool = True) -> list[tuple[dict, Scenario]]:
+    """One point per (attack, defense, jammer power). Attack 'none' (the ideal channel) gives the same
+    scenario at every power. With `control`, one point of R-MTLLMF (else of another realigning
+    defense) also computes the clean-realigned control (see `_one_control`)."""
     base, points = without_control(base), []
     for attack in attacks:
         for defense in defenses:
             for p_dbm in jammer_powers_dbm:
-                scenario = with_defense(base, defense).replace(**{
-                    "wireless.attack": attack, "wireless.jammer_power_w": float(dbm_to_w(p_dbm))})
+                scenario = _channel(with_defense(base, defense), attack, p_dbm)
                 points.append(({"attack": attack, "defense": defense, "jammer_power_dbm": float(p_dbm)}, scenario))
-    return points
+    return _one_control(points) if control else points
 
 
 def snr_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
-              defenses: Iterable[str], *, progress: Progress | None = None, **run_kw) -> list[dict]:
-    return run_points(snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses)), progress, **run_kw)
+              defenses: Iterable[str], *, control: bool = True, progress: Progress | None = None,
+              **run_kw) -> list[dict]:
+    """Rows: attack, defense, jammer_power_dbm; avg_normalized (with the defense), _attacked (none),
+    _clean, _clean_realigned (the control: the same on every row of the defense it was computed
+    for, see `_one_control`, else None); mean_mse, mean_sinr_db; rejection_rate (H0 rejection rate
+    of the defended model against the clean fusion), rejection_rate_attacked (of the received
+    fusion, no defense); key."""
+    points = snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses), control=control)
+    return _spread_control(run_points(points, progress, **run_kw))
+
+
+def gain_points(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str],
+                *, jammer_dbm: float | None = None, control: bool = True) -> list[tuple[dict, Scenario]]:
+    """One point per (attack, defense, reference amplitude `perturb.symbol_gain_db`). Each jammer
+    attacks at `jammer_dbm`, or by default at its paper budget (`paper_jammer_dbm`): with the default
+    attacks none, worst_sum_rate and worst_strongest_user these are the paper's three conditions."""
+    base, points = without_control(base), []
+    for attack in attacks:
+        p_dbm = None if attack == "none" else float(jammer_dbm if jammer_dbm is not None else paper_jammer_dbm(attack))
+        for defense in defenses:
+            channel = _channel(with_defense(base, defense), attack, p_dbm)
+            for g in gains_db:
+                scenario = channel.replace(**{"perturb.symbol_gain_db": float(g)})
+                points.append(({"attack": attack, "defense": defense, "jammer_power_dbm": p_dbm,
+                                "symbol_gain_db": float(g)}, scenario))
+    return _one_control(points) if control else points
+
+
+def gain_sweep(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str], *,
+               jammer_dbm: float | None = None, control: bool = True, progress: Progress | None = None,
+               **run_kw) -> list[dict]:
+    """The rows of `snr_sweep` with `symbol_gain_db` (jammer_power_dbm: None on the ideal channel)."""
+    points = gain_points(base, list(gains_db), list(attacks), list(defenses), jammer_dbm=jammer_dbm, control=control)
+    return _spread_control(run_points(points, progress, **run_kw))
 
 
 def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: Iterable[int] | None = None

@@ -50,3 +50,75 @@ def test_mse_curves_one_line_per_attack_sorted_by_power():
     assert [t.name for t in fig.data] == ["white noise", "worst_sum_rate"]
     assert list(fig.data[0].x) == [-140.0, -100.0] and list(fig.data[0].y) == [0.02, 0.3]
     assert fig.layout.yaxis.type == "log"
+
+
+def _sweep_rows(x_key, xs, attacks=("none", "worst_sum_rate"), defenses=("none", "freeze", "realign", "rmtllmf")):
+    """Rows shaped as `sweeps.snr_sweep` / `gain_sweep` return them (made-up numbers)."""
+    rows = []
+    for a in attacks:
+        for d in defenses:
+            for i, v in enumerate(xs):
+                hurt = 0.0 if a == "none" else 0.2 * i
+                rows.append({"attack": a, "defense": d, x_key: v, "jammer_power_dbm": None if a == "none" else -130.0,
+                             "avg_normalized": 0.9 - hurt * (0.5 if d == "rmtllmf" else 1.0),
+                             "avg_normalized_clean": 0.95, "avg_normalized_attacked": 0.9 - hurt,
+                             "avg_normalized_clean_realigned": 0.96 if d in ("realign", "rmtllmf") else None,
+                             "mean_mse": 0.013 if a == "none" else 0.013 * 4 ** i,
+                             "rejection_rate": 0.1 + 0.2 * i, "rejection_rate_attacked": 0.1 + 0.2 * i})
+                if x_key == "jammer_power_dbm":
+                    rows[-1]["jammer_power_dbm"] = v
+    return rows
+
+
+def test_snr_curves_show_every_defense_the_references_and_the_paper_conditions():
+    from rmtllmf_core import plots as core_plots
+    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
+
+    rows = _sweep_rows("jammer_power_dbm", [-150.0, -130.0, -110.0])
+    fig = core_plots.snr_curves(rows + [{**r, "attack": "worst_strongest_user"} for r in rows if r["attack"] != "none"])
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend[:6] == ["no defense", "freeze only", "realign only", "R-MTLLMF (freeze + realign)",
+                          "clean fusion (no noise)", "clean fusion + realign (control)"]
+    # one panel per jammer; the ideal channel (attack none) as a point per defense left of the sweep
+    assert [a.text for a in fig.layout.annotations][:3] == ["worst case: sum rate (P1)", "worst case: strongest user (P2)",
+                                                            "H0 rejection rate versus the users' mean MSE"]
+    ideal = [t for t in fig.data if t.mode == "markers" and t.hovertemplate and "ideal channel" in t.hovertemplate]
+    assert len(ideal) == 2 * 4 and all(t.x[0] < -150.0 for t in ideal)
+    assert list(fig.layout.xaxis.ticktext)[0] == "no jammer"
+    rmtllmf = next(t for t in fig.data if t.name.startswith("R-MTLLMF") and t.xaxis == "x" and t.mode == "lines+markers")
+    assert list(rmtllmf.x) == [-150.0, -130.0, -110.0] and list(rmtllmf.y) == [90.0, 80.0, 70.0]  # in %
+    control = next(t for t in fig.data if t.name == "clean fusion + realign (control)")
+    assert list(control.y) == [96.0, 96.0]
+    # the paper's worst-case budgets as vertical lines in their own panels
+    vlines = {(s.xref, s.x0) for s in fig.layout.shapes if s.type == "line"}
+    assert ("x", PAPER_JAMMER_DBM) in vlines and ("x2", PAPER_SU_JAMMER_DBM) in vlines
+    # below: the rejection rate against the mean MSE (log), rising along the sweep
+    rejection = [t for t in fig.data if t.xaxis == "x3" and t.x[0] is not None]
+    assert rejection and fig.layout.xaxis3.type == "log"
+    sr = next(t for t in rejection if t.name == "no defense" and t.marker.symbol == "square")
+    assert list(sr.y) == sorted(sr.y) and list(sr.x) == sorted(sr.x)
+    assert "MSE" in fig.layout.xaxis3.title.text and "%" in fig.layout.yaxis3.title.text
+    assert fig.layout.xaxis.title.text == "jammer power (dBm)" and "(%)" in fig.layout.yaxis.title.text
+
+
+def test_snr_curves_without_rejection_or_control_still_draw():
+    from rmtllmf_core import plots as core_plots
+
+    rows = [{k: v for k, v in r.items() if k not in ("rejection_rate", "avg_normalized_clean_realigned")}
+            for r in _sweep_rows("jammer_power_dbm", [-140.0, -120.0], attacks=("worst_sum_rate",), defenses=("none",))]
+    fig = core_plots.snr_curves(rows)   # rows of an older sweep: no rejection panel, no control line
+    assert [t.name for t in fig.data] == ["no defense", "clean fusion (no noise)"]
+    assert "xaxis2" not in fig.layout or fig.layout.xaxis2.title.text is None
+
+
+def test_gain_curves_one_panel_per_channel_with_the_calibrated_mark():
+    from rmtllmf_core import plots as core_plots
+
+    rows = _sweep_rows("symbol_gain_db", [0.0, 10.0, 20.0], defenses=("none", "rmtllmf"))
+    fig = core_plots.gain_curves(rows, fitted_db=12.5)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0] == "ideal channel (no jammer)" and titles[1] == "worst case: sum rate (P1)<br>jammer -130 dBm"
+    assert sum(1 for s in fig.layout.shapes if s.type == "line" and s.x0 == 12.5) == 2  # in each panel
+    assert fig.layout.xaxis.title.text == "reference amplitude (dB)"
+    none_ideal = next(t for t in fig.data if t.name == "no defense" and t.xaxis == "x")
+    assert list(none_ideal.x) == [0.0, 10.0, 20.0]

@@ -124,9 +124,17 @@ def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path
     pts = fig2_points(zoo.name)
     base = preset_scenario("paper_worst_sum_rate", zoo=zoo.name)
     assert base.evaluation.clean_realign_control  # every kind of sweep turns it off in its points
-    for points in (pts, sweeps.snr_points(base, [-130.0], ["worst_sum_rate"], ["rmtllmf"]),
-                   sweeps.ablation_points(base, [1])):
+    for points in (pts, sweeps.ablation_points(base, [1]),
+                   sweeps.snr_points(base, [-130.0], ["worst_sum_rate"], ["rmtllmf"], control=False)):
         assert not any(s.evaluation.clean_realign_control for _, s in points)
+    # ... but the SNR and gain sweeps keep it on one point, R-MTLLMF's (it is one line)
+    for points in (sweeps.snr_points(base, [-140.0, -130.0], ["worst_sum_rate", "white"], list(sweeps.DEFENSES)),
+                   sweeps.gain_points(base, [0.0, 10.0], ["worst_sum_rate"], list(sweeps.DEFENSES))):
+        on = [(row["defense"], row["attack"]) for row, s in points if s.evaluation.clean_realign_control]
+        assert on == [("rmtllmf", "worst_sum_rate")]
+    on = [row for row, s in sweeps.snr_points(base, [-140.0], ["worst_sum_rate"], ["none", "realign"])
+          if s.evaluation.clean_realign_control]
+    assert [r["defense"] for r in on] == ["realign"]   # without R-MTLLMF: the realigning defense swept
     assert all(preset_scenario(name, zoo=zoo.name).evaluation.clean_realign_control for name in CONDITIONS)
     row, s = next(p for p in pts if p[0]["defense"] == "rmtllmf")
     s = s.replace(**{"evaluation.samples_per_task": 40, "defense.realign_steps": 2})
@@ -141,3 +149,66 @@ def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path
     with_control = pipeline.run(s.replace(**{"evaluation.clean_realign_control": True}), cache=cache)
     assert len(calls) == 2 and "clean_realigned" in with_control["accuracy"]
     assert with_control["accuracy"]["defended"] == r["accuracy"]["defended"]  # the control changes nothing else
+
+
+def light(zoo, **changes):
+    """The micro zoo on the paper's worst-case channel with a fixed error model (the whole vector's
+    scale, gain 0 dB: not the calibration, which may change), few samples, a short realignment."""
+    return preset_scenario("paper_worst_sum_rate", tasks=zoo.task_names, zoo=zoo.name).replace(
+        **{"evaluation.samples_per_task": 40, "defense.realign_steps": 2, "perturb.scale": "per_vector",
+           "perturb.symbol_gain_db": 0.0, **changes})
+
+
+def test_snr_rows_carry_the_rejection_rate_and_the_control(zoo, tmp_path):
+    powers = [-150.0, -130.0, -110.0]
+    pts = sweeps.snr_points(light(zoo), powers, ["none", "worst_sum_rate"], ["none", "rmtllmf"])
+    ideal = {s.key for row, s in pts if row["attack"] == "none" and row["defense"] == "none"}
+    assert len(ideal) == 1  # no jammer: every power is the same scenario, computed once
+    rows = sweeps.snr_sweep(light(zoo), powers, ["none", "worst_sum_rate"], ["none", "rmtllmf"],
+                            cache=ResultCache(tmp_path / "c"))
+    assert [(r["attack"], r["defense"], r["jammer_power_dbm"]) for r in rows] == [
+        (a, d, p) for a in ("none", "worst_sum_rate") for d in ("none", "rmtllmf") for p in powers]
+    control = {r["avg_normalized_clean_realigned"] for r in rows if r["defense"] == "rmtllmf"}
+    assert len(control) == 1 and 0.0 < control.pop() <= 1.0          # one line, on every R-MTLLMF row
+    assert all(r["avg_normalized_clean_realigned"] is None for r in rows if r["defense"] == "none")
+    for r in rows:
+        assert 0.0 <= r["rejection_rate"] <= 1.0 and 0.0 <= r["rejection_rate_attacked"] <= 1.0
+        if r["defense"] == "none":   # no defense: the defended model is the received one
+            assert r["rejection_rate"] == r["rejection_rate_attacked"]
+            assert r["avg_normalized"] == r["avg_normalized_attacked"]
+
+    # the hypothesis test rejects H0 more often as the jammer raises the MSE
+    jammed = sorted((r["mean_mse"], r["rejection_rate"]) for r in rows
+                    if r["attack"] == "worst_sum_rate" and r["defense"] == "none")
+    assert [m for m, _ in jammed] == sorted({m for m, _ in jammed})          # the MSE rises strictly...
+    assert all(a < b for (_, a), (_, b) in zip(jammed, jammed[1:])), jammed  # ...and so does the rejection rate
+    calm = next(r for r in rows if r["attack"] == "none" and r["defense"] == "none")
+    assert calm["rejection_rate"] <= jammed[0][1]
+
+
+def test_gain_points_use_the_paper_budgets_and_the_gain(zoo):
+    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
+
+    pts = sweeps.gain_points(light(zoo), [-10.0, 20.0], ["none", "worst_sum_rate", "worst_strongest_user"], ["none"])
+    assert [(r["attack"], r["jammer_power_dbm"], r["symbol_gain_db"]) for r, _ in pts] == [
+        ("none", None, -10.0), ("none", None, 20.0), ("worst_sum_rate", PAPER_JAMMER_DBM, -10.0),
+        ("worst_sum_rate", PAPER_JAMMER_DBM, 20.0), ("worst_strongest_user", PAPER_SU_JAMMER_DBM, -10.0),
+        ("worst_strongest_user", PAPER_SU_JAMMER_DBM, 20.0)]
+    for row, s in pts:
+        assert s.perturb.symbol_gain_db == row["symbol_gain_db"] and s.wireless.attack == row["attack"]
+        if row["jammer_power_dbm"] is not None:
+            assert s.wireless.jammer_power_w == pytest.approx(10 ** ((row["jammer_power_dbm"] - 30) / 10))
+    one = sweeps.gain_points(light(zoo), [0.0], ["white"], ["none"], jammer_dbm=-120.0)
+    assert one[0][0]["jammer_power_dbm"] == -120.0
+    with pytest.raises(InputError):
+        sweeps.gain_points(light(zoo), [0.0], ["white"], ["nope"])
+
+
+def test_gain_sweep_a_larger_gain_is_a_smaller_error(zoo, tmp_path):
+    rows = sweeps.gain_sweep(light(zoo), [-10.0, 10.0, 30.0], ["worst_sum_rate"], ["none"],
+                             cache=ResultCache(tmp_path / "c"))
+    assert [r["symbol_gain_db"] for r in rows] == [-10.0, 10.0, 30.0]
+    assert len({r["mean_mse"] for r in rows}) == 1  # the channel does not change, the error it makes does
+    rejection = [r["rejection_rate"] for r in rows]
+    assert rejection == sorted(rejection, reverse=True) and rejection[0] > rejection[-1]
+    assert all(r["avg_normalized_clean_realigned"] is None for r in rows)
