@@ -73,13 +73,21 @@ with controls:
     ed.select("perturb.model", "MSE to parameter error", format_func={
         "gaussian": "Gaussian, independent per user", "correlated": "Gaussian, correlated across users",
         "digital": "digital: quantised, 64-QAM, bit errors"}.get)
-    ed.select("perturb.scale", "Error relative to", radio=True, format_func={
-        "absolute": "the raw parameter (absolute)", "per_tensor": "each tensor's power (per tensor)",
-        "per_vector": "the whole vector's power (per vector)"}.get,
-        help="The paper does not say; 'absolute' reproduces its pattern, 'per tensor' is what a "
-             "transmitter that normalises each tensor would see.")
     if scn.perturb.model == "digital":
         ed.select("perturb.bits_per_param", "Bits per parameter")
+    else:
+        ed.select("perturb.scale", "Error relative to", radio=True, format_func={
+            "absolute": "the raw parameter (absolute)", "per_tensor": "each tensor's power (per tensor)",
+            "per_vector": "the whole vector's power (per vector)",
+            "peak": "each tensor's largest value (peak)"}.get,
+            help="The paper does not say. 'Absolute' with the fitted reference amplitude reproduces its "
+                 "pattern; 'per tensor' and 'peak' are what a transmitter that normalises each tensor sees.")
+        ed.number("perturb.symbol_gain_db", "Reference amplitude (dB)", step=1.0,
+                  help="How loud each parameter is sent: the transmitter multiplies every (normalised) parameter "
+                       "by this gain before it becomes a unit-power symbol, and the receiver divides it out, so "
+                       "the error on a parameter has variance MSE x scale² x 10^(-dB/10). Higher: less noise. "
+                       "The default is fitted to the paper (`python -m rmtllmf_core calibrate`); 0 dB is the "
+                       "literal reading.")
     if not presenter:
         with st.expander("Evaluation"):
             ed.number("evaluation.samples_per_task", "Test samples per task", step=50)
@@ -156,4 +164,7 @@ def results(scn) -> None:
 
 
 with view:
+    warning = engine.channel_warning(scn.wireless)
+    if warning:  # known before the (slow) result: fusing noise is the scenario's doing, not the fusion's
+        st.warning(warning, icon=":material/warning:")
     results(scn)

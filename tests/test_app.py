@@ -24,13 +24,12 @@ def default():
 
 @pytest.fixture(scope="module")
 def light(default):
-    """Three users, few test samples, a short realignment, no lambda search: quick cold runs. The
-    error scale is the whole vector's, under which the channel visibly moves the accuracy."""
+    """Three users, few test samples, a short realignment, no lambda search: quick cold runs, in the
+    calibrated error model, under which the channel visibly moves the accuracy."""
     tasks = list(default.tasks[:3])
     return default.replace(**{"tasks": tasks, "wireless.num_users": len(tasks), "evaluation.samples_per_task": 40,
                               "defense.realign_steps": 3, "defense.shots_per_class": 2,
-                              "fusion.lambda_mode": "heuristic", "evaluation.clean_realign_control": False,
-                              "perturb.scale": "per_vector"})
+                              "fusion.lambda_mode": "heuristic", "evaluation.clean_realign_control": False})
 
 
 def open_app(page="scenario", query=None):
@@ -94,6 +93,19 @@ def test_fusion_page_attack_changes_the_numbers(light, default):
     assert not at.exception and not errors(at)
     assert metric(at, "Attacked, no defense") != before
     assert len(at.get("plotly_chart")) == 2  # accuracy bars and cosine heatmaps
+
+
+def unusable(at):
+    return [w.value for w in at.warning if w.value.startswith("Unusable channel")]
+
+
+def test_an_unusable_channel_is_said_on_the_scenario_and_fusion_pages(light, default):
+    assert unusable(open_app()) == []  # the calibrated default uplink is fine
+    noisy = light.replace(**{"wireless.noise_power_w": 1e-13})  # -100 dBm per antenna: pure noise
+    for page in ("scenario", "fusion"):
+        at = open_app(page, codec.to_query(noisy, default))
+        [warning] = unusable(at)
+        assert "SINR per user" in warning and "thermal noise -100.0 dBm per antenna" in warning
 
 
 def test_fusion_cold_run_shows_a_status_and_a_cache_hit_redraws_without_one(light, default):
@@ -240,25 +252,47 @@ def test_placement_table_edits_move_the_users():
     assert scn.wireless.distances_m is not None and len(scn.wireless.distances_m) == len(scn.tasks)
 
 
+def _tradeoffs_snr_settings(at):
+    at.slider(key="snr.range").set_value((-140, -120)).run()  # the default step (20 dB): two powers
+    at.multiselect(key="snr.attacks").set_value(["none", "worst_sum_rate"]).run()
+    assert at.multiselect(key="snr.defenses").value == ["none", "freeze", "realign", "rmtllmf"]  # the default
+    return at
+
+
+def chart_spec(at, i):
+    return json.loads(at.get("plotly_chart")[i].proto.spec)
+
+
 def test_tradeoffs_sweep_runs_and_resumes_from_the_cache(light, default):
-    query = codec.to_query(light.replace(**{"defense.realign": False, "defense.freeze": False}), default)
-    at = open_app("tradeoffs", query)
-    at.slider(key="snr.range").set_value((-140, -130)).run()
-    at.multiselect(key="snr.attacks").set_value(["worst_sum_rate"]).run()
-    at.multiselect(key="snr.defenses").set_value(["none"]).run()
+    query = codec.to_query(light, default)
+    at = _tradeoffs_snr_settings(open_app("tradeoffs", query))
     assert len(at.get("plotly_chart")) == 1  # the channel's MSE curve is instant; accuracy waits for the run
     at.button(key="snr.run").click().run()
     assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 2
+    names = {t.get("name") for t in chart_spec(at, 1)["data"]}
+    assert {"no defense", "freeze only", "realign only", "R-MTLLMF (freeze + realign)", "clean fusion (no noise)",
+            "clean fusion + realign (control)"} <= names   # the four defenses and both references
+    points = at.dataframe[0].value
+    assert len(points) == 2 * 4 * 2 and points["rejection_rate"].between(0, 1).all()
+    assert points.loc[points["defense"] == "rmtllmf", "avg_normalized_clean_realigned"].notna().all()
 
     # a new session with the same settings: every point is in the disk cache, so it draws at once
-    again = open_app("tradeoffs", query)
-    again.slider(key="snr.range").set_value((-140, -130)).run()
-    again.multiselect(key="snr.attacks").set_value(["worst_sum_rate"]).run()
-    again.multiselect(key="snr.defenses").set_value(["none"]).run()
+    again = _tradeoffs_snr_settings(open_app("tradeoffs", query))
     assert not again.exception
     assert len(again.get("plotly_chart")) == 2  # no button press needed
     assert not [b for b in again.button if b.key == "snr.run"]
+
+    # accuracy versus the reference amplitude, on the paper's channels
+    again.slider(key="gain.range").set_value((0, 10)).run()
+    again.multiselect(key="gain.attacks").set_value(["worst_sum_rate"]).run()
+    again.multiselect(key="gain.defenses").set_value(["none"]).run()
+    again.button(key="gain.run").click().run()
+    assert not again.exception and not errors(again)
+    assert len(again.get("plotly_chart")) == 3
+    gain = chart_spec(again, 2)
+    assert [t["x"] for t in gain["data"] if t.get("name") == "no defense"][0] == [0.0, 10.0]
+    assert "reference amplitude (dB)" in json.dumps(gain["layout"])
 
 
 def test_about_page_shows_the_zoo_equations_and_paper_numbers():
