@@ -8,6 +8,11 @@ import os
 # server also running other sessions) spinning threads slow small torch ops by orders of
 # magnitude. Only takes effect when this package is imported before torch, as the app and CLI do.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# ... but not at once: libgomp's threads spin this many rounds (microseconds) before they sleep. A realignment
+# step is ~100 back-to-back small ops, and with no spin at all each op waited for a sleeping thread to wake:
+# a cold 8-task R-MTLLMF run (100 steps) took 5.3 s passive against 2.9 s with this spin on 2 cores
+# (benchmarks/bench_engine.py); an idle thread still sleeps within microseconds.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def _keep_freed_memory() -> None:

@@ -9,6 +9,7 @@ os.environ.setdefault("RMTLLMF_CACHE_DIR", tempfile.mkdtemp(prefix="rmtllmf-test
 # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
 # slow small torch ops by orders of magnitude (set before torch is imported; children inherit it).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as rmtllmf_core sets it: a short spin before sleeping
 
 
 @pytest.fixture(scope="session")
