@@ -27,3 +27,15 @@ def test_requirements_admit_the_local_torch():
     reqs = (ROOT / "requirements.txt").read_text()
     assert re.search(r"^torch>=[\d.]+,<2\.15$", reqs, re.M)
     assert re.search(r"^torchvision>=[\d.]+,<0\.30$", reqs, re.M)
+
+
+def test_relative_links_in_readme_and_docs_point_to_files():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not (page.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken

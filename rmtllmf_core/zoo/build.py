@@ -34,10 +34,10 @@ RECIPE = {
     "split_per_class": {"train": 300, "val": 20, "test": 40, "pool": 20},
     "pretext": {"n": 16384, "concept_fraction": 1.0, "caption_noise": 0.4, "steps": 1500, "batch": 256, "lr": 2e-3, "wd": 0.1, "warmup": 50},
     # the stem at 0.3x the lr: a house-number vector's patch-embedding part alone cost vehicles 9 points
-    # and digits 5 in a pair; slower there, fusion gains 3.6 points and pairs 2 (README)
+    # and digits 5 in a pair; slower there, fusion gains 3.6 points and pairs 2 (docs/zoo.md)
     "finetune": {"steps": 300, "batch": 64, "lr": 1.5e-4, "wd": 0.1, "warmup": 30, "stem_lr_scale": 0.3,
                  # each user keeps the base's features on the first 4096 pretext images (public, off its task):
-                 # without it the weak tasks' vectors broke each other (worst pair 77.6%, README)
+                 # without it the weak tasks' vectors broke each other (worst pair 77.6%, docs/zoo.md)
                  "drift_weight": 3.0, "drift_images": 4096},
     "lambda_grid": [round(0.05 * i, 2) for i in range(1, 21)],
     # pairs pick lambda from the same grid as all eight tasks, as in task arithmetic (Ilharco et al. 2023)
