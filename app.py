@@ -22,19 +22,19 @@ st.set_page_config(page_title="R-MTLLMF Studio", page_icon=ui.favicon(), layout=
 #    False stops the run before any engine call.
 #  - `run_heavy(job, *args, **kwargs)` is how every heavy engine call (pipeline run, sweep) runs:
 #    wrap it in a bounded queue / caps here. Off on a laptop: everyone is in, jobs run directly.
-# Wired to rmtllmf_core.hosting: the gate is off unless .streamlit/secrets.toml configures [access]
+# Wired to studio/access.py and studio/waiting.py (rules in rmtllmf_core.hosting): the gate is off unless .streamlit/secrets.toml configures [access]
 # or [auth]; heavy calls get the host's caps and the process-wide compute queue (place in line,
 # Cancel, identical requests shared, cache hits skip the line).
 def gate() -> bool:
-    from rmtllmf_core import hosting
+    from studio import access
 
-    return hosting.require_access()
+    return access.require_access()
 
 
 def run_heavy(job, /, *args, **kwargs):
-    from rmtllmf_core import hosting
+    from studio import waiting
 
-    return hosting.run_heavy(job, *args, **kwargs)
+    return waiting.run_heavy(job, *args, **kwargs)
 
 
 if not gate():

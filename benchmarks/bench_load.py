@@ -98,17 +98,17 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> float:
 
 # Benchmark-only launcher options (both off by default): serve another zoo directory as "tiny"
 # (e.g. a micro build, for a quick check while the embedded zoo is being rebuilt), and force the
-# app's heavy calls through hosting.run_heavy (for an app.py that does not call it yet).
+# app's heavy calls through studio.waiting.run_heavy (for an app.py that does not call it yet).
 LAUNCHER = """
 import os, sys, pathlib
 if os.environ.get("BENCH_ZOO_DIR"):
     import rmtllmf_core.zoo.loader as loader
     loader.BUILTIN["tiny"] = pathlib.Path(os.environ["BENCH_ZOO_DIR"])
 if os.environ.get("BENCH_FORCE_QUEUE"):
-    from rmtllmf_core import hosting
+    from studio import waiting
     import studio.engine as engine
     _set = engine.set_runner
-    engine.set_runner = lambda runner: _set(hosting.run_heavy)
+    engine.set_runner = lambda runner: _set(waiting.run_heavy)
 from streamlit.web.cli import main
 sys.argv[0] = "streamlit"
 main()
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "'fusion.lambda_mode=heuristic&evaluation.samples_per_task=100'")
     ap.add_argument("--zoo-dir", default=None, help="benchmark only: serve this zoo directory as 'tiny'")
     ap.add_argument("--force-queue", action="store_true",
-                    help="benchmark only: route the app's heavy calls through hosting.run_heavy")
+                    help="benchmark only: route the app's heavy calls through studio.waiting.run_heavy")
     args = ap.parse_args(argv)
     if args.sessions < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("sessions, duration and max-requests must be positive")
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = Path(tmp) / "server.log"
     port = free_port()
     app_text = (ROOT / "app.py").read_text()
-    wired = "hosting.run_heavy" in app_text or args.force_queue
+    wired = "waiting.run_heavy" in app_text or args.force_queue
     extra_env = {}
     if args.zoo_dir:
         extra_env["BENCH_ZOO_DIR"] = str(Path(args.zoo_dir).resolve())

@@ -6,14 +6,14 @@
   field and the host's limit.
 - Access: off when nothing is configured (a laptop). `[access] password_hash = "scrypt$..."`
   (made by `python -m rmtllmf_core hash-password`) asks for a shared password; an `[auth]` table
-  (Streamlit's own OpenID Connect settings) offers `st.login`. `require_access()` draws only the
-  sign-in form and returns False until this session is in. A secrets file that exists but cannot
-  be read keeps the door shut (fail closed), never open.
-- `run_heavy(job, *args, **kwargs)`: how the app runs a pipeline run or a sweep: caps, then the
-  process-wide compute queue (`jobs.py`), showing the session its place in line, the job's
-  progress and a Cancel button. Cache hits skip the line.
+  (Streamlit's own OpenID Connect settings) offers `st.login`; `access_config` reads them,
+  `try_password` checks one attempt (server-wide failure window). A secrets file that exists but
+  cannot be read keeps the door shut (fail closed), never open.
+- `heavy_request(job, args, kwargs)`: a heavy engine call (a pipeline run, a sweep) as one plain
+  value, capped and keyed once; `submit` puts it in the process-wide compute queue (`jobs.py`);
+  `run_heavy` does both and waits. Cache hits skip the line.
 
-Streamlit is imported lazily: the CLI and the engine do not need it.
+No Streamlit here: the sign-in form is studio/access.py and the waiting room studio/waiting.py.
 """
 from __future__ import annotations
 
@@ -31,13 +31,16 @@ import secrets as _secrets
 import sys
 import threading
 import time
+import tomllib
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pydantic import Field
 
 from .errors import CapExceeded, InputError, RmtllmfError
+from . import jobs
 from .jobs import default_max_running
 from .validation import Config
 
@@ -170,7 +173,7 @@ def check_job(fn: Callable, args: tuple, kwargs: Mapping, lim: HostLimits | None
 # ---- passwords ----------------------------------------------------------------------------------
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2**14, 8, 1, 32
-_MAX_PASSWORD_CHARS = 1024
+MAX_PASSWORD_CHARS = 1024
 
 
 def _b64(data: bytes) -> str:
@@ -185,8 +188,8 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     """`scrypt$N$r$p$salt$hash` with a random 16-byte salt (store this, never the password)."""
     if not isinstance(password, str) or not password:
         raise InputError("password", "must be a non-empty string")
-    if len(password) > _MAX_PASSWORD_CHARS:
-        raise InputError("password", f"at most {_MAX_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise InputError("password", f"at most {MAX_PASSWORD_CHARS} characters")
     salt = _secrets.token_bytes(16) if salt is None else bytes(salt)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=SCRYPT_LEN)
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
@@ -204,7 +207,7 @@ def verify_password(password: str, stored: str) -> bool:
             return False
     except (ValueError, TypeError):
         return False
-    if not isinstance(password, str) or len(password) > _MAX_PASSWORD_CHARS:
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
         return False
     got = hashlib.scrypt(password.encode(), salt=salt_b, n=n, r=r, p=p, dklen=len(want),
                          maxmem=128 * r * n * p + 2**20)
@@ -248,25 +251,30 @@ class SecretsUnreadable(RmtllmfError):
     """A secrets file exists but cannot be read: access stays shut until it is fixed."""
 
 
-def read_secrets(*, strict: bool = True) -> dict:
-    """The app's secrets as plain dicts ({} when there is no secrets file).
+def secrets_files() -> list[Path]:
+    """Where Streamlit looks for secrets by default: the user's, then the app folder's (which wins)."""
+    return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+
+
+def read_secrets(*, strict: bool = True, files: Sequence[Path] | None = None) -> dict:
+    """The host's secrets as plain dicts, read with tomllib ({} when there is no secrets file; a later
+    file's tables replace an earlier one's).
 
     A file that exists but does not parse raises SecretsUnreadable (strict) or gives {} (not strict:
     limits fall back to their defaults; access uses strict and stays shut)."""
-    try:
-        import streamlit as st
-        from streamlit.errors import StreamlitSecretNotFoundError
-    except ImportError:  # pragma: no cover - streamlit is a requirement
-        return {}
-    try:
-        return st.secrets.to_dict()
-    except StreamlitSecretNotFoundError as exc:
-        if getattr(exc, "error_id", None) == "no-secrets-found":
+    out: dict = {}
+    for path in secrets_files() if files is None else files:
+        try:
+            with open(path, "rb") as fh:
+                out.update(tomllib.load(fh))
+        except FileNotFoundError:
+            continue
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            log.error("secrets unreadable: %s: %s", path, exc)
+            if strict:
+                raise SecretsUnreadable("the server's secrets file cannot be read; ask the host to fix it") from None
             return {}
-        log.error("secrets unreadable: %s", exc)
-        if strict:
-            raise SecretsUnreadable("the server's secrets file cannot be read; ask the host to fix it") from None
-        return {}
+    return out
 
 
 @dataclass(frozen=True)
@@ -316,102 +324,22 @@ def email_allowed(cfg: AccessConfig, email: str | None) -> bool:
     return bool(email) and (email in cfg.allowed_emails or email.rpartition("@")[2] in cfg.allowed_domains)
 
 
-GRANTED = "rmtllmf.access.granted"
-FAILURES = "rmtllmf.access.failures"
-
-
-def _granted_token(cfg: AccessConfig) -> str:
-    # bound to the configured hash: changing the password signs every session out
+def granted_token(cfg: AccessConfig) -> str:
+    """What a signed-in session holds: bound to the configured hash, so changing the password signs
+    every session out."""
     return hashlib.sha256((cfg.password_hash or "").encode()).hexdigest()[:16]
 
 
-def require_access() -> bool:
-    """The app's gate: True when this session may see the app; else draws only a sign-in form.
-
-    Off (True) when neither a password hash nor OpenID Connect is configured."""
-    import streamlit as st
-
-    try:
-        cfg = access_config(read_secrets(strict=True))
-    except RmtllmfError as exc:  # fail closed: a broken config never opens the door
-        st.error(f"Access is configured but unusable: {exc}")
-        return False
-    if not cfg.enabled:
-        return True
-    if st.session_state.get(GRANTED) == _granted_token(cfg):
-        return True
-    if cfg.oidc and _oidc_user_ok(cfg):
-        return True
-    _sign_in_form(cfg)
-    return False
-
-
-def _oidc_user() -> tuple[bool, str | None]:
-    """(signed in through st.login, e-mail) for this session."""
-    import streamlit as st
-
-    try:
-        user = st.user
-        return bool(user.get("is_logged_in", False)), user.get("email")
-    except Exception:  # an unusable auth config: treat as signed out (the form says more)
-        log.exception("reading st.user failed")
-        return False, None
-
-
-def _oidc_user_ok(cfg: AccessConfig) -> bool:
-    logged_in, email = _oidc_user()
-    return logged_in and email_allowed(cfg, email)
-
-
-def _sign_in_form(cfg: AccessConfig) -> None:
-    import streamlit as st
-
-    st.title("R-MTLLMF Studio")
-    st.caption("This instance is private. Sign in to continue; shared links open after you sign in.")
-    if cfg.oidc:
-        if importlib.util.find_spec("authlib") is None:
-            st.error("Single sign-on is configured but Authlib is not installed on the server "
-                     "(`pip install \"Authlib>=1.3.2\"`).")
-        else:
-            logged_in, email = _oidc_user()
-            if logged_in:
-                st.error(f"Signed in as {email or 'an unknown account'}, which this instance does not admit.")
-                st.button("Sign out", on_click=st.logout, key="rmtllmf.signout")
-            elif st.button("Sign in with single sign-on", key="rmtllmf.sso", type="primary"):
-                st.login(cfg.provider) if cfg.provider else st.login()
-    if cfg.password_hash:
-        with st.form("rmtllmf.signin", clear_on_submit=True):
-            password = st.text_input("Password", type="password", max_chars=_MAX_PASSWORD_CHARS)
-            submitted = st.form_submit_button("Sign in", type="primary")
-        if submitted:
-            _try_password(cfg, password)
-
-
-def _try_password(cfg: AccessConfig, password: str) -> None:
-    import streamlit as st
-
+def try_password(cfg: AccessConfig, password: str) -> tuple[bool, float]:
+    """(accepted, seconds the server is blocked for) for one sign-in attempt; failures count server-wide."""
     wait = _failures.blocked_for()
     if wait > 0:
-        st.error(f"Too many failed sign-ins on this server; try again in {int(wait) + 1} s.")
-        return
+        return False, wait
     with _verify_lock:
         ok = verify_password(password or "", cfg.password_hash)
-    if ok:
-        st.session_state[GRANTED] = _granted_token(cfg)
-        st.session_state.pop(FAILURES, None)
-        st.rerun()
-    _failures.record_failure()
-    failures = st.session_state.get(FAILURES, 0) + 1
-    st.session_state[FAILURES] = failures
-    time.sleep(min(0.25 * 2 ** min(failures, 4), 4.0))  # each wrong guess costs this session more
-    st.error("Wrong password.")
-
-
-def sign_out() -> None:
-    """Forget this session's password sign-in (OIDC users: `st.logout()`)."""
-    import streamlit as st
-
-    st.session_state.pop(GRANTED, None)
+    if not ok:
+        _failures.record_failure()
+    return ok, 0.0
 
 
 # ---- the app's door for heavy work --------------------------------------------------------------
@@ -467,104 +395,61 @@ def _all_cached(fn: Callable, args: tuple, kwargs: Mapping, points: list | None)
         return False
 
 
-def _session_owner() -> Any:
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
+@dataclass(frozen=True)
+class HeavyRequest:
+    """A heavy engine call made a plain value once: materialised arguments, checked against the caps,
+    keyed (identical requests share one computation), and whether the disk cache answers it alone."""
+    job: Callable
+    args: tuple
+    kwargs: dict
+    progress: Callable[[float, str], None] | None
+    key: str
+    cached: bool
+    preemptible: bool  # sweeps give way to single runs
 
-        ctx = get_script_run_ctx(suppress_warning=True)
-        return ctx.session_id if ctx is not None else None
-    except Exception:  # pragma: no cover - streamlit internals moved
-        return None
+    def direct(self) -> Any:
+        return self.job(*self.args, **self.kwargs, **({"progress": self.progress} if self.progress else {}))
+
+    def work(self, report: Callable[[float, str], None]) -> Any:
+        takes_progress = self.progress is not None or "progress" in inspect.signature(self.job).parameters
+        return self.job(*self.args, **self.kwargs, progress=report) if takes_progress else self.job(*self.args, **self.kwargs)
 
 
-def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
-    """Run a heavy engine call (pipeline.run, a sweep) within this host's caps and queue.
-
-    Inside a Streamlit session: waits in the process-wide queue, reporting the place in line and
-    then the job's progress through the call's own `progress` callback, with a Cancel button;
-    a rerun or a closed tab while still in line drops the request, while a started job finishes
-    and lands in the disk cache. Raises CapExceeded / the job's RmtllmfError / JobCancelled."""
-    from . import jobs
-
-    if jobs.in_job():  # called from inside a queued job: it already holds a slot
-        return job(*args, **kwargs)
+def heavy_request(job: Callable, args: tuple, kwargs: Mapping) -> HeavyRequest:
+    """Check a heavy call against the host's caps (CapExceeded) and make it a HeavyRequest."""
     args = tuple(_materialize(args))
     kwargs = dict(zip(kwargs, _materialize(kwargs.values())))
     points = check_job(job, args, kwargs)
     progress = kwargs.pop("progress", None)
-    if _all_cached(job, args, kwargs, points):
-        return job(*args, **kwargs, **({"progress": progress} if progress is not None else {}))
-    takes_progress = progress is not None or "progress" in inspect.signature(job).parameters
-
-    def work(report):
-        return job(*args, **kwargs, progress=report) if takes_progress else job(*args, **kwargs)
-
-    queue = jobs.default_queue()
-    module, _ = _describe(job)
-    owner = _session_owner()
-    key = job_key(job, args, kwargs)
-    if owner is not None and _take_cancelled(key):
-        # the rerun that a click on Cancel causes: say so instead of starting the same work again
-        raise jobs.JobCancelled("cancelled; change a setting or run it again to compute it")
-    ticket = queue.submit(key, work, owner=owner, preemptible=module == "rmtllmf_core.sweeps")
-    if owner is None:  # not in a Streamlit session: just wait
-        return ticket.result()
-    return _wait_in_session(ticket, queue, progress)
+    return HeavyRequest(job=job, args=args, kwargs=kwargs, progress=progress, key=job_key(job, args, kwargs),
+                        cached=_all_cached(job, args, kwargs, points),
+                        preemptible=_describe(job)[0] == "rmtllmf_core.sweeps")
 
 
-CANCELLED = "rmtllmf.jobs.cancelled"
+def compute_queue() -> "jobs.JobQueue":
+    """The process-wide compute queue, sized from this host's limits on first use."""
+    def make():
+        lim = limits()
+        return jobs.JobQueue(lim.max_concurrent_jobs, max_waiting=lim.max_queued_jobs,
+                             max_waiting_per_owner=lim.max_queued_per_session)
+    return jobs.default_queue(make)
 
 
-def _cancel_clicked(queue, key: str) -> None:
-    """The Cancel button's callback, at the start of the rerun the click causes (with fast reruns
-    the interrupted run may still hold its ticket: this session's tickets are let go here): stop the
-    job unless another session waits for it, and remember the click so this rerun does not submit
-    the same work again."""
-    import streamlit as st
-
-    queue.cancel(key, owner=_session_owner())
-    st.session_state.setdefault(CANCELLED, set()).add(key)
+def submit(request: HeavyRequest, owner: Any = None):
+    """Put a request in the process-wide compute queue; returns its ticket."""
+    return compute_queue().submit(request.key, request.work, owner=owner, preemptible=request.preemptible)
 
 
-def _take_cancelled(key: str) -> bool:
-    import streamlit as st
-
-    cancelled = st.session_state.get(CANCELLED)
-    if cancelled and key in cancelled:
-        cancelled.discard(key)
-        return True
-    return False
-
-
-def _wait_in_session(ticket, queue, progress: Callable[[float, str], None] | None) -> Any:
-    import streamlit as st
-
-    slot = None
-    last = None
-    try:
-        while not ticket.wait(POLL_S):
-            if slot is None:
-                slot = st.empty()
-                slot.button("Cancel", key=f"rmtllmf.cancel.{ticket.id}", on_click=_cancel_clicked,
-                            args=(queue, ticket.key), help="Stop this computation (finished sweep points stay cached)")
-            pos = ticket.position()
-            if pos:
-                state = (0.0, f"waiting in line: {'next' if pos == 1 else f'{pos - 1} ahead of you'} "
-                              f"({queue.max_running} computation{'s' if queue.max_running > 1 else ''} "
-                              "run at once on this server)")
-            else:
-                state = ticket.progress
-            if progress is not None and state != last:
-                progress(*state)
-                last = state
-            st.session_state.get(GRANTED)  # a yield point: a pending rerun or stop raises here
-        if slot is not None:
-            slot.empty()
-        return ticket.result(0)
-    except BaseException:
-        if not ticket.done():
-            ticket.abandon()
-        raise
+def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
+    """Run a heavy engine call (pipeline.run, a sweep) within this host's caps and queue, and wait for
+    it (the app's waiting room, with its place in line and Cancel, is studio/waiting.py). Cache hits
+    and calls from inside a queued job run at once. Raises CapExceeded / the job's RmtllmfError."""
+    if jobs.in_job():  # called from inside a queued job: it already holds a slot
+        return job(*args, **kwargs)
+    request = heavy_request(job, args, kwargs)
+    if request.cached:
+        return request.direct()
+    return submit(request).result()
 
 
 # ---- CLI ----------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ while the job runs in a worker thread of the queue:
   `slice_s`, and goes to the back of the line: a long sweep never starves a one-off run.
 
 A job is a callable `fn(progress)`, `progress(fraction, message)` being its checkpoint.
-Nothing here imports Streamlit: `hosting.run_heavy` is the Streamlit side.
+Nothing here imports Streamlit or the host's settings: `hosting` sizes the queue, `studio/waiting.py`
+is the Streamlit side.
 """
 from __future__ import annotations
 
@@ -352,16 +353,13 @@ _default: JobQueue | None = None
 _default_lock = threading.Lock()
 
 
-def default_queue() -> JobQueue:
-    """The process-wide queue, sized from the host limits (`hosting.limits()`)."""
+def default_queue(make: Callable[[], JobQueue] | None = None) -> JobQueue:
+    """The process-wide queue. The first call builds it with `make` (`hosting.compute_queue` passes one
+    sized from the host's limits; this module imports nothing above it), else with the defaults."""
     global _default
     with _default_lock:
         if _default is None:
-            from .hosting import limits
-
-            lim = limits()
-            _default = JobQueue(lim.max_concurrent_jobs, max_waiting=lim.max_queued_jobs,
-                                max_waiting_per_owner=lim.max_queued_per_session)
+            _default = make() if make is not None else JobQueue()
         return _default
 
 

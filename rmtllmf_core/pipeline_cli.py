@@ -290,9 +290,9 @@ def format_sweep(rows: list[dict], kind: str) -> str:
 
 
 def cmd_calibrate(args) -> int:
-    from . import calibration
+    from . import calibrate, calibration
 
-    record = calibration.fit(
+    record = calibrate.fit(
         _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
         steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"),
         say=lambda line: print(line, flush=True))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rmtllmf_core import calibration
+from rmtllmf_core import calibrate, calibration
 from rmtllmf_core.cli import main
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.presets import PRESETS, preset_scenario
@@ -26,7 +26,7 @@ def fake_run(scenario: Scenario) -> dict:
 
 
 def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
-    record = calibration.fit(("no_protection_ideal", "rmtllmf_worst_sum_rate"), seeds=(0, 1), run=fake_run,
+    record = calibrate.fit(("no_protection_ideal", "rmtllmf_worst_sum_rate"), seeds=(0, 1), run=fake_run,
                              steps=(10, 100), lrs=(1e-4, 1e-3))
     v = record["values"]
     # the gain: the logistic's inverse at the paper's share (mean over seeds 0 and 1: +0.0005)
@@ -49,7 +49,7 @@ def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
 ])
 def test_fit_refuses_bad_numbers_by_name(names, words):
     with pytest.raises(InputError, match=words):
-        calibration.fit(names, run=fake_run)
+        calibrate.fit(names, run=fake_run)
 
 
 def test_presets_and_defaults_take_the_fitted_values():

@@ -158,9 +158,9 @@ def test_access_config_parsing():
 def gated_app():
     import streamlit as st
 
-    from rmtllmf_core import hosting
+    from studio import access
 
-    if not hosting.require_access():
+    if not access.require_access():
         st.stop()
     st.markdown("INSIDE: the app and its engine calls")
 
@@ -211,9 +211,11 @@ def test_oidc_gate_without_a_signed_in_user_shows_no_app():
 
 
 def test_oidc_signed_in_user_is_admitted_by_email(monkeypatch):
-    monkeypatch.setattr(hosting, "_oidc_user", lambda: (True, "ann@lab.org"))
+    from studio import access
+
+    monkeypatch.setattr(access, "_oidc_user", lambda: (True, "ann@lab.org"))
     assert texts(new_app(auth=OIDC, access={"allowed_domains": ["lab.org"]})) == ["INSIDE: the app and its engine calls"]
-    monkeypatch.setattr(hosting, "_oidc_user", lambda: (True, "eve@elsewhere.org"))
+    monkeypatch.setattr(access, "_oidc_user", lambda: (True, "eve@elsewhere.org"))
     at = new_app(auth=OIDC, access={"allowed_domains": ["lab.org"]})
     assert texts(at) == []
 
@@ -285,7 +287,7 @@ def test_job_keys_identify_identical_requests(micro):
 def waiting_app():
     import streamlit as st
 
-    from rmtllmf_core import hosting
+    from studio import waiting
 
     seen = st.session_state.setdefault("seen", [])
 
@@ -293,7 +295,7 @@ def waiting_app():
         progress(0.5, "computing")
         return "job result"
 
-    out = hosting.run_heavy(job, progress=lambda f, m: seen.append(m))
+    out = waiting.run_heavy(job, progress=lambda f, m: seen.append(m))
     st.markdown(f"RESULT {out}")
     st.markdown(" | ".join(dict.fromkeys(seen)))
 
@@ -334,7 +336,7 @@ APP = __import__("pathlib").Path(__file__).resolve().parent.parent / "app.py"
 
 
 @pytest.mark.skipif(not APP.exists() or "require_access" not in APP.read_text(),
-                    reason="app.py does not call hosting.require_access yet")
+                    reason="app.py does not call access.require_access yet")
 def test_the_app_behind_a_password_shows_only_the_form_and_calls_no_engine(monkeypatch):
     def engine_called(*a, **k):
         raise AssertionError("an engine call ran before sign-in")
@@ -369,7 +371,8 @@ def test_host_check_prints_what_will_be_enforced(monkeypatch, capsys):
 CANCEL_APP = '''
 import time
 import streamlit as st
-from rmtllmf_core import hosting, jobs
+from rmtllmf_core import jobs
+from studio import waiting
 
 if st.query_params.get("stats"):
     st.markdown("STATS " + str(jobs.default_queue().stats()))
@@ -383,7 +386,7 @@ def job(progress=None):
 
 bar = st.progress(0.0)
 try:
-    out = hosting.run_heavy(job, progress=lambda f, m: bar.progress(f, text=m))
+    out = waiting.run_heavy(job, progress=lambda f, m: bar.progress(f, text=m))
     st.markdown(f"RESULT {out}")
 except jobs.JobCancelled as exc:
     st.markdown(f"CANCELLED {exc}")
@@ -496,3 +499,17 @@ def test_cancel_button_stops_the_job_and_the_rerun_does_not_restart_it(tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+def test_core_reads_the_secrets_files_with_tomllib(tmp_path):
+    user, app = tmp_path / "user.toml", tmp_path / "app.toml"
+    user.write_text('[limits]\nmax_sweep_points = 10\n[access]\nallowed_domains = ["a.org"]\n')
+    app.write_text('[limits]\nmax_sweep_points = 20\n')
+    # the app folder's file comes last and its tables replace the user's
+    assert hosting.read_secrets(files=[user, app]) == {"limits": {"max_sweep_points": 20},
+                                                       "access": {"allowed_domains": ["a.org"]}}
+    assert hosting.read_secrets(files=[tmp_path / "none.toml"]) == {}
+    app.write_text("[limits\n")  # a file that exists but does not parse keeps access shut
+    with pytest.raises(hosting.SecretsUnreadable):
+        hosting.read_secrets(files=[user, app])
+    assert hosting.read_secrets(strict=False, files=[user, app]) == {}
