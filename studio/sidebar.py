@@ -5,14 +5,14 @@ import json
 
 import streamlit as st
 
-from rmtllmf_core.errors import InputError
+from rmtllmf_core import uploads
+from rmtllmf_core.errors import InputError, RmtllmfError
 from rmtllmf_core.scenario import Scenario
 
 from . import presets, state
 
 UPLOAD_KEY = "studio.upload"
 UPLOAD_ERROR = "studio.upload_error"
-MAX_UPLOAD_BYTES = 256 * 1024
 
 
 def _apply_preset(name: str) -> None:
@@ -28,16 +28,9 @@ def _reset() -> None:
 
 
 def load_scenario_bytes(data: bytes) -> Scenario:
-    """Parse an uploaded scenario file (JSON) through Scenario.parse; InputError says what is wrong."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InputError("file", f"a scenario file is at most {MAX_UPLOAD_BYTES // 1024} kB (got {len(data) // 1024} kB)")
-    try:
-        payload = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError("file", f"not a JSON file ({type(exc).__name__})") from None
-    if isinstance(payload, dict) and isinstance(payload.get("scenario"), dict) and "tasks" not in payload:
-        payload = payload["scenario"]  # a result file exported from the app carries its scenario
-    return state.accept(Scenario.parse(payload))
+    """An uploaded scenario file through the core's one upload path (the host's size cap, JSON without
+    NaN, Scenario.parse, the host's caps); InputError / CapExceeded say what is wrong."""
+    return state.accept(uploads.load_scenario_json(data))
 
 
 def _upload() -> None:
@@ -47,7 +40,7 @@ def _upload() -> None:
         return
     try:
         state.set_scenario(load_scenario_bytes(file.getvalue()), from_outside=True)
-    except InputError as exc:
+    except RmtllmfError as exc:  # a bad file, or one over the host's caps
         st.session_state[UPLOAD_ERROR] = exc
 
 

@@ -224,6 +224,8 @@ def test_scenario_file_download_and_upload(light, default):
     (b"{not json", "JSON"),
     (json.dumps({"zoo": "ViT-B-32", "tasks": ["digits"]}).encode(), "serves the zoo"),
     (json.dumps({"tasks": ["digits"], "wireless": {"attack": "nuke"}}).encode(), "attack"),
+    (b'{"tasks": ["digits"], "seed": NaN}', "JSON"),  # the core's upload path refuses NaN
+    (json.dumps({"tasks": ["digits"], "evaluation": {"samples_per_task": 5000}}).encode(), "this host allows"),
 ])
 def test_a_bad_scenario_file_shows_an_error(content, word, default):
     at = open_app()
