@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rmtllmf_core import calibrate, calibration
-from rmtllmf_core.cli import main
+from rmtllmf_core.commands import main
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.presets import PRESETS, preset_scenario
 from rmtllmf_core.scenario import Scenario

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rmtllmf_core.cli import main
-from rmtllmf_core.pipeline_cli import format_result
+from rmtllmf_core.commands import main
+from rmtllmf_core.commands.pipeline import format_result
 from rmtllmf_core.presets import preset_scenario
 from rmtllmf_core.wireless import evaluate_uplink
 

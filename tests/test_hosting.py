@@ -9,7 +9,7 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rmtllmf_core import cli, hosting, jobs, pipeline, sweeps
+from rmtllmf_core import commands as cli, hosting, jobs, pipeline, sweeps
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import CapExceeded, InputError
 from rmtllmf_core.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_job,

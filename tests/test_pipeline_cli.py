@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rmtllmf_core.cli import main
+from rmtllmf_core.commands import main
 from rmtllmf_core.presets import preset_dict
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rmtllmf_core import cli
+from rmtllmf_core import commands as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = {
@@ -24,7 +24,7 @@ SCENARIO = {
 @pytest.fixture(autouse=True)
 def only_the_channel_command(monkeypatch):
     """The real dispatcher, with only this command registered (others may import torch)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("rmtllmf_core.wireless.cli",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("rmtllmf_core.commands.channel",))
 
 
 def main(argv):

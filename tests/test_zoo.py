@@ -420,7 +420,7 @@ def test_linear_probe_against_closed_forms():
 
 
 def test_cli_info_probe_on_the_micro_zoo(micro_zoo, capsys):
-    from rmtllmf_core.cli import main
+    from rmtllmf_core.commands import main
 
     assert main(["zoo", "info", "--zoo", str(micro_zoo[0]), "--probe"]) == 0
     out = capsys.readouterr().out
@@ -430,7 +430,7 @@ def test_cli_info_probe_on_the_micro_zoo(micro_zoo, capsys):
 
 
 def test_cli_info_and_eval_subset(capsys):
-    from rmtllmf_core.cli import main
+    from rmtllmf_core.commands import main
 
     assert main(["zoo", "info"]) == 0
     out = capsys.readouterr().out

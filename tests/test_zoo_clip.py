@@ -335,7 +335,7 @@ def no_pairs(env):
 
 
 def test_zoo_info_prints_a_card_built_without_pairs(no_pairs, capsys):
-    from rmtllmf_core.cli import main
+    from rmtllmf_core.commands import main
 
     out, card = no_pairs
     assert card["accuracy"]["pairs"] == {} and card["accuracy"]["pairs_normalized_avg"] is None
@@ -346,7 +346,7 @@ def test_zoo_info_prints_a_card_built_without_pairs(no_pairs, capsys):
 
 
 def test_zoo_eval_compares_on_the_samples_the_card_was_computed_on(no_pairs, capsys, monkeypatch):
-    from rmtllmf_core.cli import main
+    from rmtllmf_core.commands import main
     from rmtllmf_core.zoo import evaluation
 
     out, card = no_pairs
@@ -473,7 +473,7 @@ def test_trusted_pickle_of_a_whole_module_from_code_we_do_not_have(env, tmp_path
 # ------------------------------------------------------------------ command line
 
 def _parser():
-    from rmtllmf_core.zoo.clip_cli import add_clip_commands
+    from rmtllmf_core.commands.zoo_clip import add_clip_commands
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="zoo_command")
@@ -486,7 +486,7 @@ def _parser():
 
 
 def test_cli_build_clip_and_import_options(env, tmp_path):
-    from rmtllmf_core.zoo.clip_cli import run_build_clip
+    from rmtllmf_core.commands.zoo_clip import run_build_clip
 
     p = _parser()
     a = p.parse_args(["build", "clip", "--model", "x", "--model-config", env["config"], "--pretrained", "none",
@@ -509,7 +509,7 @@ def test_cli_build_clip_and_import_options(env, tmp_path):
 
 def test_loader_workers_default_to_the_available_cores(monkeypatch):
     from rmtllmf_core import jobs
-    from rmtllmf_core.zoo import clip_cli
+    from rmtllmf_core.commands import zoo_clip as clip_cli
 
     args = _parser().parse_args(["build", "clip", "--pretrained", "none", "--datasets", "mnist", "--quiet"])
     assert args.workers is None  # decided at run time, from this machine's cores

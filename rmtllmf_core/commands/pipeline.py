@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .validation import read_json_object
+from ..errors import InputError
+from ..validation import read_json_object
 
 SWEEP_KINDS = ("snr", "gain", "tasks", "ablation")
 
@@ -86,13 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _preset_names() -> list[str]:
-    from .presets import PRESETS
+    from ..presets import PRESETS
 
     return list(PRESETS)
 
 
 def _default_fit() -> tuple[str, ...]:
-    from .calibration import DEFAULT_FIT
+    from ..calibration import DEFAULT_FIT
 
     return DEFAULT_FIT
 
@@ -101,9 +101,9 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
     """A scenario from a JSON file or a preset, then `--set` changes. What a file leaves out is the
     default scenario's (the schema's defaults are the default scenario), and a missing 'tasks' means
     every task of the zoo."""
-    from .codec import decode_value, from_query
-    from .presets import default_scenario, preset_scenario, zoo_tasks
-    from .scenario import Scenario
+    from ..codec import decode_value, from_query
+    from ..presets import default_scenario, preset_scenario, zoo_tasks
+    from ..scenario import Scenario
 
     if preset is not None:
         base = preset_scenario(preset, zoo=zoo)
@@ -166,7 +166,7 @@ def _tqdm_progress(total_label: str):
 
 
 def cmd_run(args) -> int:
-    from .pipeline import run
+    from ..pipeline import run
 
     scenario = load_scenario(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
     bar, progress = _tqdm_progress("run")
@@ -207,7 +207,7 @@ def write_rows(rows: list[dict], out: Path, stem: str) -> None:
 
 
 def _workers(value: int | None) -> int:
-    from .sweeps import available_cores
+    from ..sweeps import available_cores
 
     if value is None:
         return available_cores()
@@ -217,7 +217,7 @@ def _workers(value: int | None) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import plots, sweeps
+    from .. import plots, sweeps
 
     base = load_scenario(args.scenario, preset=args.preset, changes=args.set)
     out = Path(args.out)
@@ -290,7 +290,7 @@ def format_sweep(rows: list[dict], kind: str) -> str:
 
 
 def cmd_calibrate(args) -> int:
-    from . import calibrate, calibration
+    from .. import calibrate, calibration
 
     record = calibrate.fit(
         _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
@@ -310,7 +310,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_paper(args) -> int:
-    from .report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
+    from ..report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
 
     if args.table_only:
         bar, progress = _tqdm_progress("paper table")

@@ -1,4 +1,5 @@
-"""`python -m rmtllmf_core <command>`: one dispatcher, commands registered by their modules.
+"""`python -m rmtllmf_core <command>`: every command, in this package; one dispatcher, commands
+registered by their modules (channel, zoo and zoo_clip, pipeline: run, sweep, calibrate, paper; host).
 
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func(args) -> int``. Errors of ours print one line on stderr and exit 2; nothing else
@@ -10,14 +11,14 @@ import argparse
 import importlib
 import sys
 
-from .errors import RmtllmfError
+from ..errors import RmtllmfError
 
 # module path -> registers one or more sub-commands (imported lazily: `channel` must not pay for torch)
 COMMAND_MODULES = (
-    "rmtllmf_core.wireless.cli",
-    "rmtllmf_core.zoo.cli",
-    "rmtllmf_core.pipeline_cli",
-    "rmtllmf_core.hosting",
+    "rmtllmf_core.commands.channel",
+    "rmtllmf_core.commands.zoo",
+    "rmtllmf_core.commands.pipeline",
+    "rmtllmf_core.commands.host",
 )
 
 

@@ -1,6 +1,6 @@
 """The command-line side of real CLIP zoos: `zoo build clip ...` and `zoo import ...`.
 
-`rmtllmf_core.zoo.cli` calls `add_clip_commands(zoo_subparsers, build_parser)`: the clip options join
+`rmtllmf_core.commands.zoo` calls `add_clip_commands(zoo_subparsers, build_parser)`: the clip options join
 the existing `build` parser (used when its positional is `clip`) and `import` becomes a zoo
 sub-command. `run_build_clip(args)` is what `zoo build clip` dispatches to.
 """
@@ -111,7 +111,7 @@ def add_clip_commands(zoo_subparsers, build_parser: argparse.ArgumentParser) -> 
 def _common(args) -> dict:
     import torch
 
-    from .datasets import parse_folders
+    from ..zoo.datasets import parse_folders
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
@@ -132,7 +132,7 @@ def _common(args) -> dict:
 
 def run_build_clip(args) -> int:
     """`zoo build clip ...`."""
-    from .clip import build_clip
+    from ..zoo.clip import build_clip
 
     if getattr(args, "micro", False) or getattr(args, "pretrain_cache", None):
         raise InputError("build", "--micro and --pretrain-cache are options of `zoo build tiny`")
@@ -149,8 +149,8 @@ def run_build_clip(args) -> int:
 
 def run_import(args) -> int:
     """`zoo import ...`."""
-    from .datasets import parse_folders
-    from .importer import import_zoo
+    from ..zoo.datasets import parse_folders
+    from ..zoo.importer import import_zoo
 
     finetuned = parse_folders(args.finetuned, "finetuned")  # same TASK=PATH syntax
     opts = _common(args)

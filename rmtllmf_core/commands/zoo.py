@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     b.add_argument("--recipe", default=None, metavar="JSON",
                    help="experiments: JSON overrides of the recipe, e.g. '{\"finetune\": {\"lr\": 1e-4}}' (the card records the result)")
     b.set_defaults(func=_build)
-    from .clip_cli import add_clip_commands  # `zoo build clip` options and `zoo import` (issue 7)
+    from .zoo_clip import add_clip_commands  # `zoo build clip` options and `zoo import` (issue 7)
 
     add_clip_commands(sub, b)
 
@@ -43,10 +43,10 @@ def register(subparsers) -> None:
 
 def _build(args) -> int:
     if args.which == "clip":
-        from .clip_cli import run_build_clip
+        from .zoo_clip import run_build_clip
 
         return run_build_clip(args)
-    from .build import build
+    from ..zoo.build import build
 
     overrides = None
     if args.recipe:
@@ -62,7 +62,7 @@ def _build(args) -> int:
 
 
 def _load(src):
-    from .loader import load_zoo
+    from ..zoo.loader import load_zoo
 
     return load_zoo(src)
 
@@ -80,7 +80,7 @@ def _info(args) -> int:
         print(f"model {m.get('open_clip_name')}  params {m.get('parameters')}  logit_scale {zoo.logit_scale:.2f}")
     if "total_bytes" in c:
         print(f"files {len(c['files'])}, {c['total_bytes'] / 1e6:.1f} MB; built in {c['build']['wall_time_s']:.0f} s")
-    from .evaluation import base_probe, head_overlap
+    from ..zoo.evaluation import base_probe, head_overlap
 
     overlap = head_overlap(zoo.heads)
     probe = base_probe(zoo) if args.probe else {}
@@ -131,7 +131,7 @@ def _describe_n(n) -> str:
 
 
 def _eval(args) -> int:
-    from .evaluation import evaluate_zoo
+    from ..zoo.evaluation import evaluate_zoo
 
     zoo = _load(args.zoo)
     acc = zoo.card.get("accuracy", {})

@@ -49,7 +49,7 @@ def _clean(x):
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import WirelessConfig, channel_warning, evaluate_uplink, monte_carlo
+    from ..wireless import WirelessConfig, channel_warning, evaluate_uplink, monte_carlo
 
     cfg = WirelessConfig.parse(_load(args.scenario), field="wireless")
     if args.draws is not None and not 1 <= args.draws <= 1_000_000:
