@@ -19,7 +19,7 @@ from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
 from rmtllmf_core.wireless import ATTACKS
-from studio import engine, frame, plots, state, ui
+from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep
 from studio.widgets import channel_controls, dbm
@@ -114,7 +114,9 @@ def gain_section(base: Scenario) -> None:
                f"become symbols. Here at the scenario's error scale ({base.perturb.scale}).")
     c1, c2, c3 = st.columns([2, 2, 2])
     with c1:
-        lo, hi = st.slider("Reference amplitude range (dB)", -40, 60, (10, 30), step=5, key="gain.range")
+        gain_bounds = fields.bounds(Scenario, "perturb.symbol_gain_db")  # the schema's range, not a copy
+        lo, hi = st.slider("Reference amplitude range (dB)", int(gain_bounds["min_value"]), int(gain_bounds["max_value"]),
+                           (10, 30), step=5, key="gain.range")
         step = st.select_slider("Step (dB)", [5, 10, 15, 20], value=10, key="gain.step")
     with c2:
         attacks = st.multiselect("Channels", ATTACK_CHOICES, default=["none", "worst_sum_rate"],

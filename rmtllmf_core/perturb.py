@@ -67,11 +67,12 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .scenario import SYMBOL_GAIN_DB_RANGE
 from .taskvec import ParamLayout
 
 MODELS = ("gaussian", "correlated", "digital")
 SCALES = ("absolute", "per_tensor", "per_vector", "peak")
-GAIN_DB_RANGE = (-40.0, 60.0)  # perturb.symbol_gain_db: what the validators allow
+GAIN_DB_RANGE = SYMBOL_GAIN_DB_RANGE  # the schema's range, checked here too for direct callers
 BITS_PER_PARAM = (6, 12, 18, 24)
 BITS_PER_SYMBOL = 6  # 64-QAM
 QAM_ORDER = 64

@@ -22,6 +22,7 @@ from .wireless import WirelessConfig
 # fitted error model and R-MTLLMF on (calibration.json holds the fitted values, as data).
 _FITTED = calibration.values()
 MAX_USERS = 64
+SYMBOL_GAIN_DB_RANGE = (-40.0, 60.0)  # perturb.symbol_gain_db: what a transmitter's gain may be
 SEED_MAX = 2**32 - 1
 
 NoiseModel = Literal["gaussian", "correlated", "digital"]
@@ -42,7 +43,8 @@ class PerturbConfig(Config):
     # whole vector's (`per_vector`) or each tensor's largest magnitude (`peak`)
     scale: NoiseScale = _FITTED["scale"]
     # the reference amplitude: error variance per parameter = MSE * scale^2 * 10^(-symbol_gain_db / 10)
-    symbol_gain_db: float = Field(_FITTED["symbol_gain_db"], ge=-40.0, le=60.0, allow_inf_nan=False,
+    symbol_gain_db: float = Field(_FITTED["symbol_gain_db"], ge=SYMBOL_GAIN_DB_RANGE[0], le=SYMBOL_GAIN_DB_RANGE[1],
+                                  allow_inf_nan=False,
                                   description="transmit gain on each normalised parameter before it becomes a symbol")
     bits_per_param: Literal[6, 12, 18, 24] = Field(12, description="digital link: quantiser bits, 6 per 64-QAM symbol")
 
