@@ -92,7 +92,7 @@ def main_table(zoo: str, progress: Callable | None = None, seeds=SEEDS, run_fn: 
 def orderings(table: list[dict]) -> list[dict]:
     """The paper's six orderings (PAPER-NOTES sec. 6, with margins), each checked at every seed."""
     v = {r["name"]: r["ours_per_seed"] for r in table}
-    title = {r["name"]: r["title"] for r in table}
+    titles = {r["name"]: r["title"] for r in table}
     n = len(table[0]["ours_per_seed"])
     checks = [
         ("R-MTLLMF on the ideal channel gives back the clean fusion (within 2 points)",
@@ -118,7 +118,7 @@ def orderings(table: list[dict]) -> list[dict]:
     out = []
     for title, holds, names in checks:
         passed = sum(bool(holds(i)) for i in range(n))
-        numbers = "; ".join(f"{title[k]} {100 * float(np.mean(v[k])):.1f}%" for k in names)
+        numbers = "; ".join(f"{titles[k]} {100 * float(np.mean(v[k])):.1f}%" for k in names)
         out.append({"ordering": title, "seeds_passed": passed, "seeds": n, "holds": passed == n, "numbers": numbers})
     return out
 

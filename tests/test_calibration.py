@@ -125,3 +125,44 @@ def test_the_calibrated_default_shows_the_attack_and_the_repair_on_the_tiny_zoo(
     avg = r["average_normalized"]
     assert avg["attacked"] < avg["clean"] - 0.10, avg
     assert avg["defended"] > avg["attacked"] + 0.10, avg
+
+
+def synthetic_table(**ours):
+    """report.main_table's rows with made-up numbers per seed (two seeds)."""
+    from rmtllmf_core.report import TABLE_ROWS
+
+    return [{"name": name, "title": title, "ours_per_seed": ours.get(name, [0.5, 0.5])}
+            for name, title, _, _ in TABLE_ROWS]
+
+
+def test_orderings_are_checked_at_every_seed_and_name_their_rows():
+    from rmtllmf_core.report import orderings, orderings_markdown
+
+    story = dict(baseline=[0.95, 0.95], rmtllmf_ideal=[0.94, 0.92], no_protection_ideal=[0.70, 0.72],
+                 rmtllmf_worst_sum_rate=[0.57, 0.58], no_protection_worst_sum_rate=[0.16, 0.17],
+                 rmtllmf_worst_strongest_user=[0.64, 0.65], no_protection_worst_strongest_user=[0.20, 0.21],
+                 freeze_alone_ideal=[0.84, 0.83], realign_alone_ideal=[0.90, 0.93])
+    checks = orderings(synthetic_table(**story))
+    assert len(checks) == 6
+    first = checks[0]  # within 2 points of clean: seed 0 yes (0.94), seed 1 no (0.92)
+    assert (first["seeds_passed"], first["seeds"], first["holds"]) == (1, 2, False)
+    assert "R-MTLLMF, ideal channel 93.0%" in first["numbers"]
+    last = checks[-1]  # realign alone 0.93 above both 0.92 at seed 1
+    assert (last["seeds_passed"], last["holds"]) == (1, False)
+    assert all(c["holds"] for c in checks[1:5])
+    assert "| **no** | 1/2 |" in "\n".join(orderings_markdown(checks))
+
+
+def test_the_report_renders_paper_against_ours():
+    from rmtllmf_core.report import orderings, render_markdown
+
+    table = [{**r, "status": "predicted", "paper": 0.5, "paper_share": 0.55, "ours": 0.6, "ours_std": 0.01,
+              "share": 0.63, "gap_points": 8.0, "seeds": [0, 1]} for r in synthetic_table()]
+    table[0]["status"] = "baseline"
+    alignment = {"ordering": "aligned", "holds": False, "numbers": "0.01 vs 0.02"}
+    text = render_markdown("tiny", preset_scenario("paper_ideal", tasks=("digits", "textures")), table,
+                           [{"attack": "none", "defense": "none", "n_tasks": 2, "mean": 0.9, "std": 0.01,
+                             "combinations": 1}], [{"variant": "both", "shots": 10, "avg_normalized": 0.9}],
+                           orderings(table), alignment)
+    assert "| R-MTLLMF, ideal channel | predicted | 50.0 / 55.0 | 60.0 ± 1.0 | 63.0 | +8.0 |" in text
+    assert "fusion without noise | baseline" in text and "uncorrelated across users" in text
