@@ -2,7 +2,7 @@
 
 The paper adds "Gaussian noise with variance proportional to the MSE" and never gives the constant,
 yet the constant decides the regime: at the per-tensor scale the jammer is harmless, at the absolute
-scale with gain 0 dB it destroys every channel. `fit` finds it honestly:
+scale with gain 0 dB it destroys every channel. `calibrate.fit` finds it honestly:
 
 1. the reference amplitude (`perturb.symbol_gain_db`) so that our *R-MTLLMF, worst-case sum rate*
    accuracy, as a share of our clean fusion, equals the paper's share (54.8 / 91.2) in the mean over
@@ -15,9 +15,10 @@ Why this pair and not the paper's no-protection number: on the tiny zoo the real
 near 96% of the clean fusion, so a gain fitted to "no protection, ideal" (40% of clean) leaves
 R-MTLLMF at 88% there; fitted as here, the no-protection numbers are predictions (docs/calibration.md).
 
-The fitted values land in `calibration.json` beside this module (written by `rmtllmf_core/calibrate.py`, the fit), with their provenance (zoo
-fingerprint, numbers fitted, command, seeds); presets and the default scenario read them from there
-(data, not code). Every other paper number is then a prediction (the `paper` report).
+The fitted values land in `calibration.json` beside this module, with their provenance (zoo
+fingerprint, numbers fitted, command, seeds, every point tried); presets and the default scenario
+read them from there (data, not code). Every other paper number is then a prediction (the `paper`
+report).
 """
 from __future__ import annotations
 
