@@ -166,3 +166,14 @@ def test_the_report_renders_paper_against_ours():
                            orderings(table), alignment)
     assert "| R-MTLLMF, ideal channel | predicted | 50.0 / 55.0 | 60.0 ± 1.0 | 63.0 | +8.0 |" in text
     assert "fusion without noise | baseline" in text and "uncorrelated across users" in text
+
+
+def test_set_bandwidth_asks_for_kTBNF_as_a_file_does():
+    from rmtllmf_core.commands.pipeline import load_scenario
+
+    tasks = ("digits", "textures")
+    s = load_scenario(None, changes=["wireless.bandwidth_hz=2e6", f"tasks={json.dumps(list(tasks))}"])
+    assert s.wireless.noise_power_w is None and s.wireless.bandwidth_hz == 2e6
+    assert s.wireless == Scenario.parse({"tasks": list(tasks), "wireless": {"bandwidth_hz": 2e6}}).wireless
+    kept = load_scenario(None, changes=["wireless.bandwidth_hz=2e6", "wireless.noise_power_w=1e-20"])
+    assert kept.wireless.noise_power_w == 1e-20  # a given noise power still wins

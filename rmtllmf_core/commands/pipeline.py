@@ -121,6 +121,9 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
         tasks = decode_value(sets["tasks"])  # one user per task, as in a file that does not place its users
         if isinstance(tasks, list) and base.wireless.distances_m is None and base.wireless.channel is None:
             sets["wireless.num_users"] = str(len(tasks))
+    if any(k in sets for k in ("wireless.bandwidth_hz", "wireless.noise_figure_db")) and not any(
+            k in sets for k in ("wireless.noise_power_w", "wireless.noise_power_dbm")):
+        sets["wireless.noise_power_w"] = "null"  # asks for k T B NF, as in a file (WirelessConfig's rule)
     return from_query(sets, base)
 
 
