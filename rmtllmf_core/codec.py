@@ -103,4 +103,21 @@ def from_query(params: Mapping[str, Any], default):
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(key, "must be a finite number")
         set_path(data, key, value)
+    _users_follow_tasks(data, {k for k, _ in items})
     return type(default).parse(data)
+
+
+# what places the users (a link that sets none of these lets them follow its tasks)
+_USER_KEYS = ("wireless.num_users", "wireless.distances_m", "wireless.channel", "wireless.tx_power_w",
+              "wireless.tx_power_dbm")
+
+
+def _users_follow_tasks(data: dict, keys: set[str]) -> None:
+    """The schema's rule for a partial scenario, kept when changes land on a whole one (whose user count
+    is already filled): a link that sets the tasks but does not place the users gets one user per task.
+    A valid scenario always has one user per task, so this never changes a link's round trip."""
+    wireless, tasks = data.get("wireless"), data.get("tasks")
+    if ("tasks" in keys and isinstance(tasks, list) and isinstance(wireless, dict) and not keys & set(_USER_KEYS)
+            and wireless.get("distances_m") is None and wireless.get("channel") is None
+            and not isinstance(wireless.get("tx_power_w"), list)):
+        wireless["num_users"] = len(tasks)

@@ -121,3 +121,13 @@ def test_widget_bounds_come_from_the_scenario_fields():
     assert fields.help_text(Scenario, "fusion.lambda")
     with pytest.raises(KeyError):
         fields.field_info(Scenario, "wireless.nope")
+
+
+def test_a_link_that_sets_only_the_tasks_gets_one_user_per_task(default):
+    two = codec.from_query({"tasks": '["digits","textures"]'}, default)
+    assert two.tasks == ("digits", "textures") and two.wireless.num_users == 2
+    assert two == Scenario.parse({"tasks": ["digits", "textures"]})  # as a file holding only tasks
+    # a link that places its users keeps them, and a mismatch is named
+    with pytest.raises(InputError) as err:
+        codec.from_query({"tasks": '["digits","textures"]', "wireless.num_users": "3"}, default)
+    assert err.value.field == "tasks"

@@ -101,7 +101,7 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
     """A scenario from a JSON file or a preset, then `--set` changes. What a file leaves out is the
     default scenario's (the schema's defaults are the default scenario), and a missing 'tasks' means
     every task of the zoo."""
-    from ..codec import decode_value, from_query
+    from ..codec import from_query
     from ..presets import default_scenario, preset_scenario, zoo_tasks
     from ..scenario import Scenario
 
@@ -117,13 +117,11 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
     if not changes:
         return base
     sets = _parse_sets(changes)
-    if "tasks" in sets and not any(k in sets for k in ("wireless.num_users", "wireless.distances_m", "wireless.channel")):
-        tasks = decode_value(sets["tasks"])  # one user per task, as in a file that does not place its users
-        if isinstance(tasks, list) and base.wireless.distances_m is None and base.wireless.channel is None:
-            sets["wireless.num_users"] = str(len(tasks))
     if any(k in sets for k in ("wireless.bandwidth_hz", "wireless.noise_figure_db")) and not any(
             k in sets for k in ("wireless.noise_power_w", "wireless.noise_power_dbm")):
-        sets["wireless.noise_power_w"] = "null"  # asks for k T B NF, as in a file (WirelessConfig's rule)
+        # asked on the command line: k T B NF, as in a file (WirelessConfig's rule). Not in the links'
+        # decoder: a link must reopen exactly what it was made from, whatever its noise power.
+        sets["wireless.noise_power_w"] = "null"
     return from_query(sets, base)
 
 

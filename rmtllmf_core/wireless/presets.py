@@ -26,11 +26,7 @@ from __future__ import annotations
 
 import copy
 
-from .config import PAPER_JAMMER_DBM, PAPER_TOTAL_THERMAL_DBM, WirelessConfig  # noqa: F401 (re-exported)
-
-
-def _dbm_to_w(power_dbm: float) -> float:
-    return 10.0 ** ((power_dbm - 30.0) / 10.0)
+from .config import PAPER_JAMMER_DBM, PAPER_TOTAL_THERMAL_DBM, WirelessConfig, _dbm_to_w  # noqa: F401 (re-exported)
 
 
 PAPER_SU_JAMMER_DBM = -90.0  # strongest-user jammer near its ceiling
