@@ -10,37 +10,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import engine, frame, sidebar, state, ui
+from studio import access, engine, frame, sidebar, state, ui
 
 # the favicon is drawn here: a material-icon favicon would be fetched from Google's font servers
 st.set_page_config(page_title="R-MTLLMF Studio", page_icon=ui.favicon(), layout="wide")
 
 
-# ---- Access gate and compute wrapper -----------------------------------------------------------
-# The one place for a hosted instance's guards (issue 6):
-#  - `gate()` returns True when this session may see the app; drawing a sign-in form and returning
-#    False stops the run before any engine call.
-#  - `run_heavy(job, *args, **kwargs)` is how every heavy engine call (pipeline run, sweep) runs:
-#    wrap it in a bounded queue / caps here. Off on a laptop: everyone is in, jobs run directly.
-# Wired to studio/access.py and studio/waiting.py (rules in rmtllmf_core.hosting): the gate is off unless .streamlit/secrets.toml configures [access]
-# or [auth]; heavy calls get the host's caps and the process-wide compute queue (place in line,
-# Cancel, identical requests shared, cache hits skip the line).
-def gate() -> bool:
-    from studio import access
-
-    return access.require_access()
-
-
-def run_heavy(job, /, *args, **kwargs):
-    from studio import waiting
-
-    return waiting.run_heavy(job, *args, **kwargs)
-
-
-if not gate():
+# The access gate: off unless .streamlit/secrets.toml configures [access] or [auth] (studio/access.py;
+# rules in rmtllmf_core.hosting). Heavy work meets the host's caps and queue in studio/engine.py.
+if not access.require_access():
     st.stop()
-engine.set_runner(run_heavy)
-# -------------------------------------------------------------------------------------------------
 
 state.init_session()
 

@@ -117,7 +117,7 @@ def apptest_timings(repeats: int) -> dict:
             t = time.perf_counter()
             at.run()
             page_s = time.perf_counter() - t
-        engine_s = sum(pipeline.cached(at.session_state["studio.scenario"])["timing_s"].values())
+        engine_s = sum(pipeline.cached(at.session_state["studio.scenario"]).timing_s.values())
         out[f"fusion_page_cold_{label}_s"] = page_s
         out[f"engine_cold_run_{label}_s"] = engine_s
         out[f"rendering_cold_{label}_s"] = page_s - engine_s

@@ -315,10 +315,10 @@ def main() -> int:
         with AnonPeak() as anon:
             t0 = time.perf_counter()
             r = pipeline.run(s, cache=cache, use_cache=False)
-            stage("pipeline.run (cold)", t0, timing_s=r["timing_s"])
+            stage("pipeline.run (cold)", t0, timing_s=r.timing_s)
             t0 = time.perf_counter()
             r = pipeline.run(s.replace(seed=1), cache=cache, use_cache=False)
-            stage("pipeline.run (seed 1)", t0, timing_s=r["timing_s"])
+            stage("pipeline.run (seed 1)", t0, timing_s=r.timing_s)
     finally:
         cache.close()
     after = proc_status_mb()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmtllmf_core import pipeline, sweeps  # noqa: E402  (before torch: sets the OpenMP wait policy)
+from rmtllmf_core import jobs, pipeline, work  # noqa: E402  (before torch: sets the OpenMP wait policy)
 from rmtllmf_core.cache import ResultCache  # noqa: E402
 from rmtllmf_core.presets import preset_scenario  # noqa: E402
 from rmtllmf_core.report import fig2_points  # noqa: E402
@@ -57,13 +57,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--zoo", default="tiny")
     ap.add_argument("--full", action="store_true", help="run the whole task-combination sweep")
-    ap.add_argument("--workers", type=int, default=sweeps.available_cores(),
+    ap.add_argument("--workers", type=int, default=jobs.available_cores(),
                     help="sweep worker processes (default: the available cores, %(default)s here)")
     ap.add_argument("--no-sweep", action="store_true", help="only the single-run figures")
     ap.add_argument("--every", type=int, default=8, help="without --full: time every N-th combination (default 8)")
     args = ap.parse_args()
 
-    print(f"torch threads in this process: {torch.get_num_threads()}; cores: {sweeps.available_cores()}")
+    print(f"torch threads in this process: {torch.get_num_threads()}; cores: {jobs.available_cores()}")
     _, load_s, _ = timed(lambda: pipeline.get_engine(args.zoo))
     print(f"zoo load + flatten: {load_s:.2f} s")
     cache = ResultCache(tempfile.mkdtemp(prefix="bench-engine-"))
@@ -81,7 +81,7 @@ def main() -> None:
         colds.append(s)
         cpus.append(c)
     print(f"cold 8-task run with a new seed, R-MTLLMF 10 shots (control reused): median {statistics.median(colds):.2f} s "
-          f"({statistics.median(cpus):.2f} s cpu) (stages of the last: {r['timing_s']})")
+          f"({statistics.median(cpus):.2f} s cpu) (stages of the last: {r.timing_s})")
     moves, cpus = [], []
     for p_dbm in (-131.0, -133.0, -135.0):  # what a jammer-power slider does: same seed, new channel
         r, s, c = timed(lambda: pipeline.run(base.replace(**{"wireless.jammer_power_w": 10 ** ((p_dbm - 30) / 10)}),
@@ -89,7 +89,7 @@ def main() -> None:
         moves.append(s)
         cpus.append(c)
     print(f"cold run after a jammer-power move: median {statistics.median(moves):.2f} s "
-          f"({statistics.median(cpus):.2f} s cpu) (stages: {r['timing_s']})")
+          f"({statistics.median(cpus):.2f} s cpu) (stages: {r.timing_s})")
     hits = []
     for _ in range(20):
         _, s, _ = timed(lambda: pipeline.run(base.replace(seed=0), cache=cache))
@@ -106,7 +106,7 @@ def main() -> None:
         keep = set(combos[::args.every])
         points = [p for p in points if p[0]["tasks"] in keep]
     t, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
-    rows = sweeps.run_points(points, cache=sweep_cache, workers=args.workers)
+    rows = work.run_points(points, cache=sweep_cache, workers=args.workers)
     elapsed = time.perf_counter() - t
     cpu = time.process_time() - c0 + _children_cpu() - k0  # this process and its (joined) workers
     n = len(rows)

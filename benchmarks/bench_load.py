@@ -96,19 +96,13 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> float:
     raise RuntimeError("server did not become healthy")
 
 
-# Benchmark-only launcher options (both off by default): serve another zoo directory as "tiny"
-# (e.g. a micro build, for a quick check while the embedded zoo is being rebuilt), and force the
-# app's heavy calls through studio.waiting.run_heavy (for an app.py that does not call it yet).
+# Benchmark-only launcher option (off by default): serve another zoo directory as "tiny" (e.g. a
+# micro build, for a quick check while the embedded zoo is being rebuilt).
 LAUNCHER = """
 import os, sys, pathlib
 if os.environ.get("BENCH_ZOO_DIR"):
-    import rmtllmf_core.zoo.loader as loader
-    loader.BUILTIN["tiny"] = pathlib.Path(os.environ["BENCH_ZOO_DIR"])
-if os.environ.get("BENCH_FORCE_QUEUE"):
-    from studio import waiting
-    import studio.engine as engine
-    _set = engine.set_runner
-    engine.set_runner = lambda runner: _set(waiting.run_heavy)
+    import rmtllmf_core.zoo as zoo
+    zoo.BUILTIN["tiny"] = pathlib.Path(os.environ["BENCH_ZOO_DIR"])
 from streamlit.web.cli import main
 sys.argv[0] = "streamlit"
 main()
@@ -247,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-query", default="", help="extra link parameters on every request, e.g. "
                     "'fusion.lambda_mode=heuristic&evaluation.samples_per_task=100'")
     ap.add_argument("--zoo-dir", default=None, help="benchmark only: serve this zoo directory as 'tiny'")
-    ap.add_argument("--force-queue", action="store_true",
-                    help="benchmark only: route the app's heavy calls through studio.waiting.run_heavy")
     args = ap.parse_args(argv)
     if args.sessions < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("sessions, duration and max-requests must be positive")
@@ -260,20 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir = args.cache_dir or os.path.join(tmp, "cache")
     log_path = Path(tmp) / "server.log"
     port = free_port()
-    app_text = (ROOT / "app.py").read_text()
-    wired = "waiting.run_heavy" in app_text or args.force_queue
     extra_env = {}
     if args.zoo_dir:
         extra_env["BENCH_ZOO_DIR"] = str(Path(args.zoo_dir).resolve())
-    if args.force_queue:
-        extra_env["BENCH_FORCE_QUEUE"] = "1"
-    print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; compute queue: {wired}; "
+    print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; "
           f"zoo: {args.zoo_dir or 'tiny (embedded)'}")
 
     proc = start_server(port, cache_dir, log_path, extra_env)
     report: dict = {"base_query": base_query, "cold_kind": args.cold, "max_cold": args.max_cold,
                     "sessions": args.sessions, "duration_s": args.duration, "mix": mix, "page": args.page,
-                    "app_uses_compute_queue": wired, "forced_queue": args.force_queue,
                     "zoo_dir": args.zoo_dir, "cores": os.cpu_count()}
     outcomes: list[Outcome] = []
     try:

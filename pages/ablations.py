@@ -42,11 +42,11 @@ def ablation_section(base: Scenario) -> None:
         st.info("Pick at least one number of shots.")
         return
     try:
-        points = sweeps.ablation_points(base, shots)
+        work = sweeps.ablation_work(base, shots)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("ablation", base, {"shots": shots}, points, sweeps.ablation_sweep, (base, shots), label="Ablation")
+    rows = run_sweep("ablation", base, {"shots": shots}, work, label="Ablation")
     if not rows:
         return
     fig = plots.style(result_plots.ablation_bars(rows), presenter=presenter, height=440)

@@ -9,8 +9,7 @@ import streamlit as st
 from rmtllmf_core import report
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
-from rmtllmf_core.zoo.evaluation import head_overlap
-from rmtllmf_core.zoo.loader import BUILTIN
+from rmtllmf_core.zoo import sample_sheets
 from studio import engine, frame, state, ui
 
 frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
@@ -33,7 +32,7 @@ except RmtllmfError as exc:
 
 st.header("The model zoo", divider="gray")
 tasks = list(zoo.tasks)
-overlap = head_overlap(zoo.heads)
+overlap = zoo.head_overlap()
 rows = pd.DataFrame({  # numbers first, the long descriptions last, so a narrow screen shows the numbers
     "task": [zoo.tasks[t].title for t in tasks],
     "classes": [len(zoo.tasks[t].class_names) for t in tasks],
@@ -50,9 +49,7 @@ st.dataframe(rows, hide_index=True, width="stretch",
                                                     "zero-shot head; near 1, the text tower barely tells the classes "
                                                     "apart (`zoo info --probe` shows what the image features can)")})
 
-root = BUILTIN.get(scn.zoo)  # the app serves only the embedded zoos (see studio.state.accept)
-samples = {t: root / meta["file"] for t, meta in dict(zoo.card.get("samples") or {}).items()
-           if root is not None and t in zoo.tasks and (root / meta["file"]).is_file()}
+samples = sample_sheets(scn.zoo, zoo.card)  # the app serves only the embedded zoos (see studio.state.accept)
 if samples:
     st.subheader("Sample images")
     st.caption("One row per class, in the order of the class names below each sheet.")
@@ -115,20 +112,19 @@ for name in report.CONDITIONS:
 st.dataframe(pd.DataFrame(mse_rows), hide_index=True, width="stretch",
              column_config={"average MSE, ours (this drop)": st.column_config.NumberColumn(format="%.4f")})
 
-points = [scenario for _, scenario in report.table_points(zoo.name)]
-missing = sum(not engine.is_cached(p) for p in points)
+table_work = report.table_work(zoo.name)
+missing = engine.missing(table_work)
 
 
 @st.fragment
 def accuracy_table() -> None:
     """Ours from the result cache; the missing runs on request (they land in the cache)."""
-    if missing and not st.button(f"Compute our numbers ({missing} of {len(points)} runs not cached yet)",
+    if missing and not st.button(f"Compute our numbers ({missing} of {len(table_work.points)} runs not cached yet)",
                                  key="about.compute", icon=":material/play_arrow:"):
         st.caption("Each run lands in the disk cache; once computed, this table shows at once.")
         return
     try:
-        table = (engine.sweep(report.main_table, zoo.name, label="Computing the paper's conditions over three seeds")
-                 if missing else report.main_table(zoo.name))
+        table = report.table_from_rows(engine.sweep(table_work, label="Computing the paper's conditions over three seeds"))
     except RmtllmfError as exc:
         st.error(str(exc))
         return

@@ -8,6 +8,7 @@ import streamlit as st
 
 from rmtllmf_core import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.result import Result
 from rmtllmf_core.scenario import Scenario
 from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
@@ -100,7 +101,7 @@ CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def figures(key: str, shown: tuple[str, ...], presenter: bool, _res: dict):
+def figures(key: str, shown: tuple[str, ...], presenter: bool, _res: Result):
     """The result's two figures, built once per (result, view): building plotly figures costs more
     than reading the result from the disk cache. Treated as read-only once built."""
     acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown))), presenter=presenter, height=420)
@@ -110,9 +111,9 @@ def figures(key: str, shown: tuple[str, ...], presenter: bool, _res: dict):
     return acc, cos
 
 
-def draw(res: dict) -> None:
-    tasks = res["tasks"]
-    avg = res["average_normalized"]
+def draw(res: Result, from_cache: bool) -> None:
+    tasks = res.tasks
+    avg = res.average_normalized
     m = st.columns(3)
     m[0].metric("Clean fusion", f"{100 * avg['clean']:.1f}%", help="average normalised accuracy (fused / individual)")
     m[1].metric("Attacked, no defense", f"{100 * avg['attacked']:.1f}%",
@@ -120,34 +121,34 @@ def draw(res: dict) -> None:
     m[2].metric("Attacked + defense", f"{100 * avg['defended']:.1f}%",
                 delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
     m = st.columns(3)
-    m[0].metric("WDE attacked / defended", f"{res['wde']['attacked']:.3f} / {res['wde']['defended']:.3f}",
+    m[0].metric("WDE attacked / defended", f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}",
                 help="weight-disentanglement error: disagreement with the individual models (clean: "
-                     f"{res['wde'].get('clean', float('nan')):.3f})")
+                     f"{res.wde.get('clean', float('nan')):.3f})")
     m[1].metric("H0 rejection attacked / defended",
-                f"{100 * res['rejection_rate']['attacked']:.1f}% / {100 * res['rejection_rate']['defended']:.1f}%",
+                f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%",
                 help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
-    m[2].metric("Lambda", f"{res['lambda']:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
+    m[2].metric("Lambda", f"{res.lam:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
 
-    extra = [c for c in ("zeroshot", "clean_realigned") if c in res["accuracy"]]
+    extra = [c for c in ("zeroshot", "clean_realigned") if c in res.accuracy]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
-    fig_acc, fig_cos = figures(res["key"], tuple(shown), presenter, res)
+    fig_acc, fig_cos = figures(res.key, tuple(shown), presenter, res)
     ui.chart(fig_acc, "chart.accuracy")
     ui.chart(fig_cos, "chart.cosine")
     st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 
     table = pd.DataFrame({"task": tasks, **{
-        f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * res["accuracy"][c][t] for t in tasks]
-        for c in res["accuracy"]}})
+        f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * res.accuracy[c][t] for t in tasks]
+        for c in res.accuracy}})
     frozen = " + ".join(g.replace("_", " ") for g in scn.defense.freeze_groups) if scn.defense.freeze else "nothing"
     st.caption(f"frozen: {frozen} · "
-               f"{'from the result cache' if res.get('_from_cache') else 'computed'} · "
-               f"engine {res['engine_version']}, zoo {res['zoo']['name']} ({res['zoo']['fingerprint'][:8]})")
+               f"{'from the result cache' if from_cache else 'computed'} · "
+               f"engine {res.engine_version}, zoo {res.zoo.name} ({res.zoo.fingerprint[:8]})")
     if not presenter:
         with st.expander("Accuracy per task (table)"):
             st.dataframe(table, hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[1:]})
-    ui.export("fusion", tables={"accuracy per task": table}, data={k: v for k, v in res.items() if not k.startswith("_")},
+    ui.export("fusion", tables={"accuracy per task": table}, data=res.to_json(),
               figures={"accuracy": fig_acc, "cosine": fig_cos})
 
 
@@ -155,12 +156,11 @@ def draw(res: dict) -> None:
 def results(scn) -> None:
     """The slow part: the engine's result (from the cache, or computed with a progress bar)."""
     try:
-        hit = engine.cached_result(scn)
-        res = {**hit, "_from_cache": True} if hit is not None else engine.compute(scn)
+        res, from_cache = engine.run(scn)
     except RmtllmfError as exc:
         ed.show_error(exc)
         return
-    draw(res)
+    draw(res, from_cache)
 
 
 with view:

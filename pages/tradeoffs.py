@@ -85,11 +85,11 @@ def snr_section(base: Scenario) -> None:
         ui.chart(fig_mse, "chart.snr_mse")
     spec = {"powers": powers, "attacks": attacks, "defenses": defenses}
     try:
-        points = sweeps.snr_points(base, powers, attacks, defenses)
+        work = sweeps.snr_work(base, powers, attacks, defenses)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("snr", base, spec, points, sweeps.snr_sweep, (base, powers, attacks, defenses),
+    rows = run_sweep("snr", base, spec, work,
                      label="Accuracy versus jammer power")
     if not rows:
         return
@@ -131,12 +131,11 @@ def gain_section(base: Scenario) -> None:
     jammer_dbm = None if paper_budget else (dbm(base.wireless.jammer_power_w) or -300.0)
     spec = {"gains": gains, "attacks": attacks, "defenses": defenses, "jammer_dbm": jammer_dbm}
     try:
-        points = sweeps.gain_points(base, gains, attacks, defenses, jammer_dbm=jammer_dbm)
+        work = sweeps.gain_work(base, gains, attacks, defenses, jammer_dbm=jammer_dbm)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("gain", base, spec, points, sweeps.gain_sweep, (base, gains, attacks, defenses),
-                     {"jammer_dbm": jammer_dbm}, label="Accuracy versus the reference amplitude")
+    rows = run_sweep("gain", base, spec, work, label="Accuracy versus the reference amplitude")
     if not rows:
         return
     fitted = sweeps.fitted_gain_db()
@@ -174,12 +173,11 @@ def tasks_section(base: Scenario) -> None:
                "of jammer power. The band spans the best and worst combination.")
     spec = {"sizes": sizes, "conditions": conditions}
     try:
-        points = sweeps.tasks_points(base, conditions, sizes)
+        work = sweeps.tasks_work(base, conditions, sizes=sizes)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("tasks", base, spec, points, sweeps.tasks_sweep, (base, conditions), {"sizes": sizes},
-                     label="Accuracy versus number of tasks")
+    rows = run_sweep("tasks", base, spec, work, label="Accuracy versus number of tasks")
     if not rows:
         return
     summary = sweeps.summarize_tasks(rows)

@@ -19,11 +19,12 @@ from .perturb import SCALES
 from .pipeline import get_engine
 from .pipeline import run as pipeline_run
 from .presets import preset_scenario
+from .result import Result
 
 
-def _share(result: dict, which: str) -> float:
+def _share(result: Result, which: str) -> float:
     """A condition's normalised accuracy as a share of the clean fusion's (the paper's numbers read so)."""
-    avg = result["average_normalized"]
+    avg = result.average_normalized
     return avg[which] / avg["clean"]
 
 

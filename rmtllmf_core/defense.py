@@ -77,7 +77,7 @@ def shrink(received: torch.Tensor, noise_std: torch.Tensor | float, layout: Para
     over the tensor's entries). The LMMSE estimate is g * received with the Wiener gain
     g = s / (s + n), s estimated as max(mean(received^2) - n, 0). A tensor with no noise keeps
     g = 1; a tensor that looks like pure noise (s = 0) is zeroed, the prior mean.
-    `noise_std` broadcasts to [T, P] (e.g. [T, 1] for one std per vector, as `perturb.noise_std` gives).
+    `noise_std` broadcasts to [T, P] (e.g. [T, 1] for one std per vector, as `perturb.tensor_noise_std` gives per tensor).
     """
     rows = received.dim() == 1
     received_2d = received.unsqueeze(0) if rows else received

@@ -181,13 +181,9 @@ def layer_ids(layout: ParamLayout) -> tuple[torch.Tensor, int]:
     return _element_layers(layout), _tensor_layers(layout)[1]
 
 
-def layer_gram(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
-    """[L, T, T] float64 Gram matrices of the task vectors restricted to each layer."""
-    return layer_gram_sliced(_stack_slices(vectors, layout), layout, vectors.shape[0])
-
-
 def layer_gram_sliced(slices: Slices, layout: ParamLayout, n_tasks: int) -> torch.Tensor:
-    """:func:`layer_gram` from a source of per-tensor slices."""
+    """[L, T, T] float64 Gram matrices of the task vectors restricted to each layer, from a source of
+    per-tensor slices."""
     tensor_layer, n_layers = _tensor_layers(layout)
     grams = [torch.zeros(n_tasks, n_tasks, dtype=torch.float64) for _ in range(n_layers)]
     # A loop over tensors (not parameters): each product one small GEMM.
@@ -203,13 +199,9 @@ def _stack_slices(vectors: torch.Tensor, layout: ParamLayout) -> Slices:
     return lambda i: vectors[:, offsets[i]:offsets[i + 1]]
 
 
-def layer_weights(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
-    """[T, L] layer-aware weights w_tl (float64) of the module docstring; L as in :func:`layer_ids`."""
-    return layer_weights_from_gram(layer_gram(vectors, layout))
-
-
 def layer_weights_from_gram(gram: torch.Tensor) -> torch.Tensor:
-    """:func:`layer_weights` from the [L, T, T] per-layer Gram matrices."""
+    """[T, L] layer-aware weights w_tl (float64) of the module docstring, from the [L, T, T] per-layer
+    Gram matrices (`layer_gram_sliced`); L as in :func:`layer_ids`."""
     own = gram.diagonal(dim1=1, dim2=2)  # |tau_tl|^2, [L, T]
     with_sum = gram.sum(2)  # <tau_tl, S_l>
     total = gram.sum((1, 2)).unsqueeze(1)  # |S_l|^2
@@ -224,21 +216,6 @@ def layer_weights_from_gram(gram: torch.Tensor) -> torch.Tensor:
     weights = (keep * gain).clamp_max(LAYER_WEIGHT_MAX)
     # Rows with no energy at all (a zero task vector) get weight 1: nothing to redistribute.
     return torch.where(energy.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
-
-
-def magnitude_mask(vectors: torch.Tensor, density: float) -> torch.Tensor:
-    """Bool [T, P]: per row, the round(density * P) entries of largest magnitude (ties at the threshold kept)."""
-    n = vectors.shape[1]
-    k = min(n, max(1, int(math.floor(density * n + 0.5))))
-    mags = vectors.abs()
-    if k == n:
-        return torch.ones_like(mags, dtype=torch.bool)
-    return mags >= kth_largest(mags, k)
-
-
-def kth_largest(mags: torch.Tensor, k: int) -> torch.Tensor:
-    """[T, 1] exact k-th largest of each row of a non-negative float32 [T, n] (1 <= k <= n)."""
-    return kth_largest_sliced(lambda i: mags, 1, mags.shape[0], k, absolute=False)[0]
 
 
 _BUCKETS = 1 << 15
@@ -302,12 +279,6 @@ def consensus_mask(vectors: torch.Tensor, tall_mask_lambda: float, min_tasks: in
     """Bool [P]: entries claimed by at least min(min_tasks, T) tasks' TALL masks."""
     k = min(int(min_tasks), vectors.shape[0])
     return tall_masks(vectors, tall_mask_lambda).sum(0) >= k
-
-
-def elect_signs(vectors: torch.Tensor) -> torch.Tensor:
-    """Bool [T, P]: entries whose sign is the elected one (sign of the column sum; zeros never agree)."""
-    elected = torch.sign(vectors.sum(0, keepdim=True))
-    return vectors * elected > 0
 
 
 # ----------------------------------------------------------------------------------- merging
@@ -404,7 +375,7 @@ def merge_slice(x: torch.Tensor, plan: MergePlan, tensor: int, out: Optional[tor
             v = v * (torch.rand(v.shape, generator=gen) >= plan.drop_rate)
         if r.sign == "ties":
             # Disjoint sum in two passes: the positive and the negative mass of each entry; the elected
-            # sign is that of their sum, and only that side is kept (the same as masking by elect_signs).
+            # sign is that of their sum, and only that side is kept (the same as masking by the elected signs).
             positive, negative = v.clamp_min(0.0).sum(0), v.clamp_max(0.0).sum(0)
             total = positive + negative
             out.copy_(torch.where(total > 0, positive, torch.where(total < 0, negative, torch.zeros_like(total))))

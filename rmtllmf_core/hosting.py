@@ -2,16 +2,16 @@
 
 - `HostLimits`: per-request caps and queue sizes, from `.streamlit/secrets.toml`'s `[limits]`
   table and `RMTLLMF_<FIELD>` environment variables (the environment wins), defaults sane for
-  a 2-core host. `check_scenario` / `check_sweep` / `check_job` raise `CapExceeded` naming the
+  a 2-core host. `check_scenario` / `check_sweep` / `check_work` raise `CapExceeded` naming the
   field and the host's limit.
 - Access: off when nothing is configured (a laptop). `[access] password_hash = "scrypt$..."`
   (made by `python -m rmtllmf_core hash-password`) asks for a shared password; an `[auth]` table
   (Streamlit's own OpenID Connect settings) offers `st.login`; `access_config` reads them,
   `try_password` checks one attempt (server-wide failure window). A secrets file that exists but
   cannot be read keeps the door shut (fail closed), never open.
-- `heavy_request(job, args, kwargs)`: a heavy engine call (a pipeline run, a sweep) as one plain
-  value, capped and keyed once; `submit` puts it in the process-wide compute queue (`jobs.py`);
-  `run_heavy` does both and waits. Cache hits skip the line.
+- `request(work)`: heavy work (a `work.Work`: one run or a sweep's points) checked against the caps
+  once and looked up in the disk cache once; `submit` puts it in the process-wide compute queue
+  (`jobs.py`) under the Work's key; `run_heavy` does both and waits. Cache hits skip the line.
 
 No Streamlit here: the sign-in form is studio/access.py and the waiting room studio/waiting.py.
 """
@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import inspect
-import json
 import logging
 import os
 import secrets as _secrets
@@ -31,7 +29,7 @@ import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import Field
 
@@ -127,43 +125,12 @@ def check_sweep(points: Sequence, lim: HostLimits | None = None) -> None:
         check_scenario(p[1] if isinstance(p, tuple) else p, lim)
 
 
-_SWEEPS = {"snr_sweep": "snr_points", "gain_sweep": "gain_points", "tasks_sweep": "tasks_points",
-           "ablation_sweep": "ablation_points"}
-
-
-def _describe(fn: Callable) -> tuple[str, str]:
-    return getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
-
-
-def sweep_points(fn: Callable, args: tuple, kwargs: Mapping) -> list | None:
-    """The points of a `sweeps.*_sweep` call (None for any other function)."""
-    module, name = _describe(fn)
-    if module != "rmtllmf_core.sweeps" or name not in _SWEEPS:
-        return None
-    from . import sweeps
-
-    points_fn = getattr(sweeps, _SWEEPS[name])
-    accepted = inspect.signature(points_fn).parameters
-    return points_fn(*args, **{k: v for k, v in kwargs.items() if k in accepted})
-
-
-def check_job(fn: Callable, args: tuple, kwargs: Mapping, lim: HostLimits | None = None) -> list | None:
-    """Caps for one heavy call: a pipeline run, a sweep, or any call taking scenarios.
-
-    Returns the sweep's points when `fn` is a sweep (so the caller need not build them twice)."""
-    from .scenario import Scenario
-
-    lim = lim or limits()
-    points = sweep_points(fn, args, kwargs)
-    if points is not None:
-        check_sweep(points, lim)
-        return points
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, Scenario):
-            check_scenario(value, lim)
-        elif isinstance(value, Mapping) and "tasks" in value:
-            check_scenario(Scenario.parse(value), lim)
-    return None
+def check_work(work, lim: HostLimits | None = None) -> None:
+    """Caps for one `work.Work`: a single run's, or a sweep's (its size, combinations and every point)."""
+    if work.single:
+        check_scenario(work.scenarios[0], lim)
+    else:
+        check_sweep(work.points, lim)
 
 
 # ---- passwords ----------------------------------------------------------------------------------
@@ -340,86 +307,26 @@ def try_password(cfg: AccessConfig, password: str) -> tuple[bool, float]:
 
 # ---- the app's door for heavy work --------------------------------------------------------------
 
-POLL_S = 0.25
-
-
-def _canonical(value: Any) -> Any:
-    from .scenario import Scenario
-
-    if isinstance(value, Scenario):
-        return {"scenario": value.canonical_json()}
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
-
-
-def job_key(fn: Callable, args: tuple, kwargs: Mapping) -> str:
-    """Identical requests get identical keys (the function and its canonical arguments)."""
-    payload = json.dumps([".".join(_describe(fn)), _canonical(list(args)),
-                          _canonical({k: v for k, v in kwargs.items() if k != "progress"})],
-                         sort_keys=True, default=repr)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _materialize(values: Iterable) -> list:
-    return [list(v) if hasattr(v, "__next__") else v for v in values]
-
-
-def _all_cached(fn: Callable, args: tuple, kwargs: Mapping, points: list | None) -> bool:
-    """Whether the call would be answered from the disk cache alone (then it skips the line)."""
-    if kwargs.get("use_cache", True) is False:
-        return False
-    from . import pipeline
-    from .scenario import Scenario
-
-    module, name = _describe(fn)
-    if points is not None:
-        scenarios = [p[1] for p in points]
-    elif (module, name) == ("rmtllmf_core.pipeline", "run") and args:
-        scenarios = [Scenario.parse(args[0])]
-    else:
-        return False
-    cache = kwargs.get("cache") or pipeline.default_cache()
-    try:
-        engines = {s.zoo: pipeline.get_engine(s.zoo) for s in scenarios}
-        return all(pipeline.result_key(s, engines[s.zoo]) in cache for s in scenarios)
-    except RmtllmfError:
-        return False
-
-
 @dataclass(frozen=True)
 class HeavyRequest:
-    """A heavy engine call made a plain value once: materialised arguments, checked against the caps,
-    keyed (identical requests share one computation), and whether the disk cache answers it alone."""
-    job: Callable
-    args: tuple
-    kwargs: dict
-    progress: Callable[[float, str], None] | None
-    key: str
+    """A Work the host accepted: within the caps, and whether the disk cache answers it alone."""
+    work: Any  # work.Work
     cached: bool
-    preemptible: bool  # sweeps give way to single runs
 
-    def direct(self) -> Any:
-        return self.job(*self.args, **self.kwargs, **({"progress": self.progress} if self.progress else {}))
+    @property
+    def key(self) -> str:
+        return self.work.key
 
-    def work(self, report: Callable[[float, str], None]) -> Any:
-        takes_progress = self.progress is not None or "progress" in inspect.signature(self.job).parameters
-        return self.job(*self.args, **self.kwargs, progress=report) if takes_progress else self.job(*self.args, **self.kwargs)
+    def run(self, progress: Callable[[float, str], None] | None = None) -> Any:
+        from .work import execute
+
+        return execute(self.work, progress)
 
 
-def heavy_request(job: Callable, args: tuple, kwargs: Mapping) -> HeavyRequest:
-    """Check a heavy call against the host's caps (CapExceeded) and make it a HeavyRequest."""
-    args = tuple(_materialize(args))
-    kwargs = dict(zip(kwargs, _materialize(kwargs.values())))
-    points = check_job(job, args, kwargs)
-    progress = kwargs.pop("progress", None)
-    return HeavyRequest(job=job, args=args, kwargs=kwargs, progress=progress, key=job_key(job, args, kwargs),
-                        cached=_all_cached(job, args, kwargs, points),
-                        preemptible=_describe(job)[0] == "rmtllmf_core.sweeps")
+def request(work) -> HeavyRequest:
+    """Check a Work against the host's caps (CapExceeded) and look it up in the disk cache."""
+    check_work(work)
+    return HeavyRequest(work, cached=work.missing() == 0)
 
 
 def compute_queue() -> "jobs.JobQueue":
@@ -431,18 +338,18 @@ def compute_queue() -> "jobs.JobQueue":
     return jobs.default_queue(make)
 
 
-def submit(request: HeavyRequest, owner: Any = None):
+def submit(req: HeavyRequest, owner: Any = None):
     """Put a request in the process-wide compute queue; returns its ticket."""
-    return compute_queue().submit(request.key, request.work, owner=owner, preemptible=request.preemptible)
+    return compute_queue().submit(req.key, req.run, owner=owner, preemptible=req.work.preemptible)
 
 
-def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
-    """Run a heavy engine call (pipeline.run, a sweep) within this host's caps and queue, and wait for
-    it (the app's waiting room, with its place in line and Cancel, is studio/waiting.py). Cache hits
-    and calls from inside a queued job run at once. Raises CapExceeded / the job's RmtllmfError."""
+def run_heavy(work, progress: Callable[[float, str], None] | None = None) -> Any:
+    """Run a Work within this host's caps and queue, and wait for it (the app's waiting room, with its
+    place in line and Cancel, is studio/waiting.py). Cache hits and calls from inside a queued job run
+    at once. Raises CapExceeded / the job's RmtllmfError."""
     if jobs.in_job():  # called from inside a queued job: it already holds a slot
-        return job(*args, **kwargs)
-    request = heavy_request(job, args, kwargs)
-    if request.cached:
-        return request.direct()
-    return submit(request).result()
+        return HeavyRequest(work, cached=False).run(progress)
+    req = request(work)
+    if req.cached:
+        return req.run(progress)
+    return submit(req).result()

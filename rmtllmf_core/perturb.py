@@ -148,29 +148,6 @@ def stream_seed(seed: int, *keys: int) -> int:
 
 # ----------------------------------------------------------------------------------- gaussian
 
-def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db: float = 0.0) -> torch.Tensor:
-    """Per-element std of the Gaussian error model: ``sqrt(mse_q * 10^(-gain_db/10)) * scale_q``.
-
-    ``absolute``: scale 1, returns [T, 1]. ``per_vector``: rms of the whole tau_q, returns [T, 1].
-    ``per_tensor``: rms of the tensor of tau_q the element belongs to; ``peak``: that tensor's largest
-    magnitude; both return [T, P]. The result broadcasts against ``clean``. :func:`noise_std_per_tensor`
-    is the same without the [T, P] expansion (what the slice-wise stages use).
-    """
-    std = noise_std_per_tensor(clean, mse, layout, scale, gain_db)
-    if scale in ("absolute", "per_vector"):
-        return std[:, :1].contiguous() if std.shape[1] else torch.zeros(std.shape[0], 1)
-    return torch.repeat_interleave(std, _tensor_sizes(layout), dim=1)
-
-
-def noise_std_per_tensor(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db: float = 0.0) -> torch.Tensor:
-    """[T, n_tensors] float32: the error std of every element of tensor i of tau_q (see :func:`noise_std`)."""
-    clean = _check_vectors(clean, layout)
-    mse = _check_mse(mse, clean.shape[0])
-    scale = _check_choice(scale, SCALES, "perturb.scale")
-    power = reference_squares(clean, layout, scale) if scale != "absolute" else None
-    return tensor_noise_std(power, mse, layout, scale, gain_db)
-
-
 def reference_squares(vectors: torch.Tensor, layout: ParamLayout, scale: str) -> torch.Tensor:
     """[T, n_tensors] float64: :func:`reference_square` of every tensor of every row of ``vectors`` ([T, P])."""
     return torch.stack([reference_square(vectors[:, a:b], scale)

@@ -19,6 +19,7 @@ import torch
 from . import ENGINE_VERSION, defense, evaluate, fusion, perturb
 from .cache import ResultCache
 from .errors import InputError
+from .result import Result
 # the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
 from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, register_zoo
 from .scenario import Scenario
@@ -52,11 +53,22 @@ def result_key(scenario: Scenario, engine: Engine) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
-def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) -> dict | None:
+def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) -> Result | None:
     """The stored result, or None; never computes."""
     scenario = Scenario.parse(scenario)
     engine = get_engine(scenario.zoo)
-    return (cache if cache is not None else default_cache()).get(result_key(scenario, engine))
+    return _stored(cache if cache is not None else default_cache(), result_key(scenario, engine))
+
+
+def _stored(cache: ResultCache, key: str) -> Result | None:
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    try:
+        return Result.from_json(hit)
+    except InputError:   # an entry of another shape (hand-edited, truncated): computed again
+        cache.discard(key)
+        return None
 
 
 def run(
@@ -65,22 +77,24 @@ def run(
     cache: ResultCache | None = None,
     progress: Progress | None = None,
     use_cache: bool = True,
-) -> dict:
-    """Validate, look up, and if needed compute the whole pipeline for one scenario."""
+    key: str | None = None,
+) -> Result:
+    """Validate, look up, and if needed compute the whole pipeline for one scenario. `key`: its
+    `result_key`, when the caller has it already (`work.Work.result_keys`)."""
     scenario = Scenario.parse(scenario)
     engine = get_engine(scenario.zoo)
     _check_tasks(scenario, engine.zoo)
     cache = cache if cache is not None else default_cache()
-    key = result_key(scenario, engine)
+    key = key or result_key(scenario, engine)
     if use_cache:
-        hit = cache.get(key)
+        hit = _stored(cache, key)
         if hit is not None:
             return hit
     with engine.lock:
         result = compute(scenario, engine, progress=progress or (lambda f, m: None), cache=cache if use_cache else None)
-    result["key"] = key
-    if use_cache and not cache.set(key, result):
-        result.setdefault("warnings", []).append(cache.last_error)
+    result = result.model_copy(update={"key": key})
+    if use_cache and not cache.set(key, result.to_json()):
+        result = result.with_warning(cache.last_error)
     return result
 
 
@@ -213,7 +227,7 @@ class _Received:
     cheap_defenses: bool
 
 
-def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> dict:
+def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> Result:
     """One run, stage by stage: wireless -> clean side (lambda, clean fusion) -> perturb -> fuse the
     received vectors -> defend -> evaluate. The stages stream the task vectors one parameter tensor at
     a time ([T, n_i] slices, `fusion.Slices`) and build flat encoders one at a time in a [P] buffer."""
@@ -358,8 +372,8 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
     return engine.logits(torch.empty(0), tasks, run_.n_eval, cache=run_.cache, key=key, compute=realigned)
 
 
-def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> dict:
-    """Accuracy (and normalised), WDE, the H0 rejection rate and cosines, as the result's plain data.
+def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> Result:
+    """Accuracy (and normalised), WDE, the H0 rejection rate and cosines: the Result.
 
     Memoised rather than computed per run (by content, see Engine.logits): the individual and zero-shot
     predictions, the clean fusion's logits (the same encoder for every seed and channel unless the
@@ -397,4 +411,4 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> d
     }
     # a channel that leaves the task vectors as noise with no jammer says so (run() may append more)
     warnings = [w for w in (channel_warning(scenario.wireless, uplink),) if w]
-    return {**out, "warnings": warnings} if warnings else out
+    return Result.from_json({**out, "warnings": warnings})

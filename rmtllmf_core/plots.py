@@ -5,6 +5,8 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from .result import Result
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DASH = {"none": "dot", "rmtllmf": "solid", "freeze": "dash", "realign": "dashdot", "shrinkage": "longdash",
         "trim": "longdashdot"}
@@ -216,15 +218,15 @@ def ablation_bars(rows: Sequence[Mapping]) -> go.Figure:
                    "avg normalised accuracy (%)")
 
 
-def cosine_heatmaps(result: Mapping, titles: Sequence[str] = ("clean", "received", "defended")) -> go.Figure:
+def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received", "defended")) -> go.Figure:
     """Cosine similarity of clean, received and defended task vectors side by side (paper Fig. 3-4)."""
     from plotly.subplots import make_subplots
 
-    tasks = list(result["tasks"])
+    tasks = list(result.tasks)
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=[f"{t} task vectors" for t in titles],
                         horizontal_spacing=0.06)
     for i, name in enumerate(titles, start=1):
-        z = result["cosine"][name]
+        z = result.cosine[name]
         fig.add_trace(go.Heatmap(z=z, x=tasks, y=tasks, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
                                  text=[[f"{v:.2f}" for v in row] for row in z], texttemplate="%{text}",
                                  showscale=(i == len(titles)), hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
@@ -234,15 +236,15 @@ def cosine_heatmaps(result: Mapping, titles: Sequence[str] = ("clean", "received
     return fig
 
 
-def accuracy_bars(result: Mapping, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended")
+def accuracy_bars(result: Result, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended")
                   ) -> go.Figure:
     """Accuracy per task for each condition, side by side."""
     labels = {"finetuned": "individual fine-tuning", "zeroshot": "base (zero-shot)", "clean": "clean fusion",
               "clean_realigned": "clean fusion + realign", "attacked": "attacked, no defense",
               "defended": "attacked + defense"}
     fig = go.Figure()
-    for i, cond in enumerate(c for c in conditions if c in result["accuracy"]):
-        acc = result["accuracy"][cond]
+    for i, cond in enumerate(c for c in conditions if c in result.accuracy):
+        acc = result.accuracy[cond]
         fig.add_trace(go.Bar(x=list(acc), y=[100 * v for v in acc.values()], name=labels.get(cond, cond),
                              marker_color=PALETTE[i % len(PALETTE)],
                              hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))

@@ -12,6 +12,7 @@ import numpy as np
 from . import calibration, plots, sweeps
 from .pipeline import run
 from .presets import preset_scenario
+from .work import Work, execute, run_points
 
 from .calibration import PAPER_BASELINE, PAPER_NUMBERS
 
@@ -22,10 +23,6 @@ ATTACK_OF = {"paper_ideal": "none", "paper_worst_sum_rate": "worst_sum_rate",
 SEEDS = calibration.DEFAULT_SEEDS
 # PAPER-NOTES sec. 6: normalised average accuracy, 8 tasks, CLIP ViT-B/16 (the paper's Fig. 2 at N = 8)
 PAPER_VALUES = {"baseline": PAPER_BASELINE, **{n.name: n.value for n in PAPER_NUMBERS.values()}}
-
-
-def _mean_mse(result) -> float:
-    return float(np.mean([u["mse"] for u in result["wireless"]["users"]]))
 
 
 def table_points(zoo: str, seeds=SEEDS) -> list[tuple[dict, object]]:
@@ -56,26 +53,34 @@ TABLE_ROWS = (
 )
 
 
-def main_table(zoo: str, progress: Callable | None = None, seeds=SEEDS, run_fn: Callable = run) -> list[dict]:
+def table_work(zoo: str, seeds=SEEDS) -> Work:
+    """The runs behind the paper-versus-ours table, as one Work (what the About page hands the host)."""
+    return Work.sweep(table_points(zoo, seeds))
+
+
+def main_table(zoo: str, progress: Callable | None = None, seeds=SEEDS, **run_kw) -> list[dict]:
+    """`table_from_rows` of `table_work`, run here."""
+    return table_from_rows(execute(table_work(zoo, seeds), progress, **run_kw))
+
+
+def table_from_rows(rows: Sequence[dict]) -> list[dict]:
     """Paper against ours, one row per number: ours per seed, mean and spread, each as normalised
     accuracy and as a share of our clean fusion (what is compared with the paper's share of its
-    baseline), labelled fitted (by `calibrate`) or predicted."""
-    points = table_points(zoo, seeds)
-    results = {}
-    for i, (row, scenario) in enumerate(points):
-        results[(row["seed"], row["condition"], row["defense"])] = run_fn(scenario)
-        if progress:
-            progress((i + 1) / len(points), f"{i + 1}/{len(points)}")
+    baseline), labelled fitted (by `calibrate`) or predicted. `rows`: `table_work`'s."""
+    by = {(r["seed"], r["condition"], r["defense"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    column = {"clean": "avg_normalized_clean", "attacked": "avg_normalized_attacked", "defended": "avg_normalized",
+              "clean_realigned": "avg_normalized_clean_realigned"}
     fitted = {f["name"] for f in (calibration.load().get("provenance") or {}).get("fitted", [])}
-    rows = []
+    table = []
     for name, title, (cond, defense), which in TABLE_ROWS:
-        ours = [results[(s, cond, defense)]["average_normalized"].get(which) for s in seeds]
+        ours = [by[(s, cond, defense)][column[which]] for s in seeds]
         if any(v is None for v in ours):
             continue
-        clean = [results[(s, cond, defense)]["average_normalized"]["clean"] for s in seeds]
+        clean = [by[(s, cond, defense)]["avg_normalized_clean"] for s in seeds]
         share = [o / c for o, c in zip(ours, clean)]
         paper = PAPER_VALUES.get(name)
-        rows.append({
+        table.append({
             "name": name, "title": title, "condition": cond, "defense": defense,
             "status": "baseline" if name == "baseline" else "fitted" if name in fitted
             else "predicted" if paper is not None else "ours only",
@@ -83,10 +88,10 @@ def main_table(zoo: str, progress: Callable | None = None, seeds=SEEDS, run_fn: 
             "ours_per_seed": ours, "ours": float(np.mean(ours)), "ours_std": float(np.std(ours)),
             "share": float(np.mean(share)), "share_std": float(np.std(share)),
             "gap_points": None if paper is None else 100 * (float(np.mean(share)) - paper / PAPER_BASELINE),
-            "mean_mse": _mean_mse(results[(seeds[0], cond, defense)]), "paper_mse": PAPER_MSE.get(cond),
-            "seeds": list(seeds),
+            "mean_mse": by[(seeds[0], cond, defense)]["mean_mse"], "paper_mse": PAPER_MSE.get(cond),
+            "seeds": seeds,
         })
-    return rows
+    return table
 
 
 def orderings(table: list[dict]) -> list[dict]:
@@ -142,7 +147,7 @@ def fig2_points(zoo: str, sizes: Sequence[int] | None = None) -> list:
 
 def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
                     progress: Callable | None = None, workers: int = 1) -> Path:
-    """Every figure into `out`, and report.md; the sweeps run in `workers` processes (see sweeps.run_points)."""
+    """Every figure into `out`, and report.md; the sweeps run in `workers` processes (see work.run_points)."""
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda f, m: None)
 
@@ -152,8 +157,8 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     base = preset_scenario("paper_ideal", zoo=zoo)
     worst = preset_scenario("paper_worst_sum_rate", zoo=zoo)
     # Fig. 2: every combination of tasks, each condition at its preset jammer power
-    rows = sweeps.run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
-                             workers=workers)
+    rows = run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
+                      workers=workers)
     summary = sweeps.summarize_tasks(rows)
     plots.tasks_bands(summary).write_html(out / "fig2_tasks.html", include_plotlyjs=True)
     (out / "fig2_tasks.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
@@ -163,7 +168,7 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     for label, sc in (("ideal", base), ("worst", worst)):
         r = run(sc.replace(**{"perturb.model": "correlated"}))
         plots.cosine_heatmaps(r).write_html(out / f"fig34_cosine_{label}.html", include_plotlyjs=True)
-        cos[label] = _off_diagonal_mean(r["cosine"]["received"])
+        cos[label] = _off_diagonal_mean(r.cosine["received"])
     say(0.75, "Fig. 3-4")
 
     # Fig. 5: ablation (ideal channel)

@@ -1,38 +1,27 @@
-"""Sweeps: many scenarios, each one a `run` (so every finished point lands in the disk cache and
-an interrupted sweep resumes where it stopped).
+"""Sweeps: the science of many scenarios. Each sweep is its points (`*_points`: (row, scenario)
+pairs), the same as one `work.Work` (`*_work`: what a page hands the host), and a convenience that
+runs it here (`*_sweep`, through `work.execute`: every finished point lands in the disk cache, so an
+interrupted sweep resumes where it stopped).
 
 - snr_sweep: accuracy versus jammer power for each attack and defense, with the H0 rejection rate
   and the clean-realigned control (`snr_points`);
 - gain_sweep: accuracy versus the error model's reference amplitude (`perturb.symbol_gain_db`) on
   the paper's channel conditions (`gain_points`);
 - tasks_sweep: accuracy versus the number of fused tasks over every combination (paper Fig. 2);
-- ablation_sweep: freeze / realign / both / neither over shots per class (paper Fig. 5);
-- run_points: any list of (row, scenario) points, serially or in a pool of worker processes
-  (`workers`), with the same rows either way.
+- ablation_sweep: freeze / realign / both / neither over shots per class (paper Fig. 5).
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import sys
-import traceback
-import types
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from itertools import combinations
-from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import pipeline
-from .errors import AssetError, CapExceeded, InputError
-from .pipeline import run
+from .errors import InputError
 from .scenario import Scenario
 from .units import dbm_to_w
 from .wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
-
-Progress = Callable[[float, str], None]
+from .work import Progress, Work, execute
 
 # Named defenses, as the DefenseConfig values they set (everything else keeps the base's value).
 OFF = {"freeze": False, "realign": False, "shrinkage": False, "trim_keep_fraction": 1.0}
@@ -60,187 +49,6 @@ def without_control(base: Scenario) -> Scenario:
     depends on neither the channel nor the error model, so the SNR and gain sweeps turn it back on
     for one point (`_one_control`) and give its value to every row of that defense."""
     return base.replace(**{"evaluation.clean_realign_control": False})
-
-
-def _row(row: Mapping, result: Mapping) -> dict:
-    avg = result["average_normalized"]
-    rejection = result.get("rejection_rate") or {}
-    return {
-        **row,
-        "avg_normalized": avg["defended"],
-        "avg_normalized_clean": avg["clean"],
-        "mean_mse": float(np.mean([u["mse"] for u in result["wireless"]["users"]])),
-        "mean_sinr_db": float(np.mean([u["sinr_db"] for u in result["wireless"]["users"]])),
-        # the same run's received fusion without any defense, and the clean fusion realigned (the
-        # control; None where the point did not compute it)
-        "avg_normalized_attacked": avg["attacked"],
-        "avg_normalized_clean_realigned": avg.get("clean_realigned"),
-        # the hypothesis test (H0: the noise does not alter the prediction) against the clean fusion
-        "rejection_rate": rejection.get("defended"),
-        "rejection_rate_attacked": rejection.get("attacked"),
-        "key": result["key"],
-    }
-
-
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | None = None, *, workers: int = 1,
-               worker_setup: Callable[[], Any] | None = None, **run_kw) -> list[dict]:
-    """One row per point, in the order of `points`; every point is one cached `run`.
-
-    `workers` > 1 runs the points not yet in the cache in that many worker processes (spawned, one
-    torch thread each, each loading the engine once; the results go to the same disk cache, so a
-    killed pool keeps its finished points). Points that share work go to the same worker in one
-    batch (see `_batches`). `worker_setup` (a picklable callable) runs first in every worker, e.g. to
-    register a zoo that is not loadable by name. The rows equal the serial path's (tested), as long
-    as the serial process also runs torch on one thread: floating-point sums may depend on the
-    thread count.
-    """
-    points = list(points)
-    if workers <= 1 or len(points) <= 1:
-        return _run_serial(points, progress, **run_kw)
-    return _run_pool(points, progress, workers, worker_setup, **run_kw)
-
-
-def _run_serial(points, progress, **run_kw) -> list[dict]:
-    rows = []
-    for i, (row, scenario) in enumerate(points):
-        rows.append(_row(row, run(scenario, **run_kw)))
-        if progress:
-            progress((i + 1) / len(points), f"{i + 1}/{len(points)}")
-    return rows
-
-
-def _sharing_keys(scenario: Scenario) -> tuple[str, str]:
-    """What a point shares with others: the clean side (lambda, clean fusion and control: same zoo,
-    fused tasks, fusion and evaluation) and the attacked side (everything but the defense)."""
-    d = scenario.to_dict()
-    # the one point of an SNR or gain sweep that also computes the control shares the rest
-    d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k != "clean_realign_control"}
-    clean = {k: d[k] for k in ("zoo", "tasks", "fuse", "fusion", "evaluation")}
-    attacked = {k: v for k, v in d.items() if k != "defense"}
-    return repr(sorted(clean.items())), repr(sorted(attacked.items()))
-
-
-def _batches(indices: Sequence[int], points, workers: int) -> list[list[int]]:
-    """Point indices grouped so that one worker computes what its points share once: by the clean side
-    (the tasks sweep: the 6 points of one combination), else by the attacked side (an SNR sweep: the
-    defenses of one jammer power), else one point per batch (an ablation), whichever first gives at
-    least two batches per worker."""
-    keys = [_sharing_keys(points[i][1]) for i in indices]
-    for level in (0, 1):
-        groups: dict[str, list[int]] = {}
-        for i, k in zip(indices, keys):
-            groups.setdefault(k[level], []).append(i)
-        if len(groups) >= 2 * workers:
-            return list(groups.values())
-    return [[i] for i in indices]
-
-
-def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_cache: bool = True) -> list[dict]:
-    cache = cache if cache is not None else pipeline.default_cache()
-    results: list[dict | None] = [None] * len(points)
-    for i, (_, scenario) in enumerate(points):   # validate every point first; take what is stored (resume)
-        pipeline._check_tasks(scenario, pipeline.get_engine(scenario.zoo).zoo)
-        if use_cache:
-            results[i] = pipeline.cached(scenario, cache=cache)
-    done = sum(r is not None for r in results)
-    todo = [i for i, r in enumerate(results) if r is None]
-
-    def report():
-        if progress:
-            progress(done / len(points), f"{done}/{len(points)}")
-
-    if done:
-        report()
-    if todo:
-        batches = _batches(todo, points, workers)
-        ctx = get_context("spawn")  # fork after torch has started threads can hang the child
-        with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(worker_setup,)) as pool:
-            with _main_script_hidden(worker_setup):  # the workers are spawned here
-                pending = {pool.submit(_worker_run, [(i, points[i][1].to_dict()) for i in b], str(cache.directory),
-                                       use_cache) for b in batches}
-            try:
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        for i, outcome in future.result():
-                            if "error" in outcome:
-                                raise _rebuild_error(outcome["error"])
-                            results[i] = outcome["result"]
-                            done += 1
-                        report()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-    return [_row(row, result) for (row, _), result in zip(points, results)]
-
-
-@contextlib.contextmanager
-def _main_script_hidden(worker_setup):
-    """Spawn workers that do not re-run the parent's `__main__` script.
-
-    A spawned process first runs the script that `sys.modules["__main__"]` names (as `__mp_main__`).
-    Streamlit runs every app script as a fake `__main__` (AppTest leaves its script there): each worker
-    then ran the whole app, whose zoo warm-up thread drew from torch's global RNG while the worker
-    built its zoo, so rows depended on timing. Workers need only the engine and `worker_setup`, so
-    `__main__` is a bare module while they spawn, unless `worker_setup` lives in `__main__`."""
-    main = sys.modules.get("__main__")
-    setup = worker_setup.func if isinstance(worker_setup, functools.partial) else worker_setup
-    if main is None or getattr(setup, "__module__", None) == "__main__":  # a worker finds it only by re-running
-        yield
-        return
-    bare = types.ModuleType("__main__")
-    sys.modules["__main__"] = bare
-    try:
-        yield
-    finally:
-        if sys.modules.get("__main__") is bare:  # unless another thread (a Streamlit run) set its own meanwhile
-            sys.modules["__main__"] = main
-
-
-def _worker_init(setup: Callable[[], Any] | None) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # the pool is the parallelism; one thread per worker does not oversubscribe
-    if setup is not None:
-        setup()
-
-
-_worker_caches: dict[str, Any] = {}
-
-
-def _worker_run(items: list[tuple[int, dict]], cache_dir: str, use_cache: bool) -> list[tuple[int, dict]]:
-    from .cache import ResultCache
-
-    cache = _worker_caches.get(cache_dir)
-    if cache is None:
-        cache = _worker_caches[cache_dir] = ResultCache(cache_dir)
-    out = []
-    for i, data in items:
-        try:
-            out.append((i, {"result": run(Scenario.parse(data), cache=cache, use_cache=use_cache)}))
-        except Exception as exc:  # errors with several constructor arguments do not unpickle: send their parts
-            out.append((i, {"error": {"type": type(exc).__name__, "text": str(exc),
-                                      "field": getattr(exc, "field", None), "path": getattr(exc, "path", None),
-                                      "reason": getattr(exc, "reason", None), "traceback": traceback.format_exc()}}))
-            break
-    return out
-
-
-def _rebuild_error(e: Mapping) -> Exception:
-    if e["type"] in ("InputError", "CapExceeded") and e["field"] is not None:
-        return (CapExceeded if e["type"] == "CapExceeded" else InputError)(e["field"], e["reason"])
-    if e["type"] == "AssetError" and e["path"] is not None:
-        return AssetError(e["path"], e["reason"])
-    return RuntimeError(f"a sweep worker failed: {e['text']}\n{e['traceback']}")
 
 
 # The paper's three channel conditions (its Sec. IV; our calibrated jammer budgets): the marks of the
@@ -279,7 +87,7 @@ def _one_control(points: list[tuple[dict, Scenario]]) -> list[tuple[dict, Scenar
 
     The control realigns the clean fusion: it depends on neither the channel nor the error model
     (pipeline.compute memoises it on disk by recipe), so the sweep draws it as one line from one run
-    and `_spread_control` gives its value to every row of that defense (the other rows: None). One
+    and `work.spread_control` gives its value to every row of that defense (the other rows: None). One
     control, not one per realigning defense: each costs a realignment on a cold cache."""
     realigning = [row["defense"] for row, s in points if s.defense.realign]
     if not realigning:
@@ -288,14 +96,6 @@ def _one_control(points: list[tuple[dict, Scenario]]) -> list[tuple[dict, Scenar
     chosen = next(s for row, s in points if row["defense"] == defense)
     # every point equal to the chosen one (the ideal channel's, at each power) keeps one scenario
     return [(row, s.replace(**{"evaluation.clean_realign_control": True}) if s == chosen else s) for row, s in points]
-
-
-def _spread_control(rows: list[dict]) -> list[dict]:
-    control = {}
-    for r in rows:
-        if r.get("avg_normalized_clean_realigned") is not None:
-            control.setdefault(r["defense"], r["avg_normalized_clean_realigned"])
-    return [{**r, "avg_normalized_clean_realigned": control.get(r["defense"])} for r in rows]
 
 
 def channel_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str], *,
@@ -335,6 +135,12 @@ def snr_points(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iter
     return _one_control(points) if control else points
 
 
+def snr_work(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
+             defenses: Iterable[str], *, control: bool = True) -> Work:
+    return Work.sweep(snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses), control=control),
+                      spread_control=control)
+
+
 def snr_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
               defenses: Iterable[str], *, control: bool = True, progress: Progress | None = None,
               **run_kw) -> list[dict]:
@@ -343,8 +149,7 @@ def snr_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Itera
     for, see `_one_control`, else None); mean_mse, mean_sinr_db; rejection_rate (H0 rejection rate
     of the defended model against the clean fusion), rejection_rate_attacked (of the received
     fusion, no defense); key."""
-    points = snr_points(base, list(jammer_powers_dbm), list(attacks), list(defenses), control=control)
-    return _spread_control(run_points(points, progress, **run_kw))
+    return execute(snr_work(base, jammer_powers_dbm, attacks, defenses, control=control), progress, **run_kw)
 
 
 def gain_points(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str],
@@ -364,12 +169,18 @@ def gain_points(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str
     return _one_control(points) if control else points
 
 
+def gain_work(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str], *,
+              jammer_dbm: float | None = None, control: bool = True) -> Work:
+    return Work.sweep(gain_points(base, list(gains_db), list(attacks), list(defenses), jammer_dbm=jammer_dbm,
+                                  control=control), spread_control=control)
+
+
 def gain_sweep(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str], *,
                jammer_dbm: float | None = None, control: bool = True, progress: Progress | None = None,
                **run_kw) -> list[dict]:
     """The rows of `snr_sweep` with `symbol_gain_db` (jammer_power_dbm: None on the ideal channel)."""
-    points = gain_points(base, list(gains_db), list(attacks), list(defenses), jammer_dbm=jammer_dbm, control=control)
-    return _spread_control(run_points(points, progress, **run_kw))
+    return execute(gain_work(base, gains_db, attacks, defenses, jammer_dbm=jammer_dbm, control=control), progress,
+                   **run_kw)
 
 
 def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: Iterable[int] | None = None
@@ -389,9 +200,13 @@ def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: I
     return points
 
 
+def tasks_work(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None) -> Work:
+    return Work.sweep(tasks_points(base, list(conditions), sizes))
+
+
 def tasks_sweep(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None,
                 progress: Progress | None = None, **run_kw) -> list[dict]:
-    return run_points(tasks_points(base, list(conditions), sizes), progress, **run_kw)
+    return execute(tasks_work(base, conditions, sizes=sizes), progress, **run_kw)
 
 
 def ablation_points(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> list[tuple[dict, Scenario]]:
@@ -406,9 +221,13 @@ def ablation_points(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> li
     return points
 
 
+def ablation_work(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> Work:
+    return Work.sweep(ablation_points(base, list(shots)))
+
+
 def ablation_sweep(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20), *, progress: Progress | None = None,
                    **run_kw) -> list[dict]:
-    return run_points(ablation_points(base, list(shots)), progress, **run_kw)
+    return execute(ablation_work(base, shots), progress, **run_kw)
 
 
 def summarize_tasks(rows: Sequence[Mapping]) -> list[dict]:

@@ -1,8 +1,6 @@
-"""The app's only door to the engine: the zoo once per server, results from the disk cache,
-cold runs with a status and a progress bar, and one hook for how heavy work runs.
-
-`app.py` installs the run-wrapper (`set_runner`): every heavy call (a pipeline run, a sweep)
-goes through it, so a compute queue or per-request caps can be added in one place.
+"""The app's only door to the engine: the zoo once per server, and heavy work (a `work.Work`: one
+run or a sweep's points) through the host's caps and queue (`studio/waiting.py`), answered from the
+disk cache at once or computed under a status and a progress bar.
 """
 from __future__ import annotations
 
@@ -14,27 +12,9 @@ from typing import Any, Callable
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.result import Result
 from rmtllmf_core.scenario import Scenario
-
-Runner = Callable[..., Any]
-
-
-def _direct(job: Callable, /, *args, **kwargs):
-    return job(*args, **kwargs)
-
-
-_runner: Runner = _direct
-
-
-def set_runner(runner: Runner | None) -> None:
-    """Install the wrapper every heavy engine call goes through (None: call directly)."""
-    global _runner
-    _runner = runner or _direct
-
-
-def heavy(job: Callable, /, *args, **kwargs):
-    return _runner(job, *args, **kwargs)
-
+from rmtllmf_core.work import Work
 
 @st.cache_resource(show_spinner="Loading the model zoo (once per server)...")
 def zoo(name: str = "tiny"):
@@ -47,17 +27,9 @@ def zoo(name: str = "tiny"):
 def zoo_card(name: str = "tiny") -> dict:
     """A served zoo's card (plain JSON): its tasks and their titles without loading any weights,
     so the Scenario page does not wait for the zoo."""
-    from rmtllmf_core.errors import AssetError
-    from rmtllmf_core.zoo.loader import BUILTIN, CARD
+    from rmtllmf_core.zoo import builtin_card
 
-    path = BUILTIN[name] / CARD
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-        card["tasks"].items()
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise AssetError(str(path), f"the zoo card is missing or unreadable ({type(exc).__name__}); "
-                                    f"rebuild the zoo: python -m rmtllmf_core zoo build {name}") from None
-    return card
+    return builtin_card(name)
 
 
 _warming: set[str] = set()
@@ -112,22 +84,17 @@ def _channel_warning(canonical: str) -> str | None:
     return channel_warning(cfg, _uplink(canonical) if cfg.attack == "none" else None)
 
 
-def cached_result(scn: Scenario) -> dict | None:
-    from rmtllmf_core import pipeline
-
-    zoo(scn.zoo)  # loaded once per server; the cache key includes its fingerprint
-    return pipeline.cached(scn)
-
-
-def is_cached(scn: Scenario) -> bool:
-    """Whether the disk cache holds this scenario's result (no read of the result itself)."""
-    from rmtllmf_core import pipeline
-
-    return pipeline.result_key(scn, zoo(scn.zoo)) in pipeline.default_cache()
+def missing(work: Work) -> int:
+    """How many of a Work's runs the disk cache does not hold yet (no result is read)."""
+    for name in {sc.zoo for sc in work.scenarios}:
+        zoo(name)  # loaded once per server; the cache keys include its fingerprint
+    return work.missing()
 
 
-def _with_progress(label: str, job: Callable, *args, done: Callable[[Any, float], str], **kwargs):
-    """Run a heavy call under a status box with a progress bar (its `progress` callback)."""
+def _with_progress(label: str, req, done: Callable[[Any, float], str]):
+    """Run heavy work under a status box with a progress bar (`waiting.run_heavy`: caps, queue, Cancel)."""
+    from . import waiting
+
     with st.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
@@ -136,7 +103,7 @@ def _with_progress(label: str, job: Callable, *args, done: Callable[[Any, float]
 
         start = time.perf_counter()
         try:
-            out = heavy(job, *args, progress=progress, **kwargs)
+            out = waiting.wait_for(req, progress)
         except RmtllmfError:
             status.update(label=f"{label}: stopped (see the message)", state="error", expanded=False)
             raise
@@ -144,16 +111,26 @@ def _with_progress(label: str, job: Callable, *args, done: Callable[[Any, float]
     return out
 
 
-def compute(scn: Scenario, *, label: str = "Computing the fused models") -> dict:
-    """A cold run of one scenario under a status and a progress bar (raises RmtllmfError)."""
-    from rmtllmf_core import pipeline
+def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Result, bool]:
+    """One scenario's result and whether the disk cache answered it: a hit at once (one read), a
+    cold run under a status and a progress bar (raises RmtllmfError)."""
+    from rmtllmf_core import hosting
 
-    return _with_progress(label, pipeline.run, scn, done=lambda out, s: f"{label}: done in {s:.1f} s")
+    work = Work.run(scn)
+    missing(work)                  # the zoo, loaded once per server
+    req = hosting.request(work)    # the caps, and one lookup of the key
+    if req.cached:
+        return req.run(), True
+    return _with_progress(label, req, done=lambda out, s: f"{label}: done in {s:.1f} s"), False
 
 
-def sweep(fn: Callable, /, *args, label: str, **kwargs) -> list[dict]:
-    """Run a sweep `fn(*args, progress=..., **kwargs)` (each point lands in the disk cache as it
-    finishes) under a status and a progress bar. Pass the engine's own function, not a wrapper:
-    the run-wrapper may look at which sweep it is (caps, fair sharing)."""
-    return _with_progress(label, fn, *args, **kwargs,
-                          done=lambda rows, s: f"{label}: {len(rows)} points in {s:.1f} s")
+def sweep(work: Work, *, label: str) -> list[dict]:
+    """A sweep's rows (each point lands in the disk cache as it finishes), under a status and a
+    progress bar."""
+    from rmtllmf_core import hosting
+
+    missing(work)
+    req = hosting.request(work)
+    if req.cached:
+        return req.run()
+    return _with_progress(label, req, done=lambda rows, s: f"{label}: {len(rows)} points in {s:.1f} s")

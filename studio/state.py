@@ -38,7 +38,7 @@ def default_scenario(zoo: str = "tiny") -> Scenario:
 def served_zoos() -> tuple[str, ...]:
     """The zoos this app serves: the embedded ones. A link or a file naming anything else (a model
     name, a path, a hub address) is refused: loading it could read the disk or the network."""
-    from rmtllmf_core.zoo.loader import BUILTIN
+    from rmtllmf_core.zoo import BUILTIN
 
     return tuple(BUILTIN)
 

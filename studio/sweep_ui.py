@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable, Sequence
-
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.work import Work
 
 from . import engine
 
@@ -23,18 +22,17 @@ def spec_key(name: str, base: Scenario, spec: dict) -> str:
     return f"studio.sweep.{name}.{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def run_sweep(name: str, base: Scenario, spec: dict, points: Sequence[tuple[dict, Scenario]],
-              fn: Callable[..., list[dict]], args: tuple, kwargs: dict | None = None, *, label: str,
+def run_sweep(name: str, base: Scenario, spec: dict, work: Work, *, label: str,
               button: str = "Run the sweep") -> list[dict] | None:
     """The sweep's rows when they are at hand (this session, or every point cached), else after the
-    person asks for them; None until then. `fn(*args, progress=..., **kwargs)` runs the whole sweep."""
+    person asks for them; None until then."""
     key = spec_key(name, base, spec)
     rows = st.session_state.get(key)
     if rows is not None:
         return rows
-    total = len(points)
+    total = len(work.points)
     try:
-        done = sum(engine.is_cached(sc) for _, sc in points)
+        done = total - engine.missing(work)
     except RmtllmfError as exc:
         st.error(str(exc))
         return None
@@ -49,7 +47,7 @@ def run_sweep(name: str, base: Scenario, spec: dict, points: Sequence[tuple[dict
         return None
     st.session_state[key + ".pending"] = True  # kept if the person leaves mid-way: resume on return
     try:
-        rows = engine.sweep(fn, *args, label=label, **(kwargs or {}))
+        rows = engine.sweep(work, label=label)
     except RmtllmfError as exc:
         st.session_state.pop(key + ".pending", None)
         st.error(f"`{exc.field}`: {exc.reason}" if getattr(exc, "field", None) else str(exc))

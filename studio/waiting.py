@@ -26,21 +26,26 @@ def _session_owner() -> Any:
         return None
 
 
-def run_heavy(job: Callable, /, *args, **kwargs) -> Any:
-    """Run a heavy engine call (pipeline.run, a sweep) within this host's caps and queue; inside a
-    Streamlit session, wait here reporting the place in line and then the job's progress through the
-    call's own `progress` callback, with a Cancel button. Raises CapExceeded / the job's RmtllmfError /
-    JobCancelled."""
+def run_heavy(work, progress: Callable[[float, str], None] | None = None) -> Any:
+    """Run a `work.Work` within this host's caps and queue; inside a Streamlit session, wait here
+    reporting the place in line and then the job's progress through `progress`, with a Cancel
+    button. Raises CapExceeded / the job's RmtllmfError / JobCancelled."""
+    if jobs.in_job():  # already in a job: it holds a slot
+        return hosting.run_heavy(work, progress)
+    return wait_for(hosting.request(work), progress)
+
+
+def wait_for(req: hosting.HeavyRequest, progress: Callable[[float, str], None] | None = None) -> Any:
+    """`run_heavy` for a request the caller has already checked and looked up (`hosting.request`)."""
+    if req.cached or jobs.in_job():
+        return req.run(progress)
     owner = _session_owner()
-    if owner is None or jobs.in_job():  # not in a session (or already in a job): the core's plain wait
-        return hosting.run_heavy(job, *args, **kwargs)
-    request = hosting.heavy_request(job, args, kwargs)
-    if request.cached:
-        return request.direct()
-    if _take_cancelled(request.key):
+    if owner is None:  # not in a session: the core's plain wait
+        return hosting.submit(req).result()
+    if _take_cancelled(req.key):
         # the rerun that a click on Cancel causes: say so instead of starting the same work again
         raise jobs.JobCancelled("cancelled; change a setting or run it again to compute it")
-    return _wait(hosting.submit(request, owner=owner), hosting.compute_queue(), request.progress)
+    return _wait(hosting.submit(req, owner=owner), hosting.compute_queue(), progress)
 
 
 def _cancel_clicked(queue, key: str) -> None:

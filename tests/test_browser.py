@@ -153,7 +153,7 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     result = pipeline.cached(scenario)
     assert result is not None, "the run the page showed is in the disk cache"
     page = text(browser)
-    avg = result["average_normalized"]
+    avg = result.average_normalized
     for cond in ("clean", "attacked", "defended"):
         assert f"{100 * avg[cond]:.1f}%" in page
     assert "/fusion" in browser.current_url and "worst_sum_rate" in browser.current_url

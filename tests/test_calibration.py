@@ -3,6 +3,7 @@ values as data, `run --preset` / `--set`, `calibrate`'s bad input, and on the em
 itself: the attack hurts and R-MTLLMF repairs."""
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,7 @@ from rmtllmf_core.presets import PRESETS, preset_scenario
 from rmtllmf_core.scenario import Scenario
 
 
-def fake_run(scenario: Scenario) -> dict:
+def fake_run(scenario: Scenario) -> SimpleNamespace:
     """A closed-form engine: the attacked share is a logistic in (gain - 10 log10 MSE) and realignment gives
     back a share that grows with steps x lr; the same seed always gives the same numbers."""
     mse = {"none": 0.013, "worst_sum_rate": 0.21, "worst_strongest_user": 0.16}[scenario.wireless.attack]
@@ -22,7 +23,7 @@ def fake_run(scenario: Scenario) -> dict:
     d = scenario.defense
     repair = 1 - math.exp(-d.realign_steps * d.realign_lr * 30) if d.realign else 0.0
     defended = attacked + (1 - attacked) * repair if d.freeze or d.realign else attacked
-    return {"average_normalized": {"clean": 0.95, "attacked": 0.95 * attacked, "defended": 0.95 * defended}}
+    return SimpleNamespace(average_normalized={"clean": 0.95, "attacked": 0.95 * attacked, "defended": 0.95 * defended})
 
 
 def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
@@ -122,7 +123,7 @@ def test_the_calibrated_default_shows_the_attack_and_the_repair_on_the_tiny_zoo(
     from rmtllmf_core.pipeline import run
 
     r = run(preset_scenario("paper_ideal").replace(**{"evaluation.clean_realign_control": False}))
-    avg = r["average_normalized"]
+    avg = r.average_normalized
     assert avg["attacked"] < avg["clean"] - 0.10, avg
     assert avg["defended"] > avg["attacked"] + 0.10, avg
 

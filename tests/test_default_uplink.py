@@ -7,6 +7,7 @@ import pytest
 from rmtllmf_core.commands import main
 from rmtllmf_core.commands.pipeline import format_result
 from rmtllmf_core.presets import preset_scenario
+from rmtllmf_core.result import Result
 from rmtllmf_core.wireless import evaluate_uplink
 
 
@@ -28,7 +29,7 @@ def test_tasks_alone_get_the_default_scenarios_uplink_and_its_mse(zoo, tmp_path,
     paper = preset_scenario("paper_ideal", tasks=tasks, zoo=zoo.name).wireless
     assert result["scenario"]["wireless"] == paper.to_dict()
     assert result["wireless"]["average_mse"] == pytest.approx(evaluate_uplink(paper).average_mse)
-    assert result["wireless"]["average_mse"] < 0.05 and "warnings" not in result
+    assert result["wireless"]["average_mse"] < 0.05 and result["warnings"] == []
 
 
 def test_a_noise_dominated_run_warns_in_the_result_and_the_table(zoo, tmp_path, capsys):
@@ -39,4 +40,4 @@ def test_a_noise_dominated_run_warns_in_the_result_and_the_table(zoo, tmp_path, 
     assert result["wireless"]["average_mse"] > 0.5
     [warning] = result["warnings"]
     assert warning.startswith("Unusable channel") and "SINR per user" in warning and "transmit power" in warning
-    assert f"warning: {warning}" in format_result(result)
+    assert f"warning: {warning}" in format_result(Result.from_json(result))

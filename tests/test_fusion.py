@@ -13,15 +13,12 @@ from rmtllmf_core.fusion import (
     METHODS,
     Recipe,
     consensus_mask,
-    elect_signs,
     heuristic_lambda,
     layer_ids,
-    kth_largest,
-    layer_weights,
-    magnitude_mask,
     merge,
     merge_recipe,
 )
+from reference import elect_signs, kth_largest, layer_weights, magnitude_mask
 from rmtllmf_core.perturb import stream_seed
 from rmtllmf_core.taskvec import ParamLayout
 

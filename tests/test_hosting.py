@@ -12,11 +12,12 @@ from streamlit.testing.v1 import AppTest
 from rmtllmf_core import commands as cli, hosting, jobs, pipeline, sweeps
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import CapExceeded, InputError
-from rmtllmf_core.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_job,
+from rmtllmf_core.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_work,
                                   check_scenario, check_sweep, email_allowed, hash_password, load_limits,
                                   verify_password)
 from rmtllmf_core.presets import preset_scenario
 from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.work import Work
 
 TASKS8 = ("digits", "house_numbers", "traffic_signs", "textures", "land_cover", "aerial_scenes", "vehicles", "scenes")
 
@@ -86,15 +87,19 @@ def test_sweep_caps_points_and_combinations():
     check_sweep(points[:5], LIM)
 
 
-def test_check_job_knows_runs_and_sweeps():
+def test_check_work_knows_runs_and_sweeps_by_value():
     heavy = base(**{"evaluation.samples_per_task": 5000})
     with pytest.raises(CapExceeded):
-        check_job(pipeline.run, (heavy,), {}, LIM)
+        check_work(Work.run(heavy), LIM)
     with pytest.raises(CapExceeded, match="points per sweep"):
-        check_job(sweeps.snr_sweep, (base(), list(range(-140, -98, 2)), ["white"], ["none"]), {"progress": None}, LIM)
-    pts = check_job(sweeps.ablation_sweep, (base(),), {"shots": [1, 5]}, LIM)
-    assert len(pts) == 2 + 2 * 2  # neither, freeze, realign x2, both x2
-    assert check_job(lambda: 1, (), {}, LIM) is None
+        check_work(sweeps.snr_work(base(), list(range(-140, -98, 2)), ["white"], ["none"]), LIM)
+    ablation = sweeps.ablation_work(base(), [1, 5])
+    check_work(ablation, LIM)
+    assert len(ablation.points) == 2 + 2 * 2  # neither, freeze, realign x2, both x2
+    # a sweep's points are checked one by one too, whoever built them
+    with pytest.raises(CapExceeded) as err:
+        check_work(Work.sweep([({}, base()), ({}, heavy)]), LIM)
+    assert err.value.field == "evaluation.samples_per_task"
 
 
 # ---- passwords ----------------------------------------------------------------------------------
@@ -228,8 +233,11 @@ def micro(registered_micro_zoo):
 
 
 @pytest.fixture
-def host(tmp_path):
+def host(tmp_path, monkeypatch):
+    from rmtllmf_core import runtime
+
     cache = ResultCache(tmp_path / "cache")
+    monkeypatch.setattr(runtime, "_default_cache", cache)   # the host's disk cache
     queue = jobs.JobQueue(1)
     jobs.set_default_queue(queue)
     hosting.set_limits(LIM)
@@ -247,7 +255,7 @@ def small(zoo, **changes):
 def test_run_heavy_refuses_over_cap_before_queueing(micro, host):
     cache, queue = host
     with pytest.raises(CapExceeded) as err:
-        hosting.run_heavy(pipeline.run, small(micro, **{"defense.realign_steps": 80}), cache=cache)
+        hosting.run_heavy(Work.run(small(micro, **{"defense.realign_steps": 80})))
     assert err.value.field == "defense.realign_steps"
     assert queue.stats() == {"running": 0, "waiting": 0, "max_running": 1, "completed": 0}
 
@@ -261,27 +269,30 @@ def test_run_heavy_computes_identical_requests_once_and_caches(micro, host, monk
     results = [None] * 4
 
     def session(i):
-        results[i] = hosting.run_heavy(pipeline.run, s, cache=cache, progress=lambda f, m: None)
+        results[i] = hosting.run_heavy(Work.run(s), progress=lambda f, m: None)
 
     threads = [threading.Thread(target=session, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert len(calls) == 1 and all(r is not None and r["key"] == results[0]["key"] for r in results)
-    assert pipeline.cached(s, cache=cache)["key"] == results[0]["key"]
+    assert len(calls) == 1 and all(r is not None and r.key == results[0].key for r in results)
+    assert pipeline.cached(s, cache=cache).key == results[0].key
     # a cache hit skips the line entirely
     completed = queue.stats()["completed"]
-    assert hosting.run_heavy(pipeline.run, s, cache=cache)["key"] == results[0]["key"]
+    assert hosting.run_heavy(Work.run(s)).key == results[0].key
     assert queue.stats()["completed"] == completed
 
 
-def test_job_keys_identify_identical_requests(micro):
+def test_work_keys_identify_identical_work(micro):
     s = small(micro)
-    k = hosting.job_key(pipeline.run, (s,), {"progress": print})
-    assert k == hosting.job_key(pipeline.run, (Scenario.parse(s.to_dict()),), {"progress": None})
-    assert k != hosting.job_key(pipeline.run, (s.replace(seed=1),), {})
-    assert k != hosting.job_key(sweeps.snr_sweep, (s,), {})
+    k = Work.run(s).key
+    assert k == Work.run(Scenario.parse(s.to_dict())).key
+    assert k != Work.run(s.replace(seed=1)).key
+    assert k != Work.sweep([({}, s)]).key                     # a run answers a result, a sweep rows
+    a, b = sweeps.ablation_work(s, [1]), sweeps.ablation_work(s.replace(**{"defense.realign_lr": 1e-3}), [1])
+    assert a.key == sweeps.ablation_work(s, [1]).key and a.key != b.key
+
 
 
 def waiting_app():
@@ -295,7 +306,14 @@ def waiting_app():
         progress(0.5, "computing")
         return "job result"
 
-    out = waiting.run_heavy(job, progress=lambda f, m: seen.append(m))
+    class Request:  # a HeavyRequest whose work is any function (the waiting room does not look inside)
+        key, cached = "a test job", False
+        work = type("W", (), {"preemptible": False})()
+
+        def run(self, progress=None):
+            return job(progress)
+
+    out = waiting.wait_for(Request(), progress=lambda f, m: seen.append(m))
     st.markdown(f"RESULT {out}")
     st.markdown(" | ".join(dict.fromkeys(seen)))
 
@@ -384,9 +402,16 @@ def job(progress=None):
         progress(i / 30000, f"step {i}")
     return "finished"
 
+class Request:  # a HeavyRequest whose work is any function
+    key, cached = "a long test job", False
+    work = type("W", (), {"preemptible": False})()
+
+    def run(self, progress=None):
+        return job(progress)
+
 bar = st.progress(0.0)
 try:
-    out = waiting.run_heavy(job, progress=lambda f, m: bar.progress(f, text=m))
+    out = waiting.wait_for(Request(), progress=lambda f, m: bar.progress(f, text=m))
     st.markdown(f"RESULT {out}")
 except jobs.JobCancelled as exc:
     st.markdown(f"CANCELLED {exc}")

@@ -331,18 +331,18 @@ def test_a_parked_sweep_can_be_cancelled():
     release.set()
 
 
-def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked():
-    from rmtllmf_core import hosting, jobs
+def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked(monkeypatch):
+    from rmtllmf_core import hosting, jobs, work
+    from rmtllmf_core.scenario import Scenario
 
+    monkeypatch.setattr(work, "execute", lambda w, progress=None: "inner ran")
     q = JobQueue(1)
     jobs.set_default_queue(q)
     try:
-        def inner(progress=None):
-            return "inner ran"
-
         def outer(progress):
             assert in_job()
-            return hosting.run_heavy(inner)   # a one-slot queue: queueing this would wait forever
+            # a one-slot queue: queueing this would wait forever
+            return hosting.run_heavy(work.Work.run(Scenario.parse({"tasks": ["digits"]})))
 
         assert not in_job()
         assert q.run("outer", outer, timeout=T) == "inner ran"

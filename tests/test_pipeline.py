@@ -28,7 +28,7 @@ def scenario(zoo, name="paper_worst_sum_rate", **changes):
 
 
 def strip(result):
-    return {k: v for k, v in result.items() if k not in ("timing_s", "key")}
+    return result.model_dump(exclude={"timing_s", "key"})
 
 
 def test_same_scenario_same_numbers(zoo, cache):
@@ -56,36 +56,36 @@ def test_negligible_noise_gives_the_clean_fusion(zoo, cache):
     s = scenario(zoo, "paper_ideal", **{"wireless.noise_power_w": 1e-40, "defense.freeze": False,
                                         "defense.realign": False})
     r = pipeline.run(s, cache=cache, use_cache=False)
-    assert max(u["mse"] for u in r["wireless"]["users"]) < 1e-12
-    assert r["accuracy"]["attacked"] == r["accuracy"]["clean"]
-    assert r["wde"]["attacked"] == r["wde"]["clean"]
-    assert r["rejection_rate"]["attacked"] == 0.0
+    assert max(u["mse"] for u in r.wireless["users"]) < 1e-12
+    assert r.accuracy["attacked"] == r.accuracy["clean"]
+    assert r.wde["attacked"] == r.wde["clean"]
+    assert r.rejection_rate["attacked"] == 0.0
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_every_attack_runs_end_to_end(zoo, cache, attack):
     r = pipeline.run(scenario(zoo, **{"wireless.attack": attack, "wireless.target_user": 1,
                                       "wireless.jammer_power_w": 1e-13}), cache=cache)
-    assert set(r["accuracy"]) >= {"finetuned", "zeroshot", "clean", "clean_realigned", "attacked", "defended"}
-    assert all(0.0 <= a <= 1.0 for cond in r["accuracy"].values() for a in cond.values())
-    assert len(r["cosine"]["received"]) == 3
+    assert set(r.accuracy) >= {"finetuned", "zeroshot", "clean", "clean_realigned", "attacked", "defended"}
+    assert all(0.0 <= a <= 1.0 for cond in r.accuracy.values() for a in cond.values())
+    assert len(r.cosine["received"]) == 3
 
 
 def test_stronger_jamming_raises_the_mse_and_the_rejection_rate(zoo, cache):
     # per-tensor scaling: with 'absolute' the weak end already saturates the micro zoo (both ~0.88 rejected)
     weak = pipeline.run(scenario(zoo, **{"wireless.jammer_power_w": 1e-18, "perturb.scale": "per_tensor"}), cache=cache)
     strong = pipeline.run(scenario(zoo, **{"wireless.jammer_power_w": 1e-10, "perturb.scale": "per_tensor"}), cache=cache)
-    mse = lambda r: sum(u["mse"] for u in r["wireless"]["users"])
+    mse = lambda r: sum(u["mse"] for u in r.wireless["users"])
     assert mse(strong) > mse(weak)
-    assert strong["rejection_rate"]["attacked"] > weak["rejection_rate"]["attacked"]
+    assert strong.rejection_rate["attacked"] > weak.rejection_rate["attacked"]
 
 
 def test_fusing_a_subset_keeps_every_user_on_the_uplink(zoo, cache):
     full = pipeline.run(scenario(zoo), cache=cache)
     sub = pipeline.run(scenario(zoo, fuse=list(zoo.task_names[:2])), cache=cache)
-    assert sub["tasks"] == list(zoo.task_names[:2])
-    assert sub["wireless"] == full["wireless"]  # same drop, same per-user MSE
-    assert len(sub["cosine"]["clean"]) == 2
+    assert sub.tasks == list(zoo.task_names[:2])
+    assert sub.wireless == full.wireless  # same drop, same per-user MSE
+    assert len(sub.cosine["clean"]) == 2
 
 
 def test_unknown_task_names_the_field(zoo, cache):
@@ -100,7 +100,7 @@ def test_corrupted_entry_is_recomputed(zoo, cache):
     import sqlite3
 
     with sqlite3.connect(str(cache.directory / "cache.db")) as db:
-        db.execute("UPDATE Cache SET value=? WHERE key=?", (sqlite3.Binary(b"junk"), first["key"]))
+        db.execute("UPDATE Cache SET value=? WHERE key=?", (sqlite3.Binary(b"junk"), first.key))
     assert strip(pipeline.run(s, cache=cache)) == strip(first)
 
 
@@ -141,13 +141,13 @@ def test_control_is_computed_once_across_seeds_and_channels(zoo, cache, monkeypa
     realigns = count_calls(monkeypatch, defense, "realign")
     moved = pipeline.run(s.replace(seed=5, **{"wireless.jammer_power_w": 3e-14}), cache=cache)
     assert len(realigns) == 1                 # the defended encoder only; the control is reused
-    assert moved["accuracy"]["clean_realigned"] == first["accuracy"]["clean_realigned"]
-    assert moved["accuracy"]["clean"] == first["accuracy"]["clean"]
-    assert moved["wireless"] != first["wireless"]
+    assert moved.accuracy["clean_realigned"] == first.accuracy["clean_realigned"]
+    assert moved.accuracy["clean"] == first.accuracy["clean"]
+    assert moved.wireless != first.wireless
     fresh_engine(zoo)                          # a new process: the control and clean logits come from disk
     realigns.clear()
     again = pipeline.run(s.replace(seed=6), cache=cache)
-    assert len(realigns) == 1 and again["accuracy"]["clean_realigned"] == first["accuracy"]["clean_realigned"]
+    assert len(realigns) == 1 and again.accuracy["clean_realigned"] == first.accuracy["clean_realigned"]
 
 
 def test_control_recomputed_when_its_recipe_changes(zoo, cache, monkeypatch):
@@ -169,8 +169,8 @@ def test_none_and_rmtllmf_share_the_attacked_evaluation(zoo, cache, monkeypatch)
     evaluations = count_calls(monkeypatch, evaluate.Evaluator, "logits")
     none = pipeline.run(sweeps.with_defense(s, "none"), cache=cache)
     assert evaluations == []                  # clean, attacked (= defended) all evaluated already
-    assert none["accuracy"]["defended"] == none["accuracy"]["attacked"]
-    assert none["cosine"]["defended"] == none["cosine"]["received"]
+    assert none.accuracy["defended"] == none.accuracy["attacked"]
+    assert none.cosine["defended"] == none.cosine["received"]
 
 
 def test_corrupted_memo_entries_are_recomputed(zoo, cache):
@@ -191,7 +191,7 @@ def test_corrupted_memo_entries_are_recomputed(zoo, cache):
     fresh_engine(zoo)
     other = pipeline.run(s.replace(seed=4), cache=cache)
     for cond in ("finetuned", "zeroshot", "clean", "clean_realigned"):
-        assert other["accuracy"][cond] == first["accuracy"][cond]
+        assert other.accuracy[cond] == first.accuracy[cond]
 
 
 def test_subsets_and_defenses_share_one_noise_draw(zoo, cache):
@@ -204,10 +204,10 @@ def test_subsets_and_defenses_share_one_noise_draw(zoo, cache):
     fresh_engine(zoo)
     full = pipeline.run(sweeps.with_defense(s, "none"), cache=cache)
     sub = pipeline.run(sweeps.with_defense(s, "rmtllmf").replace(fuse=list(zoo.task_names[:2])), cache=cache)
-    assert np.allclose(sub["cosine"]["received"], [row[:2] for row in full["cosine"]["received"][:2]],
+    assert np.allclose(sub.cosine["received"], [row[:2] for row in full.cosine["received"][:2]],
                        rtol=0, atol=1e-12)
     other = pipeline.run(s.replace(seed=22), cache=cache)
-    assert not np.allclose(other["cosine"]["received"], full["cosine"]["received"], rtol=0, atol=1e-9)  # a new draw
+    assert not np.allclose(other.cosine["received"], full.cosine["received"], rtol=0, atol=1e-9)  # a new draw
 
 
 def test_engine_holds_no_full_precision_copy_of_any_encoder(zoo):

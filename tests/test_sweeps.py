@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from rmtllmf_core import pipeline, sweeps
+from rmtllmf_core import pipeline, sweeps, work
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.presets import preset_scenario
@@ -51,11 +51,11 @@ def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     torch.set_num_threads(1)  # as in the workers: sums may depend on the thread count
     try:
         pipeline.register_zoo(zoo)  # fresh in-process memos, as in a new worker
-        serial = sweeps.run_points(pts, cache=serial_cache)
+        serial = work.run_points(pts, cache=serial_cache)
     finally:
         torch.set_num_threads(threads)
     seen = []
-    pooled = sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup,
+    pooled = work.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup,
                                progress=lambda f, m: seen.append((f, m)))
     assert pooled == serial
     for row in serial:
@@ -64,11 +64,11 @@ def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
     # resume: everything is cached, so no worker starts at all
-    assert sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=fail_if_called) == serial
+    assert work.run_points(pts, cache=pool_cache, workers=2, worker_setup=fail_if_called) == serial
     # and a partly cached sweep computes only the rest, with the same rows
     for row in pooled[::3]:
         pool_cache.discard(row["key"])
-    assert sweeps.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup) == serial
+    assert work.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup) == serial
 
 
 def test_workers_do_not_rerun_the_parents_main_script(zoo, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_workers_do_not_rerun_the_parents_main_script(zoo, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "__main__", app_main)
     pts = points(zoo)[:1]  # one cheap point (no realignment): the pool path with a single worker
     setup = functools.partial(register_micro_zoo, {t: dict(v) for t, v in zoo.task_vectors.items()})
-    rows = sweeps._run_pool(pts, None, 2, setup, cache=ResultCache(tmp_path / "c"))
+    rows = work._run_pool(pts, None, 2, setup, cache=ResultCache(tmp_path / "c"))
     assert not ran.exists(), "a worker re-ran the parent's main script"
     assert sys.modules["__main__"] is app_main  # the parent's own __main__ is back
     assert rows[0]["tasks"] == pts[0][0]["tasks"] and rows[0]["avg_normalized_clean"] <= 1.0
@@ -92,18 +92,18 @@ def test_workers_do_not_rerun_the_parents_main_script(zoo, tmp_path, monkeypatch
 
 def test_batches_keep_shared_work_in_one_worker(zoo):
     pts = points(zoo)
-    batches = sweeps._batches(range(len(pts)), pts, workers=2)
+    batches = work._batches(range(len(pts)), pts, workers=2)
     assert len(batches) == 4 and all(len(b) == 4 for b in batches)   # one combination per batch
     assert {pts[i][0]["tasks"] for b in batches for i in b[:1]} == {p[0]["tasks"] for p in pts}
     assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
     few = pts[:2]                                                       # too few to batch: one point each
-    assert sweeps._batches(range(2), few, workers=2) == [[0], [1]]
+    assert work._batches(range(2), few, workers=2) == [[0], [1]]
 
 
 def test_a_worker_error_reaches_the_caller(zoo, tmp_path):
     # workers that cannot load the (registered, not on disk) micro zoo: the loader's error comes back
     with pytest.raises(InputError) as err:
-        sweeps.run_points(points(zoo)[:4], cache=ResultCache(tmp_path / "c"), workers=2)
+        work.run_points(points(zoo)[:4], cache=ResultCache(tmp_path / "c"), workers=2)
     assert err.value.field == "model"
 
 
@@ -112,7 +112,7 @@ def test_fig2_points_batch_each_combination_across_conditions(zoo):
 
     pts = fig2_points(zoo.name)
     assert len(pts) == 4 * 3 * 2                 # C(3,2) + C(3,3) combinations x 3 conditions x 2 defenses
-    batches = sweeps._batches(range(len(pts)), pts, workers=2)
+    batches = work._batches(range(len(pts)), pts, workers=2)
     assert sorted(len(b) for b in batches) == [6, 6, 6, 6]
     assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
 
@@ -143,12 +143,12 @@ def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path
     monkeypatch.setattr(defense, "realign", lambda *a, **k: calls.append(1) or real(*a, **k))
     cache = ResultCache(tmp_path / "c")
     r = pipeline.run(s, cache=cache)
-    assert len(calls) == 1 and "clean_realigned" not in r["accuracy"]   # the defended encoder only
-    assert sweeps.run_points([(row, s)], cache=cache)[0]["avg_normalized"] == r["average_normalized"]["defended"]
+    assert len(calls) == 1 and "clean_realigned" not in r.accuracy   # the defended encoder only
+    assert work.run_points([(row, s)], cache=cache)[0]["avg_normalized"] == r.average_normalized["defended"]
     calls.clear()
     with_control = pipeline.run(s.replace(**{"evaluation.clean_realign_control": True}), cache=cache)
-    assert len(calls) == 2 and "clean_realigned" in with_control["accuracy"]
-    assert with_control["accuracy"]["defended"] == r["accuracy"]["defended"]  # the control changes nothing else
+    assert len(calls) == 2 and "clean_realigned" in with_control.accuracy
+    assert with_control.accuracy["defended"] == r.accuracy["defended"]  # the control changes nothing else
 
 
 def light(zoo, **changes):

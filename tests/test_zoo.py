@@ -393,7 +393,7 @@ def test_open_clip_name_with_local_checkpoints(tmp_path):
 
 
 def test_head_overlap_against_closed_forms():
-    from rmtllmf_core.zoo.evaluation import head_overlap
+    from rmtllmf_core.zoo.types import head_overlap
 
     eye = torch.eye(10, 16)
     same = torch.ones(4, 16) * 3.0  # rows are normalised first

@@ -296,7 +296,7 @@ def test_pipeline_runs_on_a_real_layout_zoo_selected_by_path(built, tmp_path):
         r = pipeline.run(s, cache=cache, use_cache=False)
     finally:
         cache.close()
-    assert r["zoo"]["name"] == "zoo" and set(r["accuracy"]["clean"]) >= {"stripes", "colors"}
+    assert r.zoo.name == "zoo" and set(r.accuracy["clean"]) >= {"stripes", "colors"}
 
 
 def test_resume_after_a_kill_skips_finished_tasks(env, tmp_path, monkeypatch):

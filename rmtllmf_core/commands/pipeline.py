@@ -174,26 +174,25 @@ def cmd_run(args) -> int:
     result = run(scenario, progress=progress, use_cache=not args.no_cache)
     bar.close()
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
+        json.dump(result.to_json(), sys.stdout, indent=1)
         print()
         return 0
     print(format_result(result))
     return 0
 
 
-def format_result(result: dict) -> str:
-    lines = [f"zoo {result['zoo']['name']}  lambda {result['lambda']:.2f}  key {result['key'][:12]}"]
+def format_result(result) -> str:
+    lines = [f"zoo {result.zoo.name}  lambda {result.lam:.2f}  key {result.key[:12]}"]
     conds = [c for c in ("finetuned", "zeroshot", "clean", "clean_realigned", "attacked", "defended")
-             if c in result["accuracy"]]
+             if c in result.accuracy]
     lines.append(f"{'task':<16}" + "".join(f"{c:>16}" for c in conds))
-    for t in result["accuracy"]["clean"]:
-        lines.append(f"{t:<16}" + "".join(f"{100 * result['accuracy'][c][t]:>15.1f}%" for c in conds))
-    lines.append(f"{'avg normalised':<16}" + "".join(f"{100 * result['average_normalized'][c]:>15.1f}%" for c in conds))
-    users = result["wireless"]["users"]
+    for t in result.accuracy["clean"]:
+        lines.append(f"{t:<16}" + "".join(f"{100 * result.accuracy[c][t]:>15.1f}%" for c in conds))
+    lines.append(f"{'avg normalised':<16}" + "".join(f"{100 * result.average_normalized[c]:>15.1f}%" for c in conds))
     lines.append("mean MSE {:.4f}   WDE attacked {:.3f} defended {:.3f}   H0 rejected attacked {:.1%} defended {:.1%}".format(
-        sum(u["mse"] for u in users) / len(users), result["wde"]["attacked"], result["wde"]["defended"],
-        result["rejection_rate"]["attacked"], result["rejection_rate"]["defended"]))
-    lines += [f"warning: {w}" for w in result.get("warnings") or []]  # an unusable channel, a failed cache write
+        result.mean_mse, result.wde["attacked"], result.wde["defended"],
+        result.rejection_rate["attacked"], result.rejection_rate["defended"]))
+    lines += [f"warning: {w}" for w in result.warnings]  # an unusable channel, a failed cache write
     return "\n".join(lines)
 
 
@@ -208,7 +207,7 @@ def write_rows(rows: list[dict], out: Path, stem: str) -> None:
 
 
 def _workers(value: int | None) -> int:
-    from ..sweeps import available_cores
+    from ..jobs import available_cores
 
     if value is None:
         return available_cores()

@@ -80,9 +80,9 @@ def _info(args) -> int:
         print(f"model {m.get('open_clip_name')}  params {m.get('parameters')}  logit_scale {zoo.logit_scale:.2f}")
     if "total_bytes" in c:
         print(f"files {len(c['files'])}, {c['total_bytes'] / 1e6:.1f} MB; built in {c['build']['wall_time_s']:.0f} s")
-    from ..zoo.evaluation import base_probe, head_overlap
+    from ..zoo.evaluation import base_probe
 
-    overlap = head_overlap(zoo.heads)
+    overlap = zoo.head_overlap()
     probe = base_probe(zoo) if args.probe else {}
     print(f"{'task':16s} {'classes':>7s} {'fine-tuned':>10s} {'zero-shot':>9s} {'fused':>6s} {'head cos':>8s}"
           + (f" {'base probe':>10s}" if probe else ""))

@@ -3,12 +3,49 @@
     from rmtllmf_core.zoo import load_zoo
     zoo = load_zoo("tiny")                 # the shipped default under assets/tiny
     x, y = zoo.split("digits", "test", 200)
+
+The runtime's public face is this module: the built-in zoos (`BUILTIN`), a built-in zoo's card
+without loading any weights (`builtin_card`), its sample sheets (`sample_sheets`), `load_zoo` and
+the `Zoo` value. Building zoos (`build`, `clip`, `importer`, `pretext`, `train`, `evaluation`) is
+the commands' business (`python -m rmtllmf_core zoo ...`); the app never imports those.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from ..errors import AssetError
 from .types import SPLITS, TaskInfo, Zoo
 
-__all__ = ["load_zoo", "Zoo", "TaskInfo", "SPLITS", "TASK_NAMES"]
+__all__ = ["BUILTIN", "CARD", "builtin_card", "sample_sheets", "load_zoo", "Zoo", "TaskInfo", "SPLITS",
+           "TASK_NAMES"]
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CARD = "card.json"
+BUILTIN: dict[str, Path] = {"tiny": ASSETS / "tiny"}   # name -> directory; the only zoos a hosted app serves
+
+
+def builtin_card(name: str) -> dict:
+    """A built-in zoo's card (plain JSON: its tasks, titles, accuracies, samples) without loading weights."""
+    if name not in BUILTIN:
+        raise AssetError(name, f"not a built-in zoo; the built-in zoos are {', '.join(BUILTIN)}")
+    path = BUILTIN[name] / CARD
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        card["tasks"].items()
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise AssetError(str(path), f"the zoo card is missing or unreadable ({type(exc).__name__}); "
+                                    f"rebuild the zoo: python -m rmtllmf_core zoo build {name}") from None
+    return card
+
+
+def sample_sheets(name: str, card) -> dict[str, Path]:
+    """task -> its sample sheet image (one row per class) of a built-in zoo, for the tasks that have one."""
+    root = BUILTIN.get(name)
+    if root is None:
+        return {}
+    return {t: root / meta["file"] for t, meta in dict(card.get("samples") or {}).items()
+            if t in card.get("tasks", {}) and (root / meta["file"]).is_file()}
 
 
 def __getattr__(name):  # lazy: importing the package must not pay for torch/open_clip

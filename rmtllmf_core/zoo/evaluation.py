@@ -15,18 +15,6 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
-def head_overlap(heads: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Per task, the mean cosine between two different class rows of its frozen head. Near 1 the
-    classes' text embeddings are almost collinear (on the tiny zoo the weakest tasks have the most
-    collinear heads, though what holds them back is their features: see `base_probe`)."""
-    out = {}
-    for t, h in heads.items():
-        h = torch.nn.functional.normalize(h.float(), dim=-1)
-        C = len(h)
-        out[t] = float(((h @ h.T).sum() - C) / (C * (C - 1))) if C > 1 else float("nan")
-    return out
-
-
 def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], *,
                  l2: float = 1e-4, max_iter: int = 300) -> float:
     """Test accuracy of a multinomial logistic regression fitted on `train` = (features [N, D], labels [N]):

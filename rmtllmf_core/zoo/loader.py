@@ -30,12 +30,11 @@ import torch.nn.functional as F
 from ..errors import AssetError, InputError
 from . import tasks as T
 from .data import ProceduralData
-from .model import TINY_DIR, create, register_config, tokenizer
+from . import BUILTIN, CARD
+from .model import create, register_config, tokenizer
 from .types import TaskInfo, TaskVectors, Zoo, sha256_file
 
-CARD = "card.json"
 FORMAT = "rmtllmf-zoo/1"
-BUILTIN = {"tiny": TINY_DIR}
 MMAP_MIN_BYTES = 64 << 20  # zoo files at least this big stay memory-mapped (load_zoo(mmap=None))
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-TINY_DIR = ASSETS / "tiny"
+from . import BUILTIN
+
+TINY_DIR = BUILTIN["tiny"]
 TINY_MODEL = "rmtllmf-tiny"
 TINY_CONFIG = TINY_DIR / f"{TINY_MODEL}.json"
 

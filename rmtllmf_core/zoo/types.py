@@ -195,3 +195,19 @@ class Zoo:
 
     def split(self, task: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data(task, split, n)
+
+    def head_overlap(self) -> dict[str, float]:
+        """Per task, the mean cosine between two different class rows of its frozen head. Near 1 the
+        classes' text embeddings are almost collinear (on the tiny zoo the weakest tasks have the most
+        collinear heads, though what holds them back is their features: `zoo info --probe`)."""
+        return head_overlap(self.heads)
+
+
+def head_overlap(heads: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """`Zoo.head_overlap` of any heads (task -> [classes, dim])."""
+    out = {}
+    for t, h in heads.items():
+        h = torch.nn.functional.normalize(h.float(), dim=-1)
+        C = len(h)
+        out[t] = float(((h @ h.T).sum() - C) / (C * (C - 1))) if C > 1 else float("nan")
+    return out
