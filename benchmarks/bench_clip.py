@@ -154,6 +154,8 @@ def main() -> int:
     ap.add_argument("--images-per-class", type=int, default=20)
     ap.add_argument("--samples", type=int, default=12, help="test images per task in the pipeline run (10 .. test split size)")
     ap.add_argument("--realign-steps", type=int, default=3)
+    ap.add_argument("--method", default="task_arithmetic",
+                    help="fusion method of the pipeline run (python -m rmtllmf_core methods), e.g. tsv_m, iso_cts")
     ap.add_argument("--finetune-steps", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
@@ -308,7 +310,7 @@ def main() -> int:
     samples = min(args.samples, len(pipeline.get_zoo(card["name"]).split(names[0], "test")[1]))  # the split's size at most
     s = preset_scenario("paper_worst_sum_rate", tasks=tuple(names), zoo=card["name"])
     s = s.replace(**{"evaluation.samples_per_task": samples, "defense.realign_steps": args.realign_steps,
-                     "defense.shots_per_class": 2, "fusion.lambda_mode": "heuristic",
+                     "defense.shots_per_class": 2, "fusion.lambda_mode": "heuristic", "fusion.method": args.method,
                      **({} if args.realign else {"defense.realign": False})})
     cache = ResultCache(work / "cache")
     try:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from rmtllmf_core import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.methods import METHODS
 from rmtllmf_core.result import Result
 from rmtllmf_core.scenario import Scenario
 from studio import engine, fields, frame, plots, state, ui
@@ -50,21 +51,23 @@ with controls:
     ed.slider("defense.trim_keep_fraction", "Trim: keep this fraction of the largest entries", step=0.05)
 
     st.subheader("Fusion", divider="gray")
-    method = ed.select("fusion.method", "Method", format_func=lambda m: m.replace("_", " "))
+    method = ed.select("fusion.method", "Method", format_func=lambda m: METHODS[m].title,
+                       help=f"{METHODS[scn.fusion.method].title}: {METHODS[scn.fusion.method].help} "
+                            f"({METHODS[scn.fusion.method].reference})")
     if method != "average":
         mode = ed.select("fusion.lambda_mode", "Lambda", format_func={
             "fixed": "fixed (set below)", "heuristic": "per-N heuristic", "validation": "best on validation data"}.get)
         if mode == "fixed":
-            ed.slider("fusion.lambda", "Lambda (scaling of the summed vectors)", step=0.01)
+            ed.slider("fusion.lambda", "Lambda (scaling of the merged vectors)", step=0.01)
     if not presenter:
         with st.expander("Method options and fused users"):
-            if method == "ties":
-                ed.number("fusion.density", "TIES density", step=0.05)
-            if method == "dare":
-                ed.number("fusion.drop_rate", "DARE drop rate", step=0.05)
-            if method == "consensus":
-                ed.number("fusion.consensus_min_tasks", "Tasks that must agree")
-                ed.number("fusion.tall_mask_lambda", "TALL mask threshold", step=0.1)
+            for param in METHODS[method].params:  # the method's record says which knobs it has
+                ed.number(f"fusion.{param.name}", param.label, step=param.step)
+            ed.toggle("fusion.mse_aware", "MSE-aware fusion: weight each received vector by its estimated SNR",
+                      disabled=scn.perturb.model == "digital",
+                      help="The base station knows each user's MSE: each vector is weighted by its Wiener gain "
+                           "SNR/(1+SNR), the SNR estimated from the vector's received power and the error model's "
+                           "variance, normalised to mean 1 (fusion.mse_aware_weights). Not with the digital link.")
             ed.multiselect("fuse", "Fuse these users' vectors (empty: all)", options=scn.tasks,
                            format_func=ui.task_title, shown=list(scn.fuse or []),
                            to_value=lambda v: list(v) or None,

@@ -15,7 +15,13 @@ with, as in mergekit's generalised task arithmetic:
    ``consensus_min_tasks`` tasks are zeroed for everyone: Consensus Merging, Wang et al. 2024);
 3. **sign election** ``agree_t``: ``none`` or ``ties`` (per entry, the sign of the summed trimmed
    vectors wins; only entries of that sign are summed: the TIES "disjoint" merge);
-4. **scale**: ``lambda`` (``lambda_``) or ``mean`` (``1 / T``, ignoring ``lambda_``).
+4. **scale**: ``lambda`` (``lambda_``) or ``mean`` (``1 / T``, ignoring ``lambda_``);
+5. **spectral** (per 2-D weight matrix, :mod:`spectral`): ``none`` (the sum above), ``tsv`` (TSV-M),
+   ``iso`` (Iso-C) or ``iso_cts`` (Iso-CTS). Every other tensor (biases, norms, embeddings of
+   another rank) gets the tasks' *mean*, as the papers do; lambda then scales both.
+
+And one switch for every method, **MSE-aware fusion** (``user_weights``): each received vector is
+weighted by the base station's trust in it (:func:`mse_aware_weights`) before any of the above.
 
 | method            | sparsify  | sign | weighting   | scale  |
 |-------------------|-----------|------|-------------|--------|
@@ -25,6 +31,9 @@ with, as in mergekit's generalised task arithmetic:
 | consensus         | consensus | none | uniform     | lambda |
 | layer_aware       | none      | none | layer_aware | lambda |
 | average           | none      | none | uniform     | mean   |
+| tsv_m             | none      | none | uniform     | lambda | spectral tsv
+| iso_c             | none      | none | uniform     | lambda | spectral iso
+| iso_cts           | none      | none | uniform     | lambda | spectral iso_cts
 
 Choices of ours, and why:
 
@@ -76,7 +85,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import spectral as _spectral
 from .errors import InputError
+from .methods import LAMBDA_MAX, METHOD_NAMES, METHOD_RECORDS, TA_GRID
 from .perturb import stream_seed
 from .taskvec import ParamLayout, group_of
 
@@ -86,14 +97,15 @@ from .taskvec import ParamLayout, group_of
 # weights) make a first pass for it.
 Slices = Callable[[int], torch.Tensor]
 
-METHODS = ("task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average")
+METHODS = METHOD_NAMES  # the records: methods.py
 SPARSIFY = ("none", "magnitude", "random", "consensus")
 SIGN = ("none", "ties")
 WEIGHTING = ("uniform", "layer_aware")
 SCALE = ("lambda", "mean")
+SPECTRAL = ("none", *_spectral.MERGES)
 
-# Values the pipeline tries when lambda_mode == "validation" (the task-arithmetic paper's grid, coarser).
-LAMBDA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Values the pipeline tries for task arithmetic when lambda_mode == "validation" (each method's: its record).
+LAMBDA_GRID = TA_GRID
 LAYER_WEIGHT_MAX = 2.0
 
 
@@ -103,29 +115,27 @@ class Recipe:
     sign: str = "none"
     weighting: str = "uniform"
     scale: str = "lambda"
+    spectral: str = "none"
 
     def __post_init__(self):
         for field, value, allowed in (("sparsify", self.sparsify, SPARSIFY), ("sign", self.sign, SIGN),
-                                      ("weighting", self.weighting, WEIGHTING), ("scale", self.scale, SCALE)):
+                                      ("weighting", self.weighting, WEIGHTING), ("scale", self.scale, SCALE),
+                                      ("spectral", self.spectral, SPECTRAL)):
             if value not in allowed:
                 raise InputError(f"fusion.recipe.{field}", f"must be one of {', '.join(allowed)}; got {value!r}")
+        if self.spectral != "none" and (self.sparsify != "none" or self.sign != "none"):
+            raise InputError("fusion.recipe.spectral", "a singular-value merge replaces the sum: it takes no "
+                                                       "sparsify or sign election")
 
 
-RECIPES = {
-    "task_arithmetic": Recipe(),
-    "ties": Recipe(sparsify="magnitude", sign="ties"),
-    "dare": Recipe(sparsify="random"),
-    "consensus": Recipe(sparsify="consensus"),
-    "layer_aware": Recipe(weighting="layer_aware"),
-    "average": Recipe(scale="mean"),
-}
+RECIPES = {m.name: Recipe(**m.switches) for m in METHOD_RECORDS}
 
 
 def heuristic_lambda(n_tasks: int) -> float:
     """The per-N lambda: 1/sqrt(N) (see the module docstring), in (0, 1]."""
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, numbers.Integral) or n_tasks < 1:
         raise InputError("tasks", f"need at least one task to fuse; got {n_tasks!r}")
-    return 1.0 / math.sqrt(int(n_tasks))
+    return METHOD_RECORDS[0].heuristic_lambda(int(n_tasks))
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -296,6 +306,8 @@ class MergePlan:
     tall_mask_lambda: float
     min_tasks: int
     seed: int
+    shapes: tuple[tuple[int, ...], ...] = ()      # each tensor's shape (the singular-value merges' matrices)
+    user_weights: Optional[torch.Tensor] = None   # [T] float32 MSE-aware weights (None: all 1)
 
 
 def plan_merge(
@@ -310,13 +322,15 @@ def plan_merge(
     consensus_min_tasks: int = 2,
     tall_mask_lambda: float = 0.4,
     seed: int = 0,
+    user_weights=None,
 ) -> MergePlan:
-    """Validate the options and make the first pass over ``slices`` if the recipe needs one."""
+    """Validate the options and make the first pass over ``slices`` if the recipe needs one.
+    ``user_weights``: one non-negative weight per task vector (MSE-aware fusion), or None."""
     if not isinstance(recipe, Recipe):
         raise InputError("fusion.method", f"must be a method name or a Recipe; got {type(recipe).__name__}")
     if not isinstance(layout, ParamLayout):
         raise InputError("fusion.layout", f"must be a ParamLayout; got {type(layout).__name__}")
-    lambda_ = _check_number(lambda_, "fusion.lambda", 0.0, 1.0)
+    lambda_ = _check_number(lambda_, "fusion.lambda", 0.0, LAMBDA_MAX)
     density = _check_number(density, "fusion.density", 0.0, 1.0, lo_open=True)
     drop_rate = _check_number(drop_rate, "fusion.drop_rate", 0.0, 1.0, hi_open=True)
     tall_mask_lambda = _check_number(tall_mask_lambda, "fusion.tall_mask_lambda", 0.0, 10.0, lo_open=True)
@@ -326,6 +340,14 @@ def plan_merge(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
         raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
 
+    if user_weights is not None:
+        user_weights = torch.as_tensor(user_weights, dtype=torch.float32).reshape(-1)
+        if user_weights.numel() != n_tasks or not bool(torch.isfinite(user_weights).all()) \
+                or bool((user_weights < 0).any()):
+            raise InputError("fusion.mse_aware", f"needs one finite weight >= 0 per fused task ({n_tasks}); "
+                                                 f"got {user_weights.tolist()}")
+        unweighted = slices
+        slices = lambda i: unweighted(i) * user_weights.unsqueeze(1)  # noqa: E731  (the first pass sees them too)
     scale = 1.0 / n_tasks if recipe.scale == "mean" else lambda_
     threshold = weights = None
     n_tensors = len(layout.names)
@@ -343,7 +365,8 @@ def plan_merge(
         scale = scale / (1.0 - drop_rate)  # DARE's 1/(1-p) rescale, applied to the sum
     return MergePlan(recipe=recipe, n_tasks=n_tasks, scale=scale, threshold=threshold, weights=weights,
                      drop_rate=drop_rate if drop else 0.0, tall_mask_lambda=tall_mask_lambda,
-                     min_tasks=int(consensus_min_tasks), seed=int(seed))
+                     min_tasks=int(consensus_min_tasks), seed=int(seed), shapes=tuple(layout.shapes),
+                     user_weights=user_weights)
 
 
 def merge_slice(x: torch.Tensor, plan: MergePlan, tensor: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -356,6 +379,10 @@ def merge_slice(x: torch.Tensor, plan: MergePlan, tensor: int, out: Optional[tor
     if plan.scale == 0.0:
         return out.zero_()
     r = plan.recipe
+    if plan.user_weights is not None:
+        x = x * plan.user_weights.unsqueeze(1)  # the base station's trust in each received vector, first
+    if r.spectral != "none":
+        return _merge_spectral(x, plan, tensor, out)
     # Masks that look at the task vectors themselves come before weighting (TALL masks and trimming
     # judge each task's own entries; weights only decide how much each task contributes).
     cons = consensus_mask(x, plan.tall_mask_lambda, plan.min_tasks) if r.sparsify == "consensus" else None
@@ -386,6 +413,41 @@ def merge_slice(x: torch.Tensor, plan: MergePlan, tensor: int, out: Optional[tor
     return out.mul_(plan.scale)
 
 
+def _merge_spectral(x: torch.Tensor, plan: MergePlan, tensor: int, out: torch.Tensor) -> torch.Tensor:
+    """A singular-value merge of one tensor: its task matrices if it is a weight matrix (2-D, both
+    sides above 1), else the tasks' mean (as the papers treat biases, norms and the rest)."""
+    if plan.weights is not None:
+        x = x * plan.weights[:, tensor].unsqueeze(1)
+    shape = plan.shapes[tensor] if plan.shapes else ()
+    if len(shape) == 2 and min(shape) > 1:
+        merged = _spectral.MERGES[plan.recipe.spectral](x.reshape(x.shape[0], *shape))
+        out.copy_(merged.reshape(-1))
+    else:
+        torch.mean(x, 0, out=out)
+    return out.mul_(plan.scale)
+
+
+def mse_aware_weights(received_power, noise_variance) -> torch.Tensor:
+    """[T] MSE-aware fusion weights from what the base station knows of each received vector.
+
+    The estimator: the received vector r_q = tau_q + n_q has mean square p_q (measured) and the noise
+    a known mean variance v_q per entry (from the user's MSE through the error model), so the
+    signal's mean square is estimated as max(p_q - v_q, 0) and its SNR as snr_q = max(p_q - v_q, 0) / v_q.
+    Each vector is weighted by its Wiener gain g_q = snr_q / (1 + snr_q) (1 for a noiseless link),
+    normalised to mean 1 over the fused users, so lambda keeps its meaning and a channel that treats
+    every user alike changes nothing."""
+    p = torch.as_tensor(received_power, dtype=torch.float64).reshape(-1)
+    v = torch.as_tensor(noise_variance, dtype=torch.float64).reshape(-1)
+    if p.shape != v.shape or not bool(torch.isfinite(p).all() and torch.isfinite(v).all()) or bool((v < 0).any()):
+        raise InputError("fusion.mse_aware", "needs finite received powers and noise variances >= 0, one per user")
+    signal = (p - v).clamp_min(0.0)
+    gain = torch.where(v > 0, signal / (signal + v).clamp_min(1e-300), torch.ones_like(v))
+    total = float(gain.sum())
+    if total <= 0.0:  # every vector judged pure noise: trust them alike rather than fuse nothing
+        return torch.ones_like(gain, dtype=torch.float32)
+    return (gain * (len(gain) / total)).to(torch.float32)
+
+
 def merge_into(slices: Slices, plan: MergePlan, layout: ParamLayout, out: torch.Tensor) -> torch.Tensor:
     """The merged task vector [P] written into ``out``, one tensor at a time."""
     for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
@@ -404,6 +466,7 @@ def merge_recipe(
     consensus_min_tasks: int = 2,
     tall_mask_lambda: float = 0.4,
     seed: int = 0,
+    user_weights=None,
 ) -> torch.Tensor:
     """The generalised task arithmetic for any combination of switches (e.g. DARE + TIES), on an
     in-memory [T, P] stack: :func:`plan_merge` + :func:`merge_into` over its tensor slices."""
@@ -413,7 +476,7 @@ def merge_recipe(
     slices = _stack_slices(v, layout)
     plan = plan_merge(slices, recipe, layout=layout, n_tasks=v.shape[0], lambda_=lambda_, density=density,
                       drop_rate=drop_rate, consensus_min_tasks=consensus_min_tasks,
-                      tall_mask_lambda=tall_mask_lambda, seed=seed)
+                      tall_mask_lambda=tall_mask_lambda, seed=seed, user_weights=user_weights)
     return merge_into(slices, plan, layout, torch.empty(v.shape[1], dtype=torch.float32))
 
 

@@ -19,6 +19,7 @@ import torch
 from . import ENGINE_VERSION, defense, evaluate, fusion, perturb
 from .cache import ResultCache
 from .errors import InputError
+from .methods import LAMBDA_MAX, METHODS
 from .result import Result
 # the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
 from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, register_zoo
@@ -57,10 +58,10 @@ def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) ->
     """The stored result, or None; never computes."""
     scenario = Scenario.parse(scenario)
     engine = get_engine(scenario.zoo)
-    return _stored(cache if cache is not None else default_cache(), result_key(scenario, engine))
+    return stored(cache if cache is not None else default_cache(), result_key(scenario, engine))
 
 
-def _stored(cache: ResultCache, key: str) -> Result | None:
+def stored(cache: ResultCache, key: str) -> Result | None:
     hit = cache.get(key)
     if hit is None:
         return None
@@ -87,7 +88,7 @@ def run(
     cache = cache if cache is not None else default_cache()
     key = key or result_key(scenario, engine)
     if use_cache:
-        hit = _stored(cache, key)
+        hit = stored(cache, key)
         if hit is not None:
             return hit
     with engine.lock:
@@ -112,12 +113,13 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
     """
     f = scenario.fusion
     n_tasks = len(scenario.fused_tasks)
+    record = METHODS[f.method]
     if f.method == "average":
         return 1.0 / n_tasks
     if f.lambda_mode == "fixed":
         return f.lambda_
     if f.lambda_mode == "heuristic":
-        return fusion.heuristic_lambda(n_tasks)
+        return record.heuristic_lambda(n_tasks)
 
     def search():
         # two [P] buffers: the merged clean vector (lambda 1) and the candidate encoder
@@ -127,14 +129,14 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
                                    torch.empty(layout.numel, dtype=torch.float32))
         candidate = torch.empty_like(merged)
         scores = []
-        for lam in fusion.LAMBDA_GRID:
+        for lam in record.lambda_grid:
             for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
                 torch.mul(merged[a:b], lam, out=candidate[a:b]).add_(engine.base_tensor(i))
             acc = ev.accuracy(candidate, scenario.fused_tasks)
             scores.append(float(np.mean(list(acc.values()))))
-        return float(fusion.LAMBDA_GRID[int(np.argmax(scores))])
+        return float(record.lambda_grid[int(np.argmax(scores))])
 
-    opts = f.model_dump(exclude={"lambda_mode", "lambda_"})
+    opts = f.model_dump(exclude={"lambda_mode", "lambda_", "mse_aware"})  # chosen on the clean vectors
     # only DARE's random drop depends on the seed; other methods share one search across seeds
     seed = scenario.seed if f.method == "dare" else None
     memo_key = ("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), seed)
@@ -145,7 +147,7 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
 
     def persisted():
         stored = cache.get(disk_key)
-        if isinstance(stored, float) and 0.0 <= stored <= 1.0:
+        if isinstance(stored, float) and 0.0 <= stored <= LAMBDA_MAX:
             return stored
         value = search()
         cache.set(disk_key, value)
@@ -154,12 +156,13 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
     return engine.memo(memo_key, persisted)
 
 
-def _plan(scenario: Scenario, engine: Engine, slices: "fusion.Slices", lam: float) -> "fusion.MergePlan":
+def _plan(scenario: Scenario, engine: Engine, slices: "fusion.Slices", lam: float,
+          user_weights=None) -> "fusion.MergePlan":
     f = scenario.fusion
     return fusion.plan_merge(
         slices, fusion.RECIPES[f.method], layout=engine.layout, n_tasks=len(scenario.fused_tasks), lambda_=lam,
         density=f.density, drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
-        tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"),
+        tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"), user_weights=user_weights,
     )
 
 
@@ -202,8 +205,8 @@ class _Run:
         self.clock = now
         self.progress(fraction, stage)
 
-    def plan(self, slices: "fusion.Slices", lam: float) -> "fusion.MergePlan":
-        return _plan(self.scenario, self.engine, slices, lam)
+    def plan(self, slices: "fusion.Slices", lam: float, user_weights=None) -> "fusion.MergePlan":
+        return _plan(self.scenario, self.engine, slices, lam, user_weights)
 
 
 @dataclass
@@ -225,6 +228,7 @@ class _Received:
     received: Callable[[int], torch.Tensor]
     restored: Callable[[int], torch.Tensor]
     cheap_defenses: bool
+    user_weights: torch.Tensor | None = None  # MSE-aware fusion's [T] weights (fusion.mse_aware), else None
 
 
 def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> Result:
@@ -307,8 +311,16 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
         x = shrunk(i)
         return defense.trim_slice_(x, trim_plan, i) if trim_plan is not None else x
 
+    weights = None
+    if scenario.fusion.mse_aware:
+        # what the base station knows: each received vector's mean square (measured, one pass) and the
+        # error model's mean variance per entry from the user's MSE (fusion.mse_aware_weights)
+        std = perturb.tensor_noise_std(clean.power, mse[rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
+        sizes = torch.tensor(np.diff(layout.offsets), dtype=torch.float64)
+        received_power = sum(received(i).to(torch.float64).square().sum(1) for i in range(len(layout.names)))
+        weights = fusion.mse_aware_weights(received_power / layout.numel, (std.square() * sizes).sum(1) / layout.numel)
     return _Received(received=received, restored=restored,
-                     cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0)
+                     cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0, user_weights=weights)
 
 
 def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict) -> dict:
@@ -325,12 +337,13 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
         if not channel.cheap_defenses and d.freeze:
             defended_gram(i, x)
 
-    fused = engine.encoder_flat(channel.received, run_.plan(channel.received, clean.lam), each=received_stats)
+    fused = engine.encoder_flat(channel.received, run_.plan(channel.received, clean.lam, channel.user_weights),
+                                each=received_stats)
     run_.lap("fuse", 0.3)
     logits["attacked"] = engine.logits(fused, tasks, run_.n_eval)
     if channel.cheap_defenses:
-        fused = engine.encoder_flat(channel.restored, run_.plan(channel.restored, clean.lam), out=fused,
-                                    each=defended_gram)
+        fused = engine.encoder_flat(channel.restored, run_.plan(channel.restored, clean.lam, channel.user_weights),
+                                    out=fused, each=defended_gram)
     if d.freeze:
         defense.freeze_(fused, engine.zoo.base_state, layout, d.freeze_groups)
     if d.realign:

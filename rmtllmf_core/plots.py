@@ -250,3 +250,60 @@ def accuracy_bars(result: Result, conditions: Sequence[str] = ("finetuned", "cle
                              hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_range=[0, 100])
     return _layout(fig, "Accuracy per task", "task", "accuracy (%)")
+
+
+LEADERBOARD_SHORT = {"none": "ideal", "worst_sum_rate": "P1 jammer", "worst_strongest_user": "P2 jammer"}
+
+
+def _leaderboard_order(rows: Sequence[Mapping]) -> list[str]:
+    """Methods from the best to the worst under the jammers with R-MTLLMF (the question asked)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    score = {m: sum(r["average_normalized"] for r in rows if r["method"] == m and r["attack"] != "none"
+                    and r["defense"] == "rmtllmf") for m in methods}
+    return sorted(methods, key=lambda m: -score[m])
+
+
+def leaderboard_heatmap(rows: Sequence[Mapping], titles: Mapping[str, str] | None = None) -> go.Figure:
+    """Methods x conditions (clean, then each channel without defense and with R-MTLLMF): average
+    normalised accuracy (%). Rows: one weighting (the caller filters)."""
+    titles = titles or {}
+    methods = _leaderboard_order(rows)
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    cols = [("clean", None)] + [(a, d) for a in attacks for d in ("none", "rmtllmf")]
+    names = ["clean<br>fusion"] + [f"{LEADERBOARD_SHORT.get(a, a)}<br>{'no defense' if d == 'none' else 'R-MTLLMF'}"
+                                   for a, d in cols[1:]]
+
+    def value(m, a, d):
+        if a == "clean":
+            return next((r["clean_normalized"] for r in rows if r["method"] == m), None)
+        return next((r["average_normalized"] for r in rows if (r["method"], r["attack"], r["defense"]) == (m, a, d)), None)
+
+    z = [[value(m, a, d) for a, d in cols] for m in methods]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=[titles.get(m, m) for m in methods], zmin=0, zmax=100,
+                               colorscale="RdYlGn", colorbar=dict(title="%"),
+                               text=[[("" if v is None else f"{v:.1f}") for v in row] for row in z],
+                               texttemplate="%{text}", hovertemplate="%{y}, %{x}: %{z:.1f}%<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(side="top", tickangle=0)  # two-line labels above the cells: never clipped below
+    fig = _layout(fig, "Average normalised accuracy (%) by method and condition", "", "")
+    fig.update_layout(margin=dict(t=110, b=20))
+    return fig
+
+
+def leaderboard_bars(rows: Sequence[Mapping], attack: str, titles: Mapping[str, str] | None = None) -> go.Figure:
+    """Per method: clean fusion, jammed without defense and with R-MTLLMF on one channel (%)."""
+    titles = titles or {}
+    methods = _leaderboard_order(rows)
+    pick = {(r["method"], r["defense"]): r for r in rows if r["attack"] == attack}
+    x = [titles.get(m, m) for m in methods]
+    fig = go.Figure()
+    for name, color, get in (("clean fusion", CLEAN_COLOR, lambda m: pick.get((m, "none"), {}).get("clean_normalized")),
+                             ("jammed, no defense", DEFENSE_COLORS["none"],
+                              lambda m: pick.get((m, "none"), {}).get("average_normalized")),
+                             ("jammed + R-MTLLMF", DEFENSE_COLORS["rmtllmf"],
+                              lambda m: pick.get((m, "rmtllmf"), {}).get("average_normalized"))):
+        fig.add_trace(go.Bar(x=x, y=[get(m) for m in methods], name=name, marker_color=color,
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", yaxis_range=[0, 105])
+    return _layout(fig, f"Clean, jammed and defended: {ATTACK_TITLES.get(attack, attack)}", "merge method",
+                   "avg normalised accuracy (%)")

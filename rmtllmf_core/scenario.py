@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, get_args
 from pydantic import Field, field_validator, model_validator
 
 from . import calibration
+from .methods import LAMBDA_MAX, METHOD_NAMES
 from .validation import Config
 from .wireless import WirelessConfig
 
@@ -27,7 +28,7 @@ SEED_MAX = 2**32 - 1
 
 NoiseModel = Literal["gaussian", "correlated", "digital"]
 NoiseScale = Literal["absolute", "per_tensor", "per_vector", "peak"]
-FusionMethod = Literal["task_arithmetic", "ties", "dare", "consensus", "layer_aware", "average"]
+FusionMethod = Literal[METHOD_NAMES]  # the records: methods.py
 LambdaMode = Literal["fixed", "heuristic", "validation"]
 FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
 # the groups R-MTLLMF reloads (taskvec.EMBEDDING_GROUPS; not imported from there: that pulls in torch)
@@ -54,11 +55,13 @@ class FusionConfig(Config):
 
     method: FusionMethod = "task_arithmetic"
     lambda_mode: LambdaMode = "validation"
-    lambda_: float = Field(0.3, ge=0.0, le=1.0, alias="lambda", description="scaling of the summed vectors")
+    lambda_: float = Field(0.3, ge=0.0, le=LAMBDA_MAX, alias="lambda", description="scaling of the merged vectors")
     density: float = Field(0.2, gt=0.0, le=1.0, description="TIES: fraction of entries kept per vector")
     drop_rate: float = Field(0.9, ge=0.0, lt=1.0, description="DARE: fraction of entries dropped")
     consensus_min_tasks: int = Field(2, ge=1, le=MAX_USERS, description="consensus: tasks that must agree")
     tall_mask_lambda: float = Field(0.4, gt=0.0, le=10.0, description="consensus: TALL mask threshold")
+    # weight each received vector by its estimated SNR (fusion.mse_aware_weights), with any method
+    mse_aware: bool = False
 
     model_config = Config.model_config | {"populate_by_name": True, "serialize_by_alias": True}
 
@@ -133,6 +136,13 @@ class Scenario(Config):
         # canonical: in user order, and None when every task is fused
         ordered = tuple(t for t in self.tasks if t in self.fuse)
         object.__setattr__(self, "fuse", None if len(ordered) == len(self.tasks) else ordered)
+        return self
+
+    @model_validator(mode="after")
+    def _mse_aware_needs_a_variance(self):
+        if self.fusion.mse_aware and self.perturb.model == "digital":
+            raise ValueError("fusion.mse_aware: weights each vector by its SNR from the Gaussian error model's "
+                             "variance; the digital link has none (use perturb.model gaussian or correlated)")
         return self
 
     @property

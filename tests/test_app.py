@@ -13,7 +13,7 @@ from studio import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("scenario", "fusion", "tradeoffs", "ablations", "about")
+PAGES = ("scenario", "fusion", "tradeoffs", "ablations", "leaderboard", "about")
 TIMEOUT = 180  # a cold engine run on 2 busy cores, plus the zoo's first load
 
 
@@ -324,3 +324,25 @@ def test_ablation_sweep_runs_and_follows_the_attack(light, default):
     at.button(key="ablation.run").click().run()
     assert not at.exception and not errors(at)
     assert at.dataframe[0].value["accuracy (%)"].tolist() != ideal
+
+
+def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypatch):
+    from rmtllmf_core import leaderboard
+
+    real = leaderboard.preset_scenario
+    monkeypatch.setattr(leaderboard, "preset_scenario", lambda name, **kw: real(name, **kw).replace(**{
+        "tasks": ["digits", "textures"], "wireless.num_users": 2, "evaluation.samples_per_task": 20,
+        "defense.realign_steps": 2, "defense.shots_per_class": 1, "fusion.lambda_mode": "heuristic"}))
+    at = open_app("leaderboard")
+    assert not at.get("plotly_chart") and not errors(at)     # nothing computed yet: a button
+    at.button(key="leaderboard.run").click().run()
+    assert not at.exception and not errors(at)
+    assert len(at.get("plotly_chart")) == 2                     # the heatmap and the bars
+    table = at.dataframe[0].value
+    assert len(table) == 9 * 3 * 2 and set(table["defense"]) == {"no defense", "R-MTLLMF"}
+    assert table["normalised (%)"].between(0, 150).all()
+    assert any("Without noise" in m.value for m in at.markdown)
+    again = open_app("leaderboard")                             # every run cached: at once, no button
+    assert len(again.get("plotly_chart")) == 2 and not [b for b in again.button if b.key == "leaderboard.run"]
+    again.segmented_control(key="leaderboard.weighting").set_value("MSE-aware").run()
+    assert not again.get("plotly_chart")                        # other runs: they wait for the button

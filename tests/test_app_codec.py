@@ -81,7 +81,7 @@ def test_repeated_key_takes_the_last_value(default):
     ({"wireless.jammer_power_w": "lots"}, "wireless.jammer_power_w"),
     ({"wireless.attack": "nuke"}, "wireless.attack"),
     ({"wireless.num_rx_antennas": "0"}, "wireless.num_rx_antennas"),
-    ({"fusion.lambda": "2"}, "fusion.lambda"),
+    ({"fusion.lambda": "3.5"}, "fusion.lambda"),
     ({"defense.shots_per_class": "1.5"}, "defense.shots_per_class"),
     ({"wireless.made_up": "1"}, "wireless.made_up"),
     ({"tasks": "[]"}, "tasks"),
@@ -113,7 +113,7 @@ def test_flatten_and_set_path():
 
 
 def test_widget_bounds_come_from_the_scenario_fields():
-    assert fields.bounds(Scenario, "fusion.lambda") == {"min_value": 0.0, "max_value": 1.0}
+    assert fields.bounds(Scenario, "fusion.lambda") == {"min_value": 0.0, "max_value": 3.0}
     assert fields.bounds(Scenario, "defense.shots_per_class") == {"min_value": 1, "max_value": 20}
     assert fields.bounds(Scenario, "wireless.num_rx_antennas")["min_value"] == 1
     assert "worst_sum_rate" in fields.choices(Scenario, "wireless.attack")

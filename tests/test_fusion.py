@@ -292,7 +292,7 @@ def test_lambda_grid():
     [
         ({"method": "fisher"}, "fusion.method"),
         ({"lambda_": -0.1}, "fusion.lambda"),
-        ({"lambda_": 1.5}, "fusion.lambda"),
+        ({"lambda_": 3.5}, "fusion.lambda"),
         ({"lambda_": float("nan")}, "fusion.lambda"),
         ({"density": 0.0}, "fusion.density"),
         ({"density": 1.2}, "fusion.density"),

@@ -210,7 +210,7 @@ def test_huge_power_values_are_refused_naming_their_field(path, value):
 
 
 def test_known_bad_values_are_refused_naming_their_field():
-    cases = {"fusion.lambda": 1.5, "defense.realign_steps": 0, "evaluation.samples_per_task": 10**9,
+    cases = {"fusion.lambda": 3.5, "defense.realign_steps": 0, "evaluation.samples_per_task": 10**9,
              "seed": -1, "wireless.jammer_power_w": float("nan"), "defense.realign_lr": float("inf"),
              "wireless.attack": "nuclear", "zoo": "z" * 201, "tasks": [], "wireless.num_users": 65}
     for path, value in cases.items():

@@ -91,7 +91,7 @@ def test_gain_and_snr_sweeps_reject_bad_options(scenario_file, tmp_path, capsys,
 @pytest.mark.parametrize("content, field", [
     ("{not json", "scenario"),
     ("[1, 2]", "scenario"),
-    ('{"tasks": ["a"], "fusion": {"lambda": 3}}', "fusion.lambda"),
+    ('{"tasks": ["a"], "fusion": {"lambda": 4}}', "fusion.lambda"),
     ('{"tasks": [], "zoo": "x"}', "tasks"),
 ])
 def test_bad_scenarios_exit_2_with_one_line(tmp_path, capsys, content, field):

@@ -59,7 +59,7 @@ def test_fuse_is_canonical():
 
 @pytest.mark.parametrize("change, field", [
     ({"fuse": ["zz"]}, "fuse"),
-    ({"fusion.lambda": 1.5}, "fusion.lambda"),
+    ({"fusion.lambda": 3.5}, "fusion.lambda"),
     ({"fusion.method": "magic"}, "fusion.method"),
     ({"defense.shots_per_class": 0}, "defense.shots_per_class"),
     ({"defense.realign_steps": 10_000}, "defense.realign_steps"),

@@ -1,5 +1,6 @@
 """`python -m rmtllmf_core <command>`: every command, in this package; one dispatcher, commands
-registered by their modules (channel, zoo and zoo_clip, pipeline: run, sweep, calibrate, paper; host).
+registered by their modules (channel, zoo and zoo_clip, pipeline: run, sweep, calibrate, paper;
+merge: methods, leaderboard; host).
 
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func(args) -> int``. Errors of ours print one line on stderr and exit 2; nothing else
@@ -18,6 +19,7 @@ COMMAND_MODULES = (
     "rmtllmf_core.commands.channel",
     "rmtllmf_core.commands.zoo",
     "rmtllmf_core.commands.pipeline",
+    "rmtllmf_core.commands.merge",
     "rmtllmf_core.commands.host",
 )
 
