@@ -25,6 +25,7 @@ state.init_session()
 
 PAGES = [
     st.Page("pages/scenario.py", title="Scenario", icon=":material/cell_tower:", url_path="scenario", default=True),
+    st.Page("pages/story.py", title="Story", icon=":material/auto_stories:", url_path="story"),
     st.Page("pages/fusion.py", title="Fusion & defense", icon=":material/merge:", url_path="fusion"),
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
@@ -32,6 +33,8 @@ PAGES = [
     st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
 ]
 page = st.navigation(PAGES)
+if state.presenter():
+    ui.presenter_style()
 share_slot = sidebar.draw()
 with frame.framed():  # see studio/frame.py: a page never runs without this frame
     page.run()

@@ -119,10 +119,17 @@ missing = engine.missing(table_work)
 @st.fragment
 def accuracy_table() -> None:
     """Ours from the result cache; the missing runs on request (they land in the cache)."""
-    if missing and not st.button(f"Compute our numbers ({missing} of {len(table_work.points)} runs not cached yet)",
-                                 key="about.compute", icon=":material/play_arrow:"):
-        st.caption("Each run lands in the disk cache; once computed, this table shows at once.")
-        return
+    if missing:
+        ask = st.empty()  # cleared once computing starts: no stale count above the table
+        with ask.container():
+            guess = engine.estimate(missing)
+            clicked = st.button(f"Compute our numbers ({missing} of {len(table_work.points)} runs not cached yet)",
+                                key="about.compute", icon=":material/play_arrow:")
+            st.caption("Each run lands in the disk cache; once computed, this table shows at once."
+                       + (f" {guess[0].upper()}{guess[1:]}." if guess else ""))
+        if not clicked:
+            return
+        ask.empty()
     try:
         table = report.table_from_rows(engine.sweep(table_work, label="Computing the paper's conditions over three seeds"))
     except RmtllmfError as exc:

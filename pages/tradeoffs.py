@@ -150,6 +150,9 @@ def gain_section(base: Scenario) -> None:
     ui.export("gain-sweep", tables={"points": table}, data=rows, figures={"accuracy vs reference amplitude": fig})
 
 
+TASKS_SAMPLE = 2  # combinations per size by default: the curve's shape from a few dozen runs
+
+
 @st.fragment
 def tasks_section(base: Scenario) -> None:
     st.header("Accuracy versus number of tasks", divider="gray")
@@ -168,12 +171,19 @@ def tasks_section(base: Scenario) -> None:
                                   format_func=lambda d: DEFENSE_LABELS.get(d, d), key="tasks.defenses")
     sizes = list(range(lo, hi + 1))
     conditions = [(a, d) for a in attacks for d in defenses]
-    st.caption(f"Every combination of the {q} users' tasks of each size ({sum(comb(q, n) for n in sizes)} per "
-               f"condition), fused from the same uplink drop at {dbm(base.wireless.jammer_power_w) or 'no'} dBm "
-               "of jammer power. The band spans the best and worst combination.")
-    spec = {"sizes": sizes, "conditions": conditions}
+    every = sum(comb(q, n) for n in sizes)
+    full = st.toggle(f"Every combination ({every} per condition)", value=False, key="tasks.full",
+                     help=f"Off: a fixed sample of at most {TASKS_SAMPLE} combinations per size (the same for every "
+                          "condition: the curve's shape from a few dozen runs). On: all of them, the paper's Fig. 2.")
+    per_size = None if full else TASKS_SAMPLE
+    shown = sum(min(comb(q, n), TASKS_SAMPLE) for n in sizes) if per_size else every
+    st.caption(f"{'Every combination' if full else f'A sample of {shown} of the {every} combinations'} of the "
+               f"{q} users' tasks per condition, fused from the same uplink drop at "
+               f"{dbm(base.wireless.jammer_power_w) or 'no'} dBm of jammer power. The band spans the best and worst "
+               "combination.")
+    spec = {"sizes": sizes, "conditions": conditions, "per_size": per_size}
     try:
-        work = sweeps.tasks_work(base, conditions, sizes=sizes)
+        work = sweeps.tasks_work(base, conditions, sizes=sizes, per_size=per_size)
     except RmtllmfError as exc:
         st.error(str(exc))
         return

@@ -7,7 +7,9 @@ decoding tries JSON first and falls back to the bare string, so the round trip i
 Parameters listed in `UI_PARAMS` are view settings, not part of the scenario.
 
 Decoding never trusts the link: sizes are bounded here and every value goes through
-`Scenario.parse`, whose InputError names the offending field.
+`Scenario.parse`, whose InputError names the offending field. `from_query` refuses a link with
+any bad value; `from_query_keeping` keeps every valid parameter and refuses only the bad ones,
+each with its own InputError (what the app does with a link it is opened with).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ UI_PARAMS = ("presenter",)      # view settings that share the query string with
 MAX_PARAMS = 200
 MAX_VALUE_CHARS = 20_000
 MAX_KEY_CHARS = 200
+SHOWN_VALUE_CHARS = 60  # a refused value is quoted up to this length
 _MISSING = object()
 
 
@@ -84,27 +87,83 @@ def to_query(scenario, default) -> dict[str, str]:
     return {k: encode_value(changed[k]) for k in sorted(changed)}
 
 
-def from_query(params: Mapping[str, Any], default):
-    """Rebuild a Scenario from query parameters (raises InputError naming the field)."""
+def _decoded(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(dotted key, value) per parameter, each checked for size and form (InputError names the key)."""
     items = [(k, v) for k, v in params.items() if k not in UI_PARAMS]
     if len(items) > MAX_PARAMS:
         raise InputError("url", f"at most {MAX_PARAMS} parameters (got {len(items)})")
+    return [_decode_item(k, raw) for k, raw in items]
+
+
+def _decode_item(key, raw) -> tuple[str, Any]:
+    if isinstance(raw, (list, tuple)):  # a repeated key: the last one wins, as in st.query_params
+        raw = raw[-1] if raw else ""
+    key = str(key)
+    if not key or len(key) > MAX_KEY_CHARS or any(not p for p in key.split(".")):
+        raise InputError(_cut(key) or "url", "not a field name")
+    text = str(raw)
+    if len(text) > MAX_VALUE_CHARS:
+        raise InputError(key, f"value longer than {MAX_VALUE_CHARS} characters")
+    value = decode_value(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(key, f"must be a finite number; got {_cut(text)}")
+    return key, value
+
+
+def _cut(text: str) -> str:
+    text = str(text)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS] + "..."
+
+
+def _build(default, items: list[tuple[str, Any]]):
     data = copy.deepcopy(default.to_dict())
-    for key, raw in items:
-        if isinstance(raw, (list, tuple)):  # a repeated key: the last one wins, as in st.query_params
-            raw = raw[-1] if raw else ""
-        key = str(key)
-        if not key or len(key) > MAX_KEY_CHARS or any(not p for p in key.split(".")):
-            raise InputError(key[:MAX_KEY_CHARS] or "url", "not a field name")
-        text = str(raw)
-        if len(text) > MAX_VALUE_CHARS:
-            raise InputError(key, f"value longer than {MAX_VALUE_CHARS} characters")
-        value = decode_value(text)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InputError(key, "must be a finite number")
+    for key, value in items:
         set_path(data, key, value)
     _users_follow_tasks(data, {k for k, _ in items})
     return type(default).parse(data)
+
+
+def from_query(params: Mapping[str, Any], default):
+    """Rebuild a Scenario from query parameters (raises InputError naming the field)."""
+    return _build(default, _decoded(params))
+
+
+def from_query_keeping(params: Mapping[str, Any], default) -> tuple[Any, list[InputError]]:
+    """The scenario of every valid parameter, and one InputError per refused one (its key, its value cut
+    to a sane length, what is wrong). Parameters are taken in order, each kept if the scenario with it
+    is valid; a second pass retries the refused ones (one may need a later one, e.g. tasks and their
+    users' distances)."""
+    try:
+        return from_query(params, default), []
+    except InputError:
+        pass
+    kept: list[tuple[str, Any]] = []
+    pending: list[tuple[str, Any, str]] = []
+    errors: dict[str, InputError] = {}
+    for key, raw in params.items():
+        if key in UI_PARAMS:
+            continue
+        try:
+            k, v = _decode_item(key, raw)
+        except InputError as exc:
+            errors[str(key)] = exc
+            continue
+        pending.append((k, v, str(raw)))
+        if len(pending) + len(kept) > MAX_PARAMS:
+            return default, [InputError("url", f"at most {MAX_PARAMS} parameters")]
+    for _ in range(2):
+        still = []
+        for k, v, raw in pending:
+            try:
+                _build(default, [*kept, (k, v)])
+                kept.append((k, v))
+                errors.pop(k, None)
+            except InputError as exc:
+                where = "" if exc.field in (k, "") else f"{exc.field}: "
+                errors[k] = InputError(k, f"{_cut(raw)!r} refused ({where}{exc.reason})")
+                still.append((k, v, raw))
+        pending = still
+    return _build(default, kept), list(errors.values())
 
 
 # what places the users (a link that sets none of these lets them follow its tasks)

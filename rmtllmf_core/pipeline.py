@@ -22,7 +22,7 @@ from .errors import InputError
 from .methods import LAMBDA_MAX, METHODS
 from .result import Result
 # the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
-from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, register_zoo
+from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, note_run_seconds, register_zoo
 from .scenario import Scenario
 from .taskvec import cosine_from_gram, gram_add
 from .wireless import channel_warning, evaluate_uplink
@@ -91,8 +91,10 @@ def run(
         hit = stored(cache, key)
         if hit is not None:
             return hit
+    start = time.perf_counter()
     with engine.lock:
         result = compute(scenario, engine, progress=progress or (lambda f, m: None), cache=cache if use_cache else None)
+    note_run_seconds(time.perf_counter() - start)
     result = result.model_copy(update={"key": key})
     if use_cache and not cache.set(key, result.to_json()):
         result = result.with_warning(cache.last_error)

@@ -307,3 +307,15 @@ def leaderboard_bars(rows: Sequence[Mapping], attack: str, titles: Mapping[str, 
     fig.update_layout(barmode="group", yaxis_range=[0, 105])
     return _layout(fig, f"Clean, jammed and defended: {ATTACK_TITLES.get(attack, attack)}", "merge method",
                    "avg normalised accuracy (%)")
+
+
+def user_mse_bars(channels: Mapping[str, Result], labels: Sequence[str] | None = None) -> go.Figure:
+    """Each user's MSE after the receiver, one bar group per channel (e.g. ideal against jammed)."""
+    fig = go.Figure()
+    colors = (CLEAN_COLOR, DEFENSE_COLORS["none"], "#ff7f0e", "#9467bd")
+    for i, (name, r) in enumerate(channels.items()):
+        x = list(labels) if labels is not None else [f"user {q}" for q in range(len(r.users))]
+        fig.add_trace(go.Bar(x=x, y=[u["mse"] for u in r.users], name=name, marker_color=colors[i % len(colors)],
+                             hovertemplate="%{x}: MSE %{y:.3f}<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", yaxis_range=[0, 1])
+    return _layout(fig, "Each user's MSE after the receiver (1 = the task vector is noise)", "user (its task)", "MSE")

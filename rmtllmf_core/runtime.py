@@ -6,7 +6,9 @@ Nothing here depends on a scenario's noise; `pipeline` computes runs on top of i
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
+import statistics
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -206,3 +208,16 @@ def default_cache() -> ResultCache:
     if _default_cache is None:
         _default_cache = ResultCache()
     return _default_cache
+
+
+# Wall seconds of this process's recent cold runs: what a page quotes before it starts more of them.
+_recent_runs: collections.deque = collections.deque(maxlen=32)
+
+
+def note_run_seconds(seconds: float) -> None:
+    _recent_runs.append(float(seconds))
+
+
+def typical_run_seconds() -> float | None:
+    """The median of this process's recent cold runs (None before the first)."""
+    return float(statistics.median(_recent_runs)) if _recent_runs else None

@@ -183,9 +183,22 @@ def gain_sweep(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str]
                    **run_kw)
 
 
-def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: Iterable[int] | None = None
-                 ) -> list[tuple[dict, Scenario]]:
-    """Every combination of the users' tasks of each size, fused from the same uplink drop."""
+def combinations_of(users: Sequence[str], n: int, per_size: int | None = None, seed: int = 0) -> list[tuple]:
+    """Every combination of n users' tasks, or a seeded sample of `per_size` of them (the same sample for
+    every condition, so conditions stay comparable; all of them when there are no more than that)."""
+    combos = list(combinations(users, n))
+    if per_size is None or len(combos) <= per_size:
+        return combos
+    if isinstance(per_size, bool) or not isinstance(per_size, int) or per_size < 1:
+        raise InputError("per_size", f"combinations per size must be a whole number >= 1; got {per_size!r}")
+    pick = np.random.default_rng([seed, n]).choice(len(combos), size=per_size, replace=False)
+    return [combos[i] for i in sorted(pick)]
+
+
+def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: Iterable[int] | None = None,
+                 per_size: int | None = None) -> list[tuple[dict, Scenario]]:
+    """Every combination of the users' tasks of each size (or a seeded sample of `per_size` per size),
+    fused from the same uplink drop."""
     base, users = without_control(base), base.tasks
     sizes = list(sizes) if sizes is not None else list(range(2, len(users) + 1))
     points = []
@@ -194,14 +207,15 @@ def tasks_points(base: Scenario, conditions: Iterable[tuple[str, str]], sizes: I
         for n in sizes:
             if not 1 <= n <= len(users):
                 raise InputError("sizes", f"combination sizes must lie in 1..{len(users)}; got {n}")
-            for combo in combinations(users, n):
+            for combo in combinations_of(users, n, per_size, base.seed):
                 row = {"attack": attack, "defense": defense, "n_tasks": n, "tasks": "+".join(combo)}
                 points.append((row, attacked.replace(fuse=list(combo))))
     return points
 
 
-def tasks_work(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None) -> Work:
-    return Work.sweep(tasks_points(base, list(conditions), sizes))
+def tasks_work(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None,
+               per_size: int | None = None) -> Work:
+    return Work.sweep(tasks_points(base, list(conditions), sizes, per_size))
 
 
 def tasks_sweep(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None,

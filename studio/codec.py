@@ -2,5 +2,6 @@
 `run --set` shares, so a link and a command line decode alike."""
 from rmtllmf_core.codec import (  # noqa: F401
     MAX_KEY_CHARS, MAX_PARAMS, MAX_VALUE_CHARS, UI_PARAMS, decode_value, diff, encode_value, flatten, from_query,
+    from_query_keeping,
     set_path, to_query,
 )

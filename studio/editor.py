@@ -150,9 +150,8 @@ class Editor:
                 return self.base
             state.set_scenario(new)
             self.base = new
-        link_error = state.link_error()
-        if link_error is not None:
-            self.show_error(link_error, prefix="The link's value was refused, so the default is shown: ")
+        for link_error in state.link_errors():
+            self.show_error(link_error, prefix="The link's value was refused (the rest of the link is kept): ")
         return self.base
 
     def slot_for(self, field: str):

@@ -98,10 +98,12 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
     with st.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
-        def progress(fraction: float, message: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{label}: {message}")
-
         start = time.perf_counter()
+
+        def progress(fraction: float, message: str) -> None:
+            fraction = min(max(float(fraction), 0.0), 1.0)
+            bar.progress(fraction, text=f"{label}: {message}{remaining(time.perf_counter() - start, fraction)}")
+
         try:
             out = waiting.wait_for(req, progress)
         except RmtllmfError:
@@ -109,6 +111,26 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
             raise
         status.update(label=done(out, time.perf_counter() - start), state="complete", expanded=False)
     return out
+
+
+def remaining(elapsed_s: float, fraction: float) -> str:
+    """' · about 40 s left' once a tenth of the work is done (the pace so far, extrapolated), else ''."""
+    if fraction < 0.1 or fraction >= 1.0 or elapsed_s < 2.0:
+        return ""
+    left = elapsed_s / fraction * (1.0 - fraction)
+    return f" · about {duration(left)} left"
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def estimate(runs: int) -> str:
+    """How long `runs` cold runs take on this server, from its recent ones ('' before the first)."""
+    from rmtllmf_core.runtime import typical_run_seconds
+
+    typical = typical_run_seconds()
+    return f"about {duration(runs * typical)} at {typical:.1f} s a run on this server" if typical and runs else ""
 
 
 def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Result, bool]:

@@ -58,8 +58,11 @@ def draw():
 
 
 def share(slot) -> None:
-    """The share link and the scenario file, drawn after the page so they carry its last edit."""
+    """The share link and the scenario file, drawn after the page so they carry its last edit (not in
+    presenter mode: a projector shows the story, not the plumbing)."""
     scn = state.scenario()
+    if state.presenter():
+        return
     with slot:
         st.markdown("**Share this view**")
         st.code(state.share_link() or "?", language=None, wrap_lines=True)

@@ -19,7 +19,7 @@ from . import codec
 
 SCENARIO = "studio.scenario"
 REVISION = "studio.revision"
-LINK_ERROR = "studio.link_error"     # an InputError from the link the session was opened with
+LINK_ERROR = "studio.link_error"     # the InputErrors of the parameters the session's link had refused
 PRESENTER = "presenter"              # also a query parameter: presenter=1
 
 
@@ -57,12 +57,17 @@ def init_session() -> None:
         return
     params = st.query_params.to_dict()
     default = default_scenario()
-    try:
-        ss[SCENARIO] = accept(codec.from_query(params, default))
-        ss[LINK_ERROR] = None
-    except InputError as exc:
-        ss[SCENARIO] = default
-        ss[LINK_ERROR] = exc
+    refused = []
+    if "zoo" in params:  # only the served zoos; the rest of the link is still read
+        try:
+            accept(default.replace(zoo=str(params["zoo"])[:200]))
+        except InputError as exc:
+            refused.append(exc)
+            params.pop("zoo")
+    # every valid parameter is kept; each refused one is said beside its control
+    scn, bad = codec.from_query_keeping(params, default)
+    ss[SCENARIO] = scn
+    ss[LINK_ERROR] = [*refused, *bad] or None
     ss[REVISION] = 0
     ss[PRESENTER] = params.get(PRESENTER) in ("1", "true")
 
@@ -110,5 +115,5 @@ def share_link() -> str:
     return f"{base}?{urlencode(params)}" if params else base
 
 
-def link_error() -> InputError | None:
-    return st.session_state.get(LINK_ERROR)
+def link_errors() -> list[InputError]:
+    return list(st.session_state.get(LINK_ERROR) or [])

@@ -38,11 +38,15 @@ def run_sweep(name: str, base: Scenario, spec: dict, work: Work, *, label: str,
         return None
     pending = st.session_state.get(key + ".pending", False)
     if done < total:
-        st.caption(f"{total} runs; {done} already in the disk cache"
-                   + (" (resuming where it stopped)" if pending else ""))
-        start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary")
+        waiting = st.empty()  # cleared once the sweep has run: no stale counts above its result
+        with waiting.container():
+            guess = engine.estimate(total - done)
+            st.caption(f"{total} runs; {done} already in the disk cache" + (f"; {guess}" if guess else "")
+                       + (" (resuming where it stopped)" if pending else ""))
+            start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary")
         if not (start or pending):
             return None
+        waiting.empty()
     elif total == 0:
         return None
     st.session_state[key + ".pending"] = True  # kept if the person leaves mid-way: resume on return

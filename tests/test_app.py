@@ -178,6 +178,17 @@ def test_a_link_naming_another_zoo_is_refused(zoo, default):
     assert scenario_of(at) == default
 
 
+def test_a_partly_bad_link_keeps_its_valid_parameters_and_names_each_bad_one(default):
+    at = open_app(query={"wireless.attack": "worst_sum_rate", "perturb.scale": "per_tensor", "fusion.lambda": "7",
+                         "wireless.num_rx_antennas": "x" * 500, "zoo": "ViT-B-32"})
+    scn = scenario_of(at)
+    assert (scn.wireless.attack, scn.perturb.scale) == ("worst_sum_rate", "per_tensor")   # kept
+    assert scn.fusion.lambda_ == default.fusion.lambda_ and scn.zoo == default.zoo        # refused
+    text = " ".join(errors(at))
+    assert "'7' refused" in text and "serves the zoo" in text
+    assert "x" * 61 not in text and "x" * 60 + "..." in text                               # cut to a sane length
+
+
 def test_a_bad_link_error_sits_with_the_controls():
     at = open_app(query={"wireless.jammer_power_w": "-1"})
     assert [e.value for e in at.columns[0].error] == errors(at)  # the controls' column, by the jammer input
@@ -346,3 +357,31 @@ def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypa
     assert len(again.get("plotly_chart")) == 2 and not [b for b in again.button if b.key == "leaderboard.run"]
     again.segmented_control(key="leaderboard.weighting").set_value("MSE-aware").run()
     assert not again.get("plotly_chart")                        # other runs: they wait for the button
+
+
+def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
+    from rmtllmf_core import story
+
+    real = story.preset_scenario
+    monkeypatch.setattr(story, "preset_scenario", lambda name, **kw: real(name, **kw).replace(**{
+        "tasks": ["digits", "textures", "vehicles"], "wireless.num_users": 3, "evaluation.samples_per_task": 20,
+        "defense.realign_steps": 2, "defense.shots_per_class": 1, "fusion.lambda_mode": "heuristic",
+        "evaluation.clean_realign_control": False}))
+    at = open_app("story")
+    assert not errors(at) and [m.label for m in at.metric] == ["Clean fusion"]
+    seen = []
+    for i in range(len(story.STEPS)):
+        assert not at.exception, [e.message for e in at.exception]
+        seen.append(([m.label for m in at.metric], [m.value for m in at.metric]))
+        assert len(at.get("plotly_chart")) == 1
+        if i < len(story.STEPS) - 1:
+            at.button(key="story.next").click().run()
+    assert seen[1][0] == ["Clean fusion", "Average MSE"]                      # the jammer: the channel
+    assert seen[2][0] == ["Clean fusion", "Jammed, no defense"]              # the damage
+    assert seen[3][0] == ["Clean fusion", "Jammed, no defense", "Jammed + R-MTLLMF"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "still" in text and "points below the clean fusion" in text and "{" not in text
+    at.button(key="story.back").click().run()
+    assert at.session_state["story.step"] == "repair"
+    at.button(key="story.explore").click().run()                             # the step, on the Fusion page
+    assert not at.exception and scenario_of(at).wireless.attack == "worst_sum_rate"

@@ -131,3 +131,20 @@ def test_a_link_that_sets_only_the_tasks_gets_one_user_per_task(default):
     with pytest.raises(InputError) as err:
         codec.from_query({"tasks": '["digits","textures"]', "wireless.num_users": "3"}, default)
     assert err.value.field == "tasks"
+
+
+def test_from_query_keeping_keeps_the_valid_and_names_the_bad():
+    from rmtllmf_core.presets import default_scenario
+
+    default = default_scenario()
+    scn, errs = codec.from_query_keeping({"wireless.attack": "white", "fusion.lambda": "9", "seed": "-3",
+                                          "nonsense.field": "1", "presenter": "1"}, default)
+    assert scn.wireless.attack == "white" and scn.seed == default.seed
+    assert sorted(e.field for e in errs) == ["fusion.lambda", "nonsense.field", "seed"]
+    assert all("refused" in e.reason for e in errs)
+    # a value that is only valid with a later parameter is kept on the second pass
+    scn, errs = codec.from_query_keeping({"wireless.attack": "targeted", "wireless.target_user": "1", "seed": "-1"},
+                                         default)
+    assert (scn.wireless.attack, scn.wireless.target_user) == ("targeted", 1) and [e.field for e in errs] == ["seed"]
+    # a valid link is read in one go
+    assert codec.from_query_keeping(codec.to_query(scn, default), default) == (scn, [])

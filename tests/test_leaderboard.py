@@ -89,3 +89,26 @@ def test_reading_is_built_from_the_numbers():
     assert lines[0].startswith("Without noise, Iso-C fuses best (95.0%")
     assert "task arithmetic loses least without defense (50.0 points" in lines[2]
     assert "Iso-C most (80.0 points)" in lines[2] and "R-MTLLMF, task arithmetic ends highest (65.0%)" in lines[2]
+
+
+def test_story_numbers_and_warm(light_presets, monkeypatch, capsys):
+    from rmtllmf_core import pipeline, presets, report, story
+
+    zoo = light_presets
+    real = story.preset_scenario
+    monkeypatch.setattr(story, "preset_scenario", lambda name, **kw: leaderboard.preset_scenario(name, **kw))
+    monkeypatch.setattr(report, "table_points", lambda z, seeds=(0,): [({}, story.scenario(story.STEPS[0], z))])
+    monkeypatch.setattr(presets, "default_scenario", lambda z: story.scenario(story.STEPS[0], z))
+    assert real is not None and len(story.scenarios(zoo.name)) == 3              # five steps, three runs
+    assert main(["warm", "--zoo", zoo.name, "--workers", "1"]) == 0
+    assert "runs in the cache" in capsys.readouterr().out
+    ideal = pipeline.cached(story.scenario(story.STEPS[0], zoo.name))
+    for s in story.STEPS:
+        r = pipeline.cached(story.scenario(s, zoo.name))
+        assert r is not None                                                      # warm computed every step
+        n = story.numbers(s, r, ideal)
+        assert n["drop"] == pytest.approx(n["clean"] - n["attacked"])
+        text = story.narrative(s, r, ideal)
+        assert "{" not in text and "nan" not in text
+    with pytest.raises(InputError, match="story.step"):
+        story.step("epilogue")

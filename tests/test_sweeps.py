@@ -212,3 +212,20 @@ def test_gain_sweep_a_larger_gain_is_a_smaller_error(zoo, tmp_path):
     rejection = [r["rejection_rate"] for r in rows]
     assert rejection == sorted(rejection, reverse=True) and rejection[0] > rejection[-1]
     assert all(r["avg_normalized_clean_realigned"] is None for r in rows)
+
+
+def test_a_sample_of_combinations_is_seeded_shared_across_conditions_and_whole_when_small():
+    users = [f"t{i}" for i in range(8)]
+    a = sweeps.combinations_of(users, 3, per_size=4, seed=0)
+    assert len(a) == 4 and a == sweeps.combinations_of(users, 3, per_size=4, seed=0) and len(set(a)) == 4
+    assert a != sweeps.combinations_of(users, 3, per_size=4, seed=1)          # another seed, another sample
+    assert len(sweeps.combinations_of(users, 8, per_size=4)) == 1               # C(8,8) = 1: whole
+    assert len(sweeps.combinations_of(users, 2)) == 28                          # no sample: every one
+    with pytest.raises(InputError, match="per_size"):
+        sweeps.combinations_of(users, 3, per_size=0)
+    base = preset_scenario("paper_ideal", tasks=tuple(["digits", "textures", "vehicles", "scenes"]))
+    pts = sweeps.tasks_points(base, [("none", "none"), ("worst_sum_rate", "rmtllmf")], sizes=[2, 3], per_size=2)
+    by_condition = {}
+    for row, _ in pts:
+        by_condition.setdefault((row["attack"], row["defense"]), []).append(row["tasks"])
+    assert len(pts) == 2 * (2 + 2) and len({tuple(v) for v in by_condition.values()}) == 1

@@ -13,6 +13,14 @@ MSE_AWARE_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("warm", help="fill the result cache for a demo: the guided story, the About page's table "
+                       "and (with --leaderboard) the leaderboard; afterwards the app answers them at once")
+    w.add_argument("--zoo", default="tiny", help="the zoo (default: %(default)s)")
+    w.add_argument("--leaderboard", action="store_true", help="also every leaderboard entry (54 runs more)")
+    w.add_argument("--workers", type=int, default=None,
+                   help="worker processes, one torch thread each (default: the available cores)")
+    w.set_defaults(func=cmd_warm)
+
     m = sub.add_parser("methods", help="list the merge methods: title, reference, parameters (defaults and bounds)")
     m.add_argument("--json", action="store_true", help="print the records as JSON")
     m.set_defaults(func=cmd_methods)
@@ -125,4 +133,36 @@ def cmd_leaderboard(args) -> int:
     plots.leaderboard_heatmap(plain, titles).write_html(out / "leaderboard.html", include_plotlyjs=True)
     print("\n".join(lines))
     print(f"wrote {len(rows)} rows to {out}/leaderboard.csv, leaderboard.md, leaderboard.html and entries/")
+    return 0
+
+
+def cmd_warm(args) -> int:
+    """The story's runs (the presets, seed 0), the About table's (three seeds), the default scenario and,
+    asked for, the leaderboard: one Work, so cached points are skipped and the rest run on workers."""
+    import time
+
+    from .. import leaderboard, story
+    from ..presets import default_scenario
+    from ..report import table_points
+    from ..work import Work, execute
+    from .pipeline import _tqdm_progress, _workers
+
+    points = [({"part": "story"}, s) for s in story.scenarios(args.zoo)]
+    points += [({"part": "about"}, s) for _, s in table_points(args.zoo)]
+    points += [({"part": "default"}, default_scenario(args.zoo))]
+    if args.leaderboard:
+        points += [({"part": "leaderboard"}, s) for _, s in leaderboard.points(args.zoo, mse_aware=(False, True))]
+    seen, unique = set(), []
+    for row, s in points:  # one run per scenario, whichever part asked first
+        if s.key not in seen:
+            seen.add(s.key)
+            unique.append((row, s))
+    w = Work.sweep(unique)
+    missing = w.missing()
+    print(f"{len(unique)} runs, {missing} not cached yet", file=sys.stderr)
+    start = time.perf_counter()
+    bar, progress = _tqdm_progress("warm")
+    execute(w, progress, workers=_workers(args.workers))
+    bar.close()
+    print(f"warm: {len(unique)} runs in the cache ({missing} computed in {time.perf_counter() - start:.0f} s)")
     return 0

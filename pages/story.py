@@ -1,0 +1,88 @@
+"""The guided story: five steps for a demo, one click each, answered from the result cache once
+warmed (`python -m rmtllmf_core warm`). Every sentence's numbers come from the step's own run
+(rmtllmf_core/story.py).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from rmtllmf_core import plots as result_plots
+from rmtllmf_core import story
+from rmtllmf_core.errors import RmtllmfError
+from studio import engine, frame, plots, state, ui
+
+frame.ensure()  # the app's frame around this page, even when Streamlit runs the file bare
+
+presenter = state.presenter()
+zoo = state.scenario().zoo
+KEY = "story.step"
+TITLES = {s.key: s.title for s in story.STEPS}
+METRICS = {"clean": "Clean fusion", "attacked": "Jammed, no defense", "defended": "Jammed + R-MTLLMF"}
+
+
+def _go(delta: int) -> None:
+    keys = list(story.STEP_KEYS)
+    current = st.session_state.get(KEY) or keys[0]
+    st.session_state[KEY] = keys[max(0, min(len(keys) - 1, keys.index(current) + delta))]
+
+
+st.title("The story in five steps")
+if not presenter:
+    st.caption("A guided tour for a demo: each step is one run of the engine on the paper's presets, read from the "
+               "disk cache once warmed (`python -m rmtllmf_core warm`). The numbers in every sentence are this "
+               "zoo's own.")
+st.session_state.setdefault(KEY, story.STEP_KEYS[0])
+nav = st.columns([8, 1, 1], vertical_alignment="bottom")
+with nav[0]:
+    key = st.segmented_control("Step", story.STEP_KEYS, format_func=TITLES.get, key=KEY,
+                               label_visibility="collapsed") or story.STEP_KEYS[0]
+index = story.STEP_KEYS.index(key)
+nav[1].button("Back", icon=":material/arrow_back:", on_click=_go, args=(-1,), disabled=index == 0,
+              key="story.back", width="stretch")
+nav[2].button("Next", icon=":material/arrow_forward:", on_click=_go, args=(1,), type="primary",
+              disabled=index == len(story.STEPS) - 1, key="story.next", width="stretch")
+
+step = story.step(key)
+try:
+    scn = story.scenario(step, zoo)
+    res, _ = engine.run(scn, label=f"Computing step {index + 1}")
+    ideal = engine.run(story.scenario(story.STEPS[0], zoo), label="Computing the ideal channel")[0] \
+        if step.channel else None
+except RmtllmfError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+n = story.numbers(step, res, ideal)
+shown = [c for c in ("clean", "attacked", "defended") if c in step.show]
+cols = st.columns(len(shown) + (1 if step.channel else 0))
+for col, cond in zip(cols, shown):
+    delta = None
+    if cond == "attacked":
+        delta = f"{-n['drop']:+.1f} pts vs clean"
+    elif cond == "defended":
+        delta = f"{n['repair']:+.1f} pts vs no defense"
+    col.metric(METRICS[cond], f"{n[cond]:.1f}%", delta=delta)
+if step.channel:
+    cols[-1].metric("Average MSE", f"{n['mse']:.3f}", delta=f"{n['mse'] - n['ideal_mse']:+.3f} vs ideal",
+                    delta_color="inverse")
+st.markdown(f"#### {step.title}" if presenter else f"### {step.title}")
+st.markdown(story.narrative(step, res, ideal))
+
+labels = [ui.task_title(t) for t in res.tasks]
+if step.channel:
+    fig = result_plots.user_mse_bars({"ideal channel": ideal, "with the jammer": res}, labels=labels)
+else:
+    fig = plots.recolor(result_plots.accuracy_bars(res, list(step.show)))
+    for trace in fig.data:
+        trace.x = labels
+fig = plots.style(fig, presenter=presenter, height=300 if presenter else 400)  # above the fold on a projector
+fig.update_xaxes(title=None)
+ui.chart(fig, f"chart.story.{key}")
+
+
+def _explore() -> None:
+    state.set_scenario(scn, from_outside=True)
+
+
+if st.button("Explore this step on the Fusion page", icon=":material/tune:", key="story.explore", on_click=_explore):
+    st.switch_page("pages/fusion.py")
