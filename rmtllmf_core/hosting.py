@@ -320,7 +320,21 @@ class HeavyRequest:
     def run(self, progress: Callable[[float, str], None] | None = None) -> Any:
         from .work import execute
 
+        address = None if self.work.single or self.cached else ray_address()
+        if address:  # a configured cluster takes the host's sweeps; single runs stay here
+            return execute(self.work, progress, backend="ray", address=address)
         return execute(self.work, progress)
+
+
+def ray_address(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> str | None:
+    """The Ray cluster the host sends its sweeps to: `RMTLLMF_RAY_ADDRESS`, else `[compute] ray_address`
+    in the secrets, else None (sweeps run on this server)."""
+    env = os.environ if env is None else env
+    if env.get(ENV_PREFIX + "RAY_ADDRESS"):
+        return env[ENV_PREFIX + "RAY_ADDRESS"]
+    compute = (read_secrets(strict=False) if secrets is None else secrets).get("compute") or {}
+    value = compute.get("ray_address") if isinstance(compute, Mapping) else None
+    return str(value) if value else None
 
 
 def request(work) -> HeavyRequest:

@@ -146,19 +146,20 @@ def fig2_points(zoo: str, sizes: Sequence[int] | None = None) -> list:
 
 
 def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
-                    progress: Callable | None = None, workers: int = 1) -> Path:
-    """Every figure into `out`, and report.md; the sweeps run in `workers` processes (see work.run_points)."""
+                    progress: Callable | None = None, workers: int = 1, **backend) -> Path:
+    """Every figure into `out`, and report.md; the sweeps run in `workers` processes, or on Ray
+    (`backend`: work.run_points' backend, address)."""
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda f, m: None)
 
-    table = main_table(zoo, lambda f, m: say(0.1 * f, m))
+    table = main_table(zoo, lambda f, m: say(0.1 * f, m), workers=workers, **backend)
     (out / "table.json").write_text(json.dumps(table, indent=1))
 
     base = preset_scenario("paper_ideal", zoo=zoo)
     worst = preset_scenario("paper_worst_sum_rate", zoo=zoo)
     # Fig. 2: every combination of tasks, each condition at its preset jammer power
     rows = run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
-                      workers=workers)
+                      workers=workers, **backend)
     summary = sweeps.summarize_tasks(rows)
     plots.tasks_bands(summary).write_html(out / "fig2_tasks.html", include_plotlyjs=True)
     (out / "fig2_tasks.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
@@ -172,14 +173,15 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     say(0.75, "Fig. 3-4")
 
     # Fig. 5: ablation (ideal channel)
-    ablation = sweeps.ablation_sweep(base, progress=lambda f, m: say(0.75 + 0.15 * f, f"Fig. 5 {m}"), workers=workers)
+    ablation = sweeps.ablation_sweep(base, progress=lambda f, m: say(0.75 + 0.15 * f, f"Fig. 5 {m}"), workers=workers,
+                                     **backend)
     plots.ablation_bars(ablation).write_html(out / "fig5_ablation.html", include_plotlyjs=True)
     (out / "fig5_ablation.json").write_text(json.dumps(ablation, indent=1))
 
     # beyond the paper: accuracy versus jammer power
     snr = sweeps.snr_sweep(base, [-150, -140, -130, -120, -110, -100], ["white", "worst_sum_rate",
                            "worst_strongest_user"], ["none", "rmtllmf"], progress=lambda f, m: say(0.9 + 0.1 * f, m),
-                           workers=workers)
+                           workers=workers, **backend)
     plots.snr_curves(snr).write_html(out / "snr.html", include_plotlyjs=True)
     (out / "snr.json").write_text(json.dumps(snr, indent=1))
 

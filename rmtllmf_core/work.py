@@ -86,12 +86,13 @@ class Work:
 
 
 def execute(work: Work, progress: Progress | None = None, *, cache=None, use_cache: bool = True, workers: int = 1,
-            worker_setup: Callable[[], Any] | None = None):
-    """Run a Work: a single run answers its result (`pipeline.run`), a sweep its rows."""
+            worker_setup: Callable[[], Any] | None = None, **backend):
+    """Run a Work: a single run answers its result (`pipeline.run`, here), a sweep its rows (`run_points`:
+    `backend`, `address`, `gpus_per_point` choose where)."""
     if work.single:
         return run(work.scenarios[0], cache=cache, progress=progress, use_cache=use_cache, key=work.result_keys[0])
     rows = run_points(work.points, progress, workers=workers, worker_setup=worker_setup, cache=cache,
-                      use_cache=use_cache)
+                      use_cache=use_cache, **backend)
     return spread_control(rows) if work.spread_control else rows
 
 
@@ -124,8 +125,12 @@ def row_of(row: Mapping, result: Result) -> dict:
     }
 
 
+BACKENDS = ("local", "ray")
+
+
 def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | None = None, *, workers: int = 1,
-               worker_setup: Callable[[], Any] | None = None, **run_kw) -> list[dict]:
+               worker_setup: Callable[[], Any] | None = None, backend: str = "local", address: str | None = None,
+               gpus_per_point: float = 0.0, **run_kw) -> list[dict]:
     """One row per point, in the order of `points`; every point is one cached `run`.
 
     `workers` > 1 runs the points not yet in the cache in that many worker processes (spawned, one
@@ -135,8 +140,15 @@ def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | Non
     register a zoo that is not loadable by name. The rows equal the serial path's (tested), as long
     as the serial process also runs torch on one thread: floating-point sums may depend on the
     thread count.
+
+    `backend="ray"` runs the points not yet cached as Ray tasks instead (`ray_backend.py`: a local Ray
+    with `workers` CPUs, or the cluster at `address`); the rows are the same.
     """
     points = list(points)
+    if backend not in BACKENDS:
+        raise InputError("backend", f"one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "ray":
+        return _run_ray(points, progress, workers, worker_setup, address, gpus_per_point, **run_kw)
     if workers <= 1 or len(points) <= 1:
         return _run_serial(points, progress, **run_kw)
     return _run_pool(points, progress, workers, worker_setup, **run_kw)
@@ -215,6 +227,32 @@ def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_c
                 for future in pending:
                     future.cancel()
                 raise
+    return [row_of(row, result) for (row, _), result in zip(points, results)]
+
+
+def _run_ray(points, progress, workers, worker_setup, address, gpus_per_point, *, cache=None,
+             use_cache: bool = True) -> list[dict]:
+    from . import ray_backend
+
+    cache = cache if cache is not None else pipeline.default_cache()
+    work = Work.sweep(points)
+    keys = work.result_keys                                  # also checks every point's tasks first
+    results: list = [pipeline.stored(cache, k) if use_cache else None for k in keys]   # resume
+    done = sum(r is not None for r in results)
+    todo = [i for i, r in enumerate(results) if r is None]
+    if progress and done:
+        progress(done / len(points), f"{done}/{len(points)}")
+
+    def arrived(i: int, data: dict) -> None:
+        nonlocal done
+        results[i] = Result.from_json({**data, "key": keys[i]})
+        done += 1
+        if progress:
+            progress(done / len(points), f"{done}/{len(points)}")
+
+    if todo:
+        ray_backend.run(points, todo, keys, cache, arrived, workers=workers, address=address,
+                        worker_setup=worker_setup, gpus_per_point=gpus_per_point)
     return [row_of(row, result) for (row, _), result in zip(points, results)]
 
 

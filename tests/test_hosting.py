@@ -538,3 +538,11 @@ def test_core_reads_the_secrets_files_with_tomllib(tmp_path):
     with pytest.raises(hosting.SecretsUnreadable):
         hosting.read_secrets(files=[user, app])
     assert hosting.read_secrets(strict=False, files=[user, app]) == {}
+
+
+def test_the_host_sends_sweeps_to_a_configured_cluster_only():
+    from rmtllmf_core import hosting
+
+    assert hosting.ray_address({}, {}) is None
+    assert hosting.ray_address({"RMTLLMF_RAY_ADDRESS": "head:6379"}, {}) == "head:6379"
+    assert hosting.ray_address({}, {"compute": {"ray_address": "auto"}}) == "auto"

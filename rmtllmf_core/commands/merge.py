@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .pipeline import add_backend
 
 MSE_AWARE_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
 
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--leaderboard", action="store_true", help="also every leaderboard entry (54 runs more)")
     w.add_argument("--workers", type=int, default=None,
                    help="worker processes, one torch thread each (default: the available cores)")
+    add_backend(w)
     w.set_defaults(func=cmd_warm)
 
     m = sub.add_parser("methods", help="list the merge methods: title, reference, parameters (defaults and bounds)")
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seeds", default="0", help="comma-separated seeds, averaged (default: %(default)s)")
     b.add_argument("--workers", type=int, default=None,
                    help="worker processes, one torch thread each (default: the available cores)")
+    add_backend(b)
     b.set_defaults(func=cmd_leaderboard)
 
 
@@ -102,7 +105,7 @@ def cmd_leaderboard(args) -> int:
     from .. import leaderboard, pipeline, plots
     from ..methods import METHODS
     from ..work import execute
-    from .pipeline import _tqdm_progress, _workers
+    from .pipeline import _tqdm_progress, _workers, backend_kw
 
     try:
         seeds = [int(s) for s in _names(args.seeds)]
@@ -113,7 +116,7 @@ def cmd_leaderboard(args) -> int:
     workers = _workers(args.workers)
     print(f"{len(w.points)} runs, {w.missing()} not cached yet", file=sys.stderr)
     bar, progress = _tqdm_progress("leaderboard")
-    execute(w, progress, workers=workers)
+    execute(w, progress, workers=workers, **backend_kw(args))
     bar.close()
     rows = leaderboard.table(w)
     engine = pipeline.get_engine(args.zoo)
@@ -145,7 +148,7 @@ def cmd_warm(args) -> int:
     from ..presets import default_scenario
     from ..report import table_points
     from ..work import Work, execute
-    from .pipeline import _tqdm_progress, _workers
+    from .pipeline import _tqdm_progress, _workers, backend_kw
 
     points = [({"part": "story"}, s) for s in story.scenarios(args.zoo)]
     points += [({"part": "about"}, s) for _, s in table_points(args.zoo)]
@@ -162,7 +165,7 @@ def cmd_warm(args) -> int:
     print(f"{len(unique)} runs, {missing} not cached yet", file=sys.stderr)
     start = time.perf_counter()
     bar, progress = _tqdm_progress("warm")
-    execute(w, progress, workers=_workers(args.workers))
+    execute(w, progress, workers=_workers(args.workers), **backend_kw(args))
     bar.close()
     print(f"warm: {len(unique)} runs in the cache ({missing} computed in {time.perf_counter() - start:.0f} s)")
     return 0

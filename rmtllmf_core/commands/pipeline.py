@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--shots", default="1,5,10,20", help="ablation: shots per class, comma-separated")
     s.add_argument("--workers", type=int, default=None,
                    help="worker processes, one torch thread each (default: the available cores; 1: in this process)")
+    add_backend(s)
     s.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("calibrate", help="fit the error model's reference amplitude and the realignment budget "
@@ -82,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes for the sweeps (default: the available cores; 1: in this process)")
     r.add_argument("--table-only", action="store_true",
                    help="only the paper-versus-ours table and the orderings over the seeds (15 runs), printed")
+    add_backend(r)
     r.set_defaults(func=cmd_paper)
 
 
@@ -206,6 +208,22 @@ def write_rows(rows: list[dict], out: Path, stem: str) -> None:
             writer.writerows(rows)
 
 
+def add_backend(p: argparse.ArgumentParser) -> None:
+    """--backend and --address (sweep, paper, leaderboard, warm)."""
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: worker processes of this machine; ray: Ray tasks (docs/cluster.md) (default: %(default)s)")
+    p.add_argument("--address", default=None, help="ray: 'local' (default: a Ray of --workers CPUs started here), "
+                   "'auto' (the cluster this machine is part of) or HOST:PORT of a head")
+    p.add_argument("--gpus-per-point", type=float, default=0.0,
+                   help="ray: the fraction of a GPU each point asks for (evaluation and realignment on it)")
+
+
+def backend_kw(args) -> dict:
+    if args.backend != "ray" and (args.address is not None or args.gpus_per_point):
+        raise InputError("backend", "--address and --gpus-per-point need --backend ray")
+    return {"backend": args.backend, "address": args.address, "gpus_per_point": args.gpus_per_point}
+
+
 def _workers(value: int | None) -> int:
     from ..jobs import available_cores
 
@@ -222,6 +240,7 @@ def cmd_sweep(args) -> int:
     base = load_scenario(args.scenario, preset=args.preset, changes=args.set)
     out = Path(args.out)
     workers = _workers(args.workers)
+    run_kw = backend_kw(args)
     defenses = _names(args.defenses if args.defenses is not None else SWEEP_DEFENSES[args.kind])
     for name in defenses:  # a bad name is one line before any progress bar
         sweeps.with_defense(base, name)
@@ -237,21 +256,21 @@ def cmd_sweep(args) -> int:
         sweeps.gain_points(base, gains, _names(args.attacks), defenses, jammer_dbm=powers[0])
     bar, progress = _tqdm_progress(f"sweep {args.kind}")
     if args.kind == "snr":
-        rows = sweeps.snr_sweep(base, powers, _names(args.attacks), defenses, progress=progress, workers=workers)
+        rows = sweeps.snr_sweep(base, powers, _names(args.attacks), defenses, progress=progress, workers=workers, **run_kw)
         fig = plots.snr_curves(rows)
     elif args.kind == "gain":
         rows = sweeps.gain_sweep(base, gains, _names(args.attacks), defenses, jammer_dbm=powers[0],
-                                 progress=progress, workers=workers)
+                                 progress=progress, workers=workers, **run_kw)
         fig = plots.gain_curves(rows, fitted_db=sweeps.fitted_gain_db())
     elif args.kind == "tasks":
         sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
         conditions = [(a, d) for a in _names(args.attacks) for d in defenses]
-        rows = sweeps.tasks_sweep(base, conditions, sizes=sizes, progress=progress, workers=workers)
+        rows = sweeps.tasks_sweep(base, conditions, sizes=sizes, progress=progress, workers=workers, **run_kw)
         write_rows(sweeps.summarize_tasks(rows), out, "tasks_summary")
         fig = plots.tasks_bands(sweeps.summarize_tasks(rows))
     else:
         rows = sweeps.ablation_sweep(base, [int(x) for x in _floats(args.shots, "shots")], progress=progress,
-                                     workers=workers)
+                                     workers=workers, **run_kw)
         fig = plots.ablation_bars(rows)
     bar.close()
     write_rows(rows, out, args.kind)
@@ -312,9 +331,10 @@ def cmd_calibrate(args) -> int:
 def cmd_paper(args) -> int:
     from ..report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
 
+    run_kw = {"workers": _workers(args.workers), **backend_kw(args)}
     if args.table_only:
         bar, progress = _tqdm_progress("paper table")
-        table = main_table(args.zoo, progress)
+        table = main_table(args.zoo, progress, **run_kw)
         bar.close()
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -323,6 +343,9 @@ def cmd_paper(args) -> int:
         return 0
 
     sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
-    path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes, workers=_workers(args.workers))
+    from ..ray_backend import session
+
+    with session(args.backend, run_kw["workers"], args.address):  # one Ray for all the paper's sweeps
+        path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes, **run_kw)
     print(f"report: {path}")
     return 0
