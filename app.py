@@ -30,6 +30,7 @@ PAGES = [
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", url_path="leaderboard"),
+    st.Page("pages/resilience.py", title="Resilience", icon=":material/shield:", url_path="resilience"),
     st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
 ]
 page = st.navigation(PAGES)

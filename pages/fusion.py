@@ -76,9 +76,16 @@ with controls:
     st.subheader("Noise model", divider="gray")
     ed.select("perturb.model", "MSE to parameter error", format_func={
         "gaussian": "Gaussian, independent per user", "correlated": "Gaussian, correlated across users",
-        "digital": "digital: quantised, 64-QAM, bit errors"}.get)
-    if scn.perturb.model == "digital":
+        "digital": "digital: quantised, 64-QAM, bit errors",
+        "coded": "coded: quantised, 5G LDPC on QAM (Sionna)"}.get)
+    if scn.perturb.model in ("digital", "coded"):
         ed.select("perturb.bits_per_param", "Bits per parameter")
+        if scn.perturb.model == "coded":
+            c1, c2 = st.columns(2)
+            with c1:
+                ed.select("perturb.code_rate", "LDPC code rate")
+            with c2:
+                ed.select("perturb.qam_bits", "Bits per QAM symbol")
     else:
         ed.select("perturb.scale", "Error relative to", radio=True, format_func={
             "absolute": "the raw parameter (absolute)", "per_tensor": "each tensor's power (per tensor)",
@@ -92,6 +99,9 @@ with controls:
                        "the error on a parameter has variance MSE x scale² x 10^(-dB/10). Higher: less noise. "
                        "The default is fitted to the paper (`python -m rmtllmf_core calibrate`); 0 dB is the "
                        "literal reading.")
+    ed.number("perturb.repetition", "Repetition: copies of every symbol", step=1,
+              help="Physical-layer protection: r copies combined at the receiver divide the error variance by r "
+                   "(r times the airtime; the Resilience page compares it with coding).")
     if not presenter:
         with st.expander("Evaluation"):
             ed.number("evaluation.samples_per_task", "Test samples per task", step=50)

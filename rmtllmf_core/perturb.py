@@ -70,7 +70,7 @@ from .errors import InputError
 from .scenario import SYMBOL_GAIN_DB_RANGE
 from .taskvec import ParamLayout
 
-MODELS = ("gaussian", "correlated", "digital")
+MODELS = ("gaussian", "correlated", "digital", "coded")
 SCALES = ("absolute", "per_tensor", "per_vector", "peak")
 GAIN_DB_RANGE = SYMBOL_GAIN_DB_RANGE  # the schema's range, checked here too for direct callers
 BITS_PER_PARAM = (6, 12, 18, 24)
@@ -361,8 +361,11 @@ def _transmit_words(words: torch.Tensor, bits: int, sinr: float, gen: torch.Gene
     return words.index_add(0, param, ((_gray_encode(moved) - field) << shift).to(words.dtype))
 
 
-def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generator) -> torch.Tensor:
-    """Quantise one tensor of one user (1-D, float32) over its own [min, max], send, dequantise: in place."""
+def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generator,
+                    ber: float | None = None) -> torch.Tensor:
+    """Quantise one tensor of one user (1-D, float32) over its own [min, max], send, dequantise: in place.
+    Sent over uncoded 64-QAM at `sinr`, or, given the decoded bit-error rate `ber` of a coded link,
+    with each bit flipped independently at that rate."""
     if x.numel() == 0:
         return x
     lo, hi = torch.aminmax(x)
@@ -372,9 +375,21 @@ def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generato
     safe = step if step > 0 else 1.0
     # float64: a 24-bit word does not fit a float32 mantissa with room to round
     words = x.to(torch.float64).sub_(lo64).div_(safe).round_().clamp_(0, top).to(torch.int32)
-    words = _transmit_words(words, bits, sinr, gen)
+    words = _transmit_words(words, bits, sinr, gen) if ber is None else _flip_bits(words, bits, ber, gen)
     x.copy_(words.to(torch.float64).mul_(step).add_(lo64))
     return x
+
+
+def _flip_bits(words: torch.Tensor, bits: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Every bit of the int32 words flipped independently with probability p (only the events drawn)."""
+    if p <= 0.0:
+        return words
+    pos = _bernoulli_positions(words.numel() * bits, min(p, 1.0), gen)
+    if pos.numel() == 0:
+        return words
+    masks = torch.zeros(words.numel(), dtype=torch.int32)
+    masks.index_add_(0, pos // bits, (1 << (pos % bits)).to(torch.int32))  # distinct bits: the sum is the OR
+    return words ^ masks
 
 
 def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
@@ -408,6 +423,7 @@ class Link:
     factor: Optional[np.ndarray]
     sinr: Optional[np.ndarray]
     bits: int
+    ber: Optional[np.ndarray] = None   # coded: every user's decoded bit-error rate (phy.coded_ber)
 
     @property
     def silent(self) -> bool:
@@ -428,6 +444,8 @@ def link(
     sinr_db=None,
     bits_per_param: int = 12,
     gain_db: float = 0.0,
+    code_rate: str = "1/2",
+    qam_bits: int = 4,
 ) -> Link:
     """Validate a drop's perturbation and precompute it for :func:`perturb_slice_`.
 
@@ -451,20 +469,25 @@ def link(
     model = _check_choice(model, MODELS, "perturb.model")
     scale = _check_choice(scale, SCALES, "perturb.scale")
     seed = _check_seed(seed)
-    std = factor = sinr = None
+    std = factor = sinr = ber = None
     bits = 0
-    if model == "digital":
+    if model in ("digital", "coded"):
         if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
             raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {bits_per_param!r}")
         bits = int(bits_per_param)
         sinr = _sinr_linear(sinr_db, mse)
+        if model == "coded":
+            from .phy import coded_ber  # Sionna's LDPC, simulated once per code setting
+
+            with np.errstate(divide="ignore"):
+                ber = coded_ber(10.0 * np.log10(sinr), code_rate, qam_bits)
     else:
         if model == "correlated":
             if error_covariance is None:
                 raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
             factor = correlation_factor(error_covariance, n_users)
         std = tensor_noise_std(power, mse[list(users)], layout, scale, gain_db)
-    return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits)
+    return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits, ber=ber)
 
 
 def perturb_slice_(x: torch.Tensor, lk: Link, tensor: int) -> torch.Tensor:
@@ -475,11 +498,11 @@ def perturb_slice_(x: torch.Tensor, lk: Link, tensor: int) -> torch.Tensor:
     n = x.shape[1]
     if n == 0 or lk.silent:
         return x
-    if lk.model == "digital":
+    if lk.model in ("digital", "coded"):
         for r, q in enumerate(lk.users):
             if lk.mse[q] > 0:
-                _digital_slice_(x[r], lk.bits, float(lk.sinr[q]),
-                                _generator(stream_seed(lk.seed, q, tensor)))
+                _digital_slice_(x[r], lk.bits, float(lk.sinr[q]), _generator(stream_seed(lk.seed, q, tensor)),
+                                ber=None if lk.ber is None else float(lk.ber[q]))
         return x
     if lk.factor is None:
         for r, q in enumerate(lk.users):

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from . import ENGINE_VERSION, defense, evaluate, fusion, perturb
+from . import ENGINE_VERSION, defense, evaluate, fusion, perturb, phy
 from .cache import ResultCache
 from .errors import InputError
 from .methods import LAMBDA_MAX, METHODS
@@ -287,11 +287,13 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
     p, d = scenario.perturb, scenario.defense
     users = list(scenario.tasks)
     rows = [users.index(t) for t in run_.tasks]
-    mse = np.asarray(uplink.mse, dtype=float)
+    # physical-layer repetition: r combined copies divide the MSE by r and multiply the SINR by r (phy.py)
+    mse, sinr_db = phy.repeated(uplink.mse, uplink.sinr_db, p.repetition)
     link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
-                        power=clean.power if p.model != "digital" else None, users=rows,
-                        error_covariance=np.asarray(uplink.error_covariance), sinr_db=np.asarray(uplink.sinr_db),
-                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db)
+                        power=clean.power if p.model in ("gaussian", "correlated") else None, users=rows,
+                        error_covariance=np.asarray(uplink.error_covariance), sinr_db=sinr_db,
+                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db, code_rate=p.code_rate,
+                        qam_bits=p.qam_bits)
 
     def received(i):
         return perturb.perturb_slice_(clean.slices(i), link, i)
@@ -423,6 +425,9 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> R
                            for cond in ("attacked", "defended")},
         "cosine": {name: m.tolist() for name, m in cosine.items()},
         "timing_s": run_.timing,
+        "airtime_factor": phy.airtime_factor(scenario.perturb.model, scenario.perturb.repetition,
+                                             scenario.perturb.bits_per_param, scenario.perturb.code_rate,
+                                             scenario.perturb.qam_bits),
     }
     # a channel that leaves the task vectors as noise with no jammer says so (run() may append more)
     warnings = [w for w in (channel_warning(scenario.wireless, uplink),) if w]

@@ -309,13 +309,55 @@ def leaderboard_bars(rows: Sequence[Mapping], attack: str, titles: Mapping[str, 
                    "avg normalised accuracy (%)")
 
 
-def user_mse_bars(channels: Mapping[str, Result], labels: Sequence[str] | None = None) -> go.Figure:
-    """Each user's MSE after the receiver, one bar group per channel (e.g. ideal against jammed)."""
+def user_mse_bars(channels: Mapping[str, Result | Mapping], labels: Sequence[str] | None = None) -> go.Figure:
+    """Each user's MSE after the receiver, one bar group per channel (e.g. ideal against jammed); a
+    channel is a Result or an uplink's plain data (`evaluate_uplink(...).to_dict()`)."""
     fig = go.Figure()
     colors = (CLEAN_COLOR, DEFENSE_COLORS["none"], "#ff7f0e", "#9467bd")
     for i, (name, r) in enumerate(channels.items()):
-        x = list(labels) if labels is not None else [f"user {q}" for q in range(len(r.users))]
-        fig.add_trace(go.Bar(x=x, y=[u["mse"] for u in r.users], name=name, marker_color=colors[i % len(colors)],
+        users = r["users"] if isinstance(r, Mapping) else r.users
+        x = list(labels) if labels is not None else [f"user {q}" for q in range(len(users))]
+        fig.add_trace(go.Bar(x=x, y=[u["mse"] for u in users], name=name, marker_color=colors[i % len(colors)],
                              hovertemplate="%{x}: MSE %{y:.3f}<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", yaxis_range=[0, 1])
     return _layout(fig, "Each user's MSE after the receiver (1 = the task vector is noise)", "user (its task)", "MSE")
+
+
+PROTECTION_STYLE = {"none": ("no protection", DEFENSE_COLORS["none"], "dot"),
+                    "ai": ("AI: R-MTLLMF", DEFENSE_COLORS["rmtllmf"], "dash"),
+                    "phy": ("PHY: best protection in the budget", "#ff7f0e", "dashdot"),
+                    "phy+ai": ("PHY + AI", "#2ca02c", "solid")}
+
+
+def resilience_curves(table: Sequence[Mapping]) -> go.Figure:
+    """Accuracy versus airtime budget for none / AI / PHY / PHY+AI, one panel per channel."""
+    from plotly.subplots import make_subplots
+
+    attacks = list(dict.fromkeys(r["attack"] for r in table))
+    fig = make_subplots(rows=1, cols=len(attacks), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[ATTACK_TITLES.get(a, a) for a in attacks])
+    for i, attack in enumerate(attacks, start=1):
+        for protection, (name, color, dash) in PROTECTION_STYLE.items():
+            pts = sorted((r["airtime_factor"], 100 * r["average_normalized"], r["setting"]) for r in table
+                         if r["attack"] == attack and r["protection"] == protection)
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name,
+                                     legendgroup=protection, showlegend=i == 1, line=dict(color=color, dash=dash),
+                                     customdata=[p[2] for p in pts],
+                                     hovertemplate="airtime x%{x}: %{y:.1f}% (%{customdata})<extra>" + name + "</extra>"),
+                          row=1, col=i)
+        fig.update_xaxes(type="log", tickvals=[1, 2, 4, 8], title_text="airtime budget (x)", row=1, col=i)
+    fig.update_yaxes(range=[0, 105], title_text="avg normalised accuracy (%)", row=1, col=1)
+    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=70, b=60), legend=dict(orientation="h", y=-0.25),
+                      title="Protection versus airtime (budget: channel uses per parameter, x one analogue symbol)")
+    return fig
+
+
+def ber_curves(tables: Mapping[str, Mapping]) -> go.Figure:
+    """Coded bit-error rate versus SINR, one curve per code setting (log scale; error-free points left out)."""
+    fig = go.Figure()
+    for i, (name, t) in enumerate(tables.items()):
+        pts = [(s, b) for s, b in zip(t["sinr_db"], t["ber"]) if b > 0]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_yaxes(type="log", exponentformat="power", range=[-6.5, 0])
+    return _layout(fig, "Coded bit-error rate after LDPC decoding (Sionna)", "SINR (dB)", "BER")

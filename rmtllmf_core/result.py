@@ -38,6 +38,7 @@ class Result(BaseModel):
     rejection_rate: dict[str, float]             # attacked / defended -> share of samples rejecting H0
     cosine: dict[str, list[list[float]]]         # clean / received / defended -> task-vector cosines
     timing_s: dict[str, float]                   # stage -> seconds (of the run that computed it)
+    airtime_factor: float = 1.0                  # channel uses per parameter against one analogue symbol (phy.py)
     warnings: list[str] = []
     key: str = ""                                # the disk-cache key (set by pipeline.run)
 

@@ -26,7 +26,7 @@ MAX_USERS = 64
 SYMBOL_GAIN_DB_RANGE = (-40.0, 60.0)  # perturb.symbol_gain_db: what a transmitter's gain may be
 SEED_MAX = 2**32 - 1
 
-NoiseModel = Literal["gaussian", "correlated", "digital"]
+NoiseModel = Literal["gaussian", "correlated", "digital", "coded"]
 NoiseScale = Literal["absolute", "per_tensor", "per_vector", "peak"]
 FusionMethod = Literal[METHOD_NAMES]  # the records: methods.py
 LambdaMode = Literal["fixed", "heuristic", "validation"]
@@ -47,7 +47,11 @@ class PerturbConfig(Config):
     symbol_gain_db: float = Field(_FITTED["symbol_gain_db"], ge=SYMBOL_GAIN_DB_RANGE[0], le=SYMBOL_GAIN_DB_RANGE[1],
                                   allow_inf_nan=False,
                                   description="transmit gain on each normalised parameter before it becomes a symbol")
-    bits_per_param: Literal[6, 12, 18, 24] = Field(12, description="digital link: quantiser bits, 6 per 64-QAM symbol")
+    bits_per_param: Literal[6, 12, 18, 24] = Field(12, description="digital and coded links: quantiser bits per parameter")
+    # physical-layer protection (rmtllmf_core/phy.py), each at its airtime cost
+    repetition: int = Field(1, ge=1, le=16, description="copies of every symbol, combined at the receiver (airtime x r)")
+    code_rate: Literal["1/3", "1/2", "2/3", "3/4", "5/6"] = Field("1/2", description="coded link: 5G NR LDPC code rate")
+    qam_bits: Literal[2, 4, 6, 8] = Field(4, description="coded link: bits per QAM symbol")
 
 
 class FusionConfig(Config):
@@ -140,9 +144,10 @@ class Scenario(Config):
 
     @model_validator(mode="after")
     def _mse_aware_needs_a_variance(self):
-        if self.fusion.mse_aware and self.perturb.model == "digital":
+        if self.fusion.mse_aware and self.perturb.model in ("digital", "coded"):
             raise ValueError("fusion.mse_aware: weights each vector by its SNR from the Gaussian error model's "
-                             "variance; the digital link has none (use perturb.model gaussian or correlated)")
+                             "variance; the digital and coded links have none (use perturb.model gaussian or "
+                             "correlated)")
         return self
 
     @property

@@ -254,3 +254,77 @@ def summarize_tasks(rows: Sequence[Mapping]) -> list[dict]:
          "min": float(np.min(v)), "max": float(np.max(v)), "combinations": len(v)}
         for (a, d, n), v in sorted(groups.items())
     ]
+
+
+# ---- resilience: physical-layer protection beside R-MTLLMF (phy.py) -------------------------------
+AIRTIME_BUDGETS = (1, 2, 4, 8)
+# what the base station may buy with airtime: repeating every analogue symbol, or a coded digital link
+PHY_OPTIONS: tuple[dict, ...] = (
+    {"perturb.model": "gaussian", "perturb.repetition": 1},
+    {"perturb.model": "gaussian", "perturb.repetition": 2},
+    {"perturb.model": "gaussian", "perturb.repetition": 4},
+    {"perturb.model": "gaussian", "perturb.repetition": 8},
+    {"perturb.model": "coded", "perturb.code_rate": "5/6", "perturb.qam_bits": 8},
+    {"perturb.model": "coded", "perturb.code_rate": "3/4", "perturb.qam_bits": 8},
+    {"perturb.model": "coded", "perturb.code_rate": "3/4", "perturb.qam_bits": 6},
+    {"perturb.model": "coded", "perturb.code_rate": "1/2", "perturb.qam_bits": 6},
+    {"perturb.model": "coded", "perturb.code_rate": "1/2", "perturb.qam_bits": 4},
+)
+RESILIENCE_PRESETS = {"none": "paper_ideal", "worst_sum_rate": "paper_worst_sum_rate",
+                      "worst_strongest_user": "paper_worst_strongest_user"}
+
+
+def phy_label(option: Mapping) -> str:
+    if option.get("perturb.model") == "coded":
+        return f"LDPC {option['perturb.code_rate']}, {2 ** option['perturb.qam_bits']}-QAM"
+    r = option.get("perturb.repetition", 1)
+    return "analogue" if r == 1 else f"analogue x{r}"
+
+
+def resilience_points(zoo: str = "tiny", attacks: Iterable[str] = tuple(RESILIENCE_PRESETS),
+                      options: Sequence[Mapping] | None = None) -> list[tuple[dict, Scenario]]:
+    """One run per (channel at its paper preset, physical-layer option), R-MTLLMF on: its attacked fusion
+    is the option without AI protection, its defended one the option with it."""
+    from .phy import airtime_factor
+    from .presets import preset_scenario
+
+    options = PHY_OPTIONS if options is None else options
+    points = []
+    for attack in attacks:
+        if attack not in RESILIENCE_PRESETS:
+            raise InputError("attacks", f"choose among {', '.join(RESILIENCE_PRESETS)}; got {attack!r}")
+        base = without_control(preset_scenario(RESILIENCE_PRESETS[attack], zoo=zoo))
+        for option in options:
+            s = base.replace(**option)
+            p = s.perturb
+            points.append(({"attack": attack, "setting": phy_label(option),
+                            "airtime_used": airtime_factor(p.model, p.repetition, p.bits_per_param, p.code_rate,
+                                                           p.qam_bits)}, s))
+    return points
+
+
+def resilience_work(zoo: str = "tiny", attacks: Iterable[str] = tuple(RESILIENCE_PRESETS),
+                    options: Sequence[Mapping] | None = None) -> Work:
+    return Work.sweep(resilience_points(zoo, list(attacks), options))
+
+
+def resilience_table(rows: Sequence[Mapping], budgets: Sequence[float] = AIRTIME_BUDGETS) -> list[dict]:
+    """Per channel and airtime budget: no protection, AI (R-MTLLMF), PHY (the best physical-layer option
+    within the budget, by its accuracy without AI) and PHY+AI (the best option with R-MTLLMF)."""
+    out = []
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        mine = [r for r in rows if r["attack"] == attack]
+        plain = next(r for r in mine if r["setting"] == "analogue")
+        for budget in budgets:
+            fits = [r for r in mine if r["airtime_used"] <= budget + 1e-9]
+            phy = max(fits, key=lambda r: r["avg_normalized_attacked"])
+            both = max(fits, key=lambda r: r["avg_normalized"])
+            for protection, row, value in (("none", plain, plain["avg_normalized_attacked"]),
+                                           ("ai", plain, plain["avg_normalized"]),
+                                           ("phy", phy, phy["avg_normalized_attacked"]),
+                                           ("phy+ai", both, both["avg_normalized"])):
+                out.append({"attack": attack, "protection": protection, "airtime_factor": budget,
+                            "average_normalized": value, "setting": row["setting"],
+                            "airtime_used": row["airtime_used"], "clean": row["avg_normalized_clean"],
+                            "mean_mse": row["mean_mse"]})
+    return out

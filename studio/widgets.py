@@ -37,4 +37,8 @@ def channel_controls(ed: Editor, scn: Scenario, *, columns: bool = True) -> str:
                       format_func=lambda i: f"{i}: {ui.task_title(scn.tasks[i])}" if isinstance(i, int) and i < q else str(i))
     if attack != "none" and not w.jammer_power_w:
         st.caption("The jammer has no power yet: set its budget to see the attack.")
+    if attack != "none":
+        ed.toggle("wireless.receiver_knows_jammer", "The receiver knows the jammer's covariance",
+                  help="On: the MMSE-SIC filters are designed for the true noise plus jamming (a sensing receiver). "
+                       "Off: for thermal noise alone; each user's MSE is that of the mismatched filter.")
     return attack

@@ -13,7 +13,7 @@ from studio import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("scenario", "fusion", "tradeoffs", "ablations", "leaderboard", "about")
+PAGES = ("scenario", "story", "fusion", "tradeoffs", "ablations", "leaderboard", "resilience", "about")
 TIMEOUT = 180  # a cold engine run on 2 busy cores, plus the zoo's first load
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from ..errors import InputError
 from ..validation import read_json_object
 
-SWEEP_KINDS = ("snr", "gain", "tasks", "ablation")
+SWEEP_KINDS = ("snr", "gain", "tasks", "ablation", "resilience")
 
 
 # `sweep` defaults per kind: the SNR and gain sweeps compare every part of R-MTLLMF
 SWEEP_DEFENSES = {"snr": "none,freeze,realign,rmtllmf", "gain": "none,freeze,realign,rmtllmf",
-                  "tasks": "none,rmtllmf", "ablation": "none,rmtllmf"}
+                  "tasks": "none,rmtllmf", "ablation": "none,rmtllmf", "resilience": "none,rmtllmf"}
 SNR_JAMMER_DBM = "-140,-130,-120,-110,-100"
 GAINS_DB = "0,10,20,30,40"
 
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="run a sweep; writes CSV, JSON and an HTML figure")
     s.add_argument("--kind", required=True, choices=SWEEP_KINDS,
                    help="snr: accuracy and H0 rejection rate versus jammer power; gain: versus the reference "
-                   "amplitude perturb.symbol_gain_db; tasks: versus the number of fused tasks; ablation")
+                   "amplitude perturb.symbol_gain_db; tasks: versus the number of fused tasks; ablation; resilience: "
+                   "none / AI / PHY / PHY+AI protection versus the airtime budget on the paper's channels")
     s_src = s.add_mutually_exclusive_group()
     s_src.add_argument("--scenario", help="base scenario JSON (default: the default scenario on the zoo's tasks)")
     s_src.add_argument("--preset", help="base: a named preset on every zoo task: " + ", ".join(_preset_names()))
@@ -254,6 +255,8 @@ def cmd_sweep(args) -> int:
             raise InputError("jammer-dbm", f"gain: one jammer power for every attack, or none for each "
                              f"attack's paper budget; got {args.jammer_dbm!r}")
         sweeps.gain_points(base, gains, _names(args.attacks), defenses, jammer_dbm=powers[0])
+    if args.kind == "resilience":
+        return _resilience(args, base, out, workers, run_kw)
     bar, progress = _tqdm_progress(f"sweep {args.kind}")
     if args.kind == "snr":
         rows = sweeps.snr_sweep(base, powers, _names(args.attacks), defenses, progress=progress, workers=workers, **run_kw)
@@ -278,6 +281,36 @@ def cmd_sweep(args) -> int:
     print(f"wrote {len(rows)} points to {out}/{args.kind}.csv, .json and .html")
     if args.kind in ("snr", "gain"):
         print(format_sweep(rows, args.kind))
+    return 0
+
+
+def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
+    from .. import plots, sweeps
+    from ..work import execute
+
+    from .. import phy
+
+    work = sweeps.resilience_work(base.zoo, _names(args.attacks))
+    for option in sweeps.PHY_OPTIONS:  # each code's BER table once, here, before the workers need it
+        if option["perturb.model"] == "coded":
+            phy.ber_table(option["perturb.code_rate"], option["perturb.qam_bits"])
+    bar, progress = _tqdm_progress("sweep resilience")
+    options = execute(work, progress, workers=workers, **run_kw)
+    bar.close()
+    table = sweeps.resilience_table(options)
+    write_rows(options, out, "resilience_options")
+    write_rows(table, out, "resilience")
+    plots.resilience_curves(table).write_html(out / "resilience.html", include_plotlyjs=True)
+    print(f"wrote {len(table)} rows to {out}/resilience.csv (and each option's runs to resilience_options.csv)")
+    head = f"{'attack':<22}{'airtime':>8}" + "".join(f"{p:>9}" for p in ("none", "ai", "phy", "phy+ai")) + "   best PHY+AI"
+    lines = [head]
+    for attack in dict.fromkeys(r["attack"] for r in table):
+        for budget in sweeps.AIRTIME_BUDGETS:
+            got = {r["protection"]: r for r in table if r["attack"] == attack and r["airtime_factor"] == budget}
+            lines.append(f"{attack:<22}{budget:>8g}" + "".join(f"{100 * got[p]['average_normalized']:>8.1f}%"
+                                                               for p in ("none", "ai", "phy", "phy+ai"))
+                         + f"   {got['phy+ai']['setting']}")
+    print("\n".join(lines))
     return 0
 
 

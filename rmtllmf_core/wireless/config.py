@@ -149,6 +149,10 @@ class WirelessConfig(Config):
                                   description="jammer budget P_J >= tr C_J, W (all attacks; unused by 'none')")
     attack: Attack = "none"
     target_user: Optional[int] = Field(None, description="0-based user index, for attack='targeted'")
+    # True: the MMSE-SIC filters use the true noise-plus-jamming covariance (a sensing-assisted
+    # receiver); False: they are designed for thermal noise alone and each user's MSE is that of the
+    # mismatched filter under the actual jamming
+    receiver_knows_jammer: bool = Field(True, description="the receiver knows the jammer's covariance")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

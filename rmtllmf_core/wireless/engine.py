@@ -18,7 +18,7 @@ import numpy as np
 from . import attacks as atk
 from .config import WirelessConfig
 from .geometry import annulus_positions, pathloss_db
-from .receiver import linear_mmse_error_covariance, sic_mmse, sic_order
+from .receiver import hermitian, linear_mmse_error_covariance, sic_mmse, sic_order
 from .solver import DEFAULT_ITERATIONS, solve_worst_jammer
 
 LN2 = float(np.log(2.0))
@@ -117,8 +117,21 @@ def _batch(cfg: WirelessConfig, channel, *, attack=None, with_filters=False, ite
     g = channel * np.sqrt(p / s2)[None, None, :]
     a = jam.whiten(g)
     _, rank = sic_order(channel, p)
-    out = sic_mmse(a, rank, with_filters=with_filters)
-    return jam, a, rank, out
+    if cfg.receiver_knows_jammer or attack == "none":
+        return jam, a, rank, sic_mmse(a, rank, with_filters=with_filters)
+    return jam, a, rank, _mismatched(g, jam, rank, with_filters)
+
+
+def _mismatched(g, jam, rank, with_filters: bool):
+    """The MMSE-SIC filters designed for thermal noise alone (`g`: the channel in thermal-noise units),
+    applied to the actual noise I + C (C: the jammer's covariance in the same units): each error's
+    covariance gains F C F^H, so every user's MSE is at least the matched receiver's (tested).
+    The rate reported is the one the MSE supports, -log MSE (MSE = exp(-R), as for the matched filter)."""
+    _, _, filters, cov = sic_mmse(g, rank, with_filters=True)
+    cov = cov + filters @ jam.covariance() @ hermitian(filters)
+    mse = np.clip(np.real(np.diagonal(cov, axis1=-2, axis2=-1)), 1e-300, 1.0)
+    rate = -np.log(mse)
+    return (rate, mse, filters, cov) if with_filters else (rate, mse)
 
 
 # --------------------------------------------------------------------------- results
