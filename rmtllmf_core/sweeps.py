@@ -311,6 +311,9 @@ def resilience_work(zoo: str = "tiny", attacks: Iterable[str] = tuple(RESILIENCE
 def resilience_table(rows: Sequence[Mapping], budgets: Sequence[float] = AIRTIME_BUDGETS) -> list[dict]:
     """Per channel and airtime budget: no protection, AI (R-MTLLMF), PHY (the best physical-layer option
     within the budget, by its accuracy without AI) and PHY+AI (the best option with R-MTLLMF)."""
+    budgets = [float(b) for b in budgets]
+    if not budgets or any(not b >= 1.0 for b in budgets):   # also refuses NaN
+        raise InputError("airtime", f"budgets are channel uses per parameter, each >= 1; got {budgets}")
     out = []
     for attack in dict.fromkeys(r["attack"] for r in rows):
         mine = [r for r in rows if r["attack"] == attack]

@@ -34,7 +34,7 @@ Progress = Callable[[float, str], None]
 class Work:
     """One run (`single`) or a sweep's points, as a plain value: what the host keys, caps, looks up in
     the cache and queues. `spread_control`: the sweep computed the clean-realigned control on one
-    point (`sweeps.one_control`); every row of that defense gets its value (`spread_control`)."""
+    point (`sweeps._one_control`); every row of that defense gets its value (`spread_control`)."""
     points: tuple[tuple[Mapping, Scenario], ...]
     single: bool = False
     spread_control: bool = False

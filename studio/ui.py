@@ -68,7 +68,7 @@ def chart(fig, key: str) -> None:
 def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame) -> bytes:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     buf = io.StringIO()
-    frame.to_csv(buf, index=False)
+    frame.to_csv(buf, index=False, float_format="%.6g")  # 97.0, not 97.00000286102295 (float32 noise)
     return buf.getvalue().encode()
 
 

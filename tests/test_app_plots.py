@@ -122,3 +122,27 @@ def test_gain_curves_one_panel_per_channel_with_the_calibrated_mark():
     assert fig.layout.xaxis.title.text == "reference amplitude (dB)"
     none_ideal = next(t for t in fig.data if t.name == "no defense" and t.xaxis == "x")
     assert list(none_ideal.x) == [0.0, 10.0, 20.0]
+
+
+def test_exported_csv_rounds_float32_noise_to_six_significant_digits():
+    from studio import ui
+
+    text = ui.csv_bytes([{"accuracy (%)": 97.00000286102295, "mse": 0.000123456789}]).decode()
+    assert text.splitlines() == ["accuracy (%),mse", "97,0.000123457"]
+
+
+def test_leaderboard_and_resilience_figures_read_their_rows():
+    from rmtllmf_core import plots as core
+
+    rows = [{"method": m, "attack": a, "defense": d, "mse_aware": False, "average_normalized": v,
+             "clean_normalized": 90.0} for m, v in (("iso_c", 30.0), ("tsv_m", 70.0))
+            for a in ("none", "worst_sum_rate") for d in ("none", "rmtllmf")]
+    heat = core.leaderboard_heatmap(rows, {"iso_c": "Iso-C", "tsv_m": "TSV-M"})
+    assert list(heat.data[0].y) == ["TSV-M", "Iso-C"]                         # best under the jammer first
+    assert heat.data[0].zmin == 0 and heat.data[0].zmax == 100                # a fixed, stated range
+    table = [{"attack": "worst_sum_rate", "protection": p, "airtime_factor": b, "average_normalized": 0.5,
+              "setting": "analogue"} for p in ("none", "ai", "phy", "phy+ai") for b in (1, 2, 4, 8)]
+    fig = core.resilience_curves(table)
+    assert {t.name for t in fig.data} == {"no protection", "AI: R-MTLLMF", "PHY: best protection in the budget",
+                                          "PHY + AI"}
+    assert list(fig.layout.yaxis.range) == [0, 105]

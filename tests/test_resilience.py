@@ -129,3 +129,12 @@ def test_resilience_command_writes_its_csv(registered_micro_zoo, quick_tables, m
     assert {"attack", "protection", "airtime_factor", "average_normalized", "setting"} <= set(rows[0])
     assert len(rows) == 4 * len(sweeps.AIRTIME_BUDGETS)
     assert "phy+ai" in capsys.readouterr().out
+
+
+def test_an_airtime_budget_below_one_is_refused_by_name(capsys):
+    from rmtllmf_core.commands import main
+
+    with pytest.raises(InputError, match="airtime"):
+        sweeps.resilience_table([], [0.5, 2])
+    assert main(["sweep", "--kind", "resilience", "--airtime", "0.5,2"]) == 2
+    assert "airtime" in capsys.readouterr().err

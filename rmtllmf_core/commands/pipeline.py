@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "comma-separated; write --gains-db=-10,0 (default: %(default)s)")
     s.add_argument("--sizes", default=None, help="tasks: combination sizes, e.g. 2,4,8 (default 2..N)")
     s.add_argument("--shots", default="1,5,10,20", help="ablation: shots per class, comma-separated")
+    s.add_argument("--airtime", default="1,2,4,8", help="resilience: airtime budgets (channel uses per parameter, "
+                   "each >= 1), comma-separated (default: %(default)s)")
     s.add_argument("--workers", type=int, default=None,
                    help="worker processes, one torch thread each (default: the available cores; 1: in this process)")
     add_backend(s)
@@ -290,6 +292,8 @@ def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
 
     from .. import phy
 
+    budgets = _floats(args.airtime, "airtime")
+    sweeps.resilience_table([], budgets)  # a bad budget: one line before any run
     work = sweeps.resilience_work(base.zoo, _names(args.attacks))
     for option in sweeps.PHY_OPTIONS:  # each code's BER table once, here, before the workers need it
         if option["perturb.model"] == "coded":
@@ -297,7 +301,7 @@ def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
     bar, progress = _tqdm_progress("sweep resilience")
     options = execute(work, progress, workers=workers, **run_kw)
     bar.close()
-    table = sweeps.resilience_table(options)
+    table = sweeps.resilience_table(options, budgets)
     write_rows(options, out, "resilience_options")
     write_rows(table, out, "resilience")
     plots.resilience_curves(table).write_html(out / "resilience.html", include_plotlyjs=True)
@@ -305,7 +309,7 @@ def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
     head = f"{'attack':<22}{'airtime':>8}" + "".join(f"{p:>9}" for p in ("none", "ai", "phy", "phy+ai")) + "   best PHY+AI"
     lines = [head]
     for attack in dict.fromkeys(r["attack"] for r in table):
-        for budget in sweeps.AIRTIME_BUDGETS:
+        for budget in budgets:
             got = {r["protection"]: r for r in table if r["attack"] == attack and r["airtime_factor"] == budget}
             lines.append(f"{attack:<22}{budget:>8g}" + "".join(f"{100 * got[p]['average_normalized']:>8.1f}%"
                                                                for p in ("none", "ai", "phy", "phy+ai"))
