@@ -258,9 +258,11 @@ def summarize_tasks(rows: Sequence[Mapping]) -> list[dict]:
 
 # ---- resilience: physical-layer protection beside R-MTLLMF (phy.py) -------------------------------
 AIRTIME_BUDGETS = (1, 2, 4, 8)
-# what the base station may buy with airtime: repeating every analogue symbol, or a coded digital link
+# what the base station may buy with airtime: repeating every analogue symbol, or a coded digital link;
+# and, with hardware instead of airtime, twice the receive antennas ("rx_antennas_x": a factor on the preset's)
 PHY_OPTIONS: tuple[dict, ...] = (
     {"perturb.model": "gaussian", "perturb.repetition": 1},
+    {"perturb.model": "gaussian", "perturb.repetition": 1, "rx_antennas_x": 2},
     {"perturb.model": "gaussian", "perturb.repetition": 2},
     {"perturb.model": "gaussian", "perturb.repetition": 4},
     {"perturb.model": "gaussian", "perturb.repetition": 8},
@@ -275,6 +277,8 @@ RESILIENCE_PRESETS = {"none": "paper_ideal", "worst_sum_rate": "paper_worst_sum_
 
 
 def phy_label(option: Mapping) -> str:
+    if option.get("rx_antennas_x"):
+        return f"{option['rx_antennas_x']}x receive antennas"
     if option.get("perturb.model") == "coded":
         return f"LDPC {option['perturb.code_rate']}, {2 ** option['perturb.qam_bits']}-QAM"
     r = option.get("perturb.repetition", 1)
@@ -295,7 +299,10 @@ def resilience_points(zoo: str = "tiny", attacks: Iterable[str] = tuple(RESILIEN
             raise InputError("attacks", f"choose among {', '.join(RESILIENCE_PRESETS)}; got {attack!r}")
         base = without_control(preset_scenario(RESILIENCE_PRESETS[attack], zoo=zoo))
         for option in options:
-            s = base.replace(**option)
+            changes = {k: v for k, v in option.items() if k != "rx_antennas_x"}
+            if option.get("rx_antennas_x"):
+                changes["wireless.num_rx_antennas"] = base.wireless.num_rx_antennas * int(option["rx_antennas_x"])
+            s = base.replace(**changes)
             p = s.perturb
             points.append(({"attack": attack, "setting": phy_label(option),
                             "airtime_used": airtime_factor(p.model, p.repetition, p.bits_per_param, p.code_rate,
