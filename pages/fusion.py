@@ -114,14 +114,20 @@ CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def figures(key: str, shown: tuple[str, ...], presenter: bool, _res: Result):
-    """The result's two figures, built once per (result, view): building plotly figures costs more
-    than reading the result from the disk cache. Treated as read-only once built."""
+def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, _res: Result):
+    """The result's figures are built once per (result, view), for every session: building a plotly
+    figure costs more than reading the result from the disk cache. Read-only once built."""
     acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown))), presenter=presenter, height=420)
     acc.update_xaxes(title=None)  # the tasks name themselves
-    cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(_res)), presenter=presenter, height=400)
+    return acc
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cosine_figure(key: str, presenter: bool, minus_clean: bool, _res: Result):
+    cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(_res, minus_clean=minus_clean)),
+                      presenter=presenter, height=400)
     cos.update_layout(title="Cosine similarity of the task vectors")
-    return acc, cos
+    return cos
 
 
 def draw(res: Result, from_cache: bool) -> None:
@@ -145,8 +151,12 @@ def draw(res: Result, from_cache: bool) -> None:
     extra = [c for c in ("zeroshot", "clean_realigned") if c in res.accuracy]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
-    fig_acc, fig_cos = figures(res.key, tuple(shown), presenter, res)
+    fig_acc = accuracy_figure(res.key, tuple(shown), presenter, res)
     ui.chart(fig_acc, "chart.accuracy")
+    minus_clean = st.toggle("Cosines: show received and defended minus clean", key="fusion.cos_minus_clean",
+                            help="The three heatmaps often look alike: their difference from the clean cosines shows "
+                                 "what the channel and the defense changed, on a scale of its own.")
+    fig_cos = cosine_figure(res.key, presenter, minus_clean, res)
     ui.chart(fig_cos, "chart.cosine")
     st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 

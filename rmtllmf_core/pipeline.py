@@ -105,6 +105,13 @@ def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
     unknown = [t for t in scenario.tasks if t not in zoo.tasks]
     if unknown:
         raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
+    # the schema allows up to 10,000 test samples; this zoo's test splits may hold fewer (one source: the zoo)
+    n = scenario.evaluation.samples_per_task
+    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
+    smallest = min(sizes, key=sizes.get)
+    if n > sizes[smallest]:
+        raise InputError("evaluation.samples_per_task", f"at most {sizes[smallest]} with zoo {zoo.name!r} (the test "
+                                                        f"split of {smallest} holds that many); got {n}")
 
 
 def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", cache: ResultCache | None = None) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 from .result import Result
@@ -113,7 +114,10 @@ def _sweep_figure(rows: Sequence[Mapping], *, x: str, panels: Sequence[str], x_t
         if ideal and ideal_at is not None and attack != "none" and xs:
             ticks = [ideal_at] + xs
             fig.update_xaxes(tickvals=ticks, ticktext=["no jammer"] + [f"{v:g}" for v in xs], row=1, col=col)
-    fig.update_yaxes(title_text="avg normalised accuracy (%)", rangemode="tozero", row=1, col=1)
+    # a fixed, stated range: one point of noise must not look dramatic (normalised accuracy may pass 100%)
+    top = max([105.0] + [_pct(r[k]) + 5 for r in rows for k in ("avg_normalized", "avg_normalized_clean")
+                         if r.get(k) is not None])
+    fig.update_yaxes(title_text="avg normalised accuracy (%)", range=[0, top], row=1, col=1)
     if has_rejection:
         for defense in defenses:
             color = DEFENSE_COLORS.get(defense, PALETTE[defenses.index(defense) % len(PALETTE)])
@@ -190,6 +194,7 @@ def tasks_bands(summary: Sequence[Mapping]) -> go.Figure:
     """Mean over every task combination of each size, with a +-1 std band (paper Fig. 2)."""
     fig = go.Figure()
     conds = list(dict.fromkeys((r["attack"], r["defense"]) for r in summary))
+    top = max([105.0] + [100 * (r["mean"] + r["std"]) + 5 for r in summary])
     for i, (attack, defense) in enumerate(conds):
         pts = sorted((r["n_tasks"], 100 * r["mean"], 100 * r["std"]) for r in summary
                      if (r["attack"], r["defense"]) == (attack, defense))
@@ -200,8 +205,14 @@ def tasks_bands(summary: Sequence[Mapping]) -> go.Figure:
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=color, opacity=0.15,
                                  line=dict(width=0), hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=f"{attack} / {defense}",
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers",
+                                 name=f"{ATTACK_TITLES.get(attack, attack)}, {DEFENSE_LABELS.get(defense, defense)}",
                                  line=dict(color=color, dash=DASH.get(defense, "solid"))))
+    fig.update_yaxes(range=[0, top])
+    if top > 105:  # say why a mean may pass 100%
+        fig.add_annotation(text="above 100%: the fused model beats an individual model on some tasks", x=1, y=1,
+                           xref="paper", yref="paper", xanchor="right", yanchor="bottom", showarrow=False,
+                           font=dict(size=11, color=MARK_COLOR))
     return _layout(fig, "Accuracy versus number of fused tasks", "number of tasks", "avg normalised accuracy (%)")
 
 
@@ -218,18 +229,33 @@ def ablation_bars(rows: Sequence[Mapping]) -> go.Figure:
                    "avg normalised accuracy (%)")
 
 
-def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received", "defended")) -> go.Figure:
-    """Cosine similarity of clean, received and defended task vectors side by side (paper Fig. 3-4)."""
+def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received", "defended"), *,
+                    minus_clean: bool = False) -> go.Figure:
+    """Cosine similarity of clean, received and defended task vectors side by side (paper Fig. 3-4).
+    `minus_clean`: the received and defended panels show their difference from the clean cosines
+    (when the three look alike), on a symmetric scale of their own. Values sit in the cells only for
+    up to four tasks; beyond, on hover (a number per cell is unreadable)."""
     from plotly.subplots import make_subplots
 
     tasks = list(result.tasks)
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=[f"{t} task vectors" for t in titles],
-                        horizontal_spacing=0.06)
-    for i, name in enumerate(titles, start=1):
-        z = result.cosine[name]
-        fig.add_trace(go.Heatmap(z=z, x=tasks, y=tasks, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
-                                 text=[[f"{v:.2f}" for v in row] for row in z], texttemplate="%{text}",
-                                 showscale=(i == len(titles)), hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
+    clean = np.asarray(result.cosine["clean"], dtype=float)
+    panels = []
+    for name in titles:
+        z = np.asarray(result.cosine[name], dtype=float)
+        if minus_clean and name != "clean":
+            panels.append((f"{name} minus clean", z - clean))
+        else:
+            panels.append((f"{name} task vectors", z))
+    spread = max([float(np.abs(z).max()) for t, z in panels if "minus" in t] + [1e-3])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels], horizontal_spacing=0.06)
+    for i, (title, z) in enumerate(panels, start=1):
+        diff = "minus" in title
+        lim = spread if diff else 1.0
+        fig.add_trace(go.Heatmap(z=z.tolist(), x=tasks, y=tasks, zmin=-lim, zmax=lim, colorscale="RdBu",
+                                 reversescale=True, showscale=i == len(panels),  # the clean panel: -1..1
+                                 hovertemplate="%{y} vs %{x}: %{z:.3f}<extra>" + title + "</extra>",
+                                 **({"text": [[f"{v:.2f}" for v in row] for row in z], "texttemplate": "%{text}"}
+                                    if len(tasks) <= 4 else {})),
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=60))

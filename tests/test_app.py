@@ -385,3 +385,22 @@ def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
     assert at.session_state["story.step"] == "repair"
     at.button(key="story.explore").click().run()                             # the step, on the Fusion page
     assert not at.exception and scenario_of(at).wireless.attack == "worst_sum_rate"
+
+
+def test_a_cached_results_figures_are_built_once_for_every_session(light, default, monkeypatch):
+    from rmtllmf_core import plots as core
+
+    calls = []
+    real = core.accuracy_bars
+    monkeypatch.setattr(core, "accuracy_bars", lambda *a, **k: calls.append(1) or real(*a, **k))
+    query = codec.to_query(light.replace(seed=4242), default)      # a result no other test drew
+    first = open_app("fusion", query)
+    second = open_app("fusion", query)                               # another session, the same result
+    assert not first.exception and not second.exception
+    assert len(calls) == 1
+    assert [m.value for m in first.metric] == [m.value for m in second.metric]
+
+
+def test_more_test_samples_than_the_zoo_holds_is_refused_by_name(default):
+    at = open_app("fusion", {"evaluation.samples_per_task": "5000"})
+    assert any("at most 400" in e and "test split" in e for e in errors(at)), errors(at)

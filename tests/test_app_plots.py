@@ -146,3 +146,18 @@ def test_leaderboard_and_resilience_figures_read_their_rows():
     assert {t.name for t in fig.data} == {"no protection", "AI: R-MTLLMF", "PHY: best protection in the budget",
                                           "PHY + AI"}
     assert list(fig.layout.yaxis.range) == [0, 105]
+
+
+def test_sweep_and_tasks_plots_have_fixed_ranges_and_human_labels():
+    from rmtllmf_core import plots as core
+
+    rows = [{"attack": "worst_sum_rate", "defense": d, "jammer_power_dbm": p, "avg_normalized": 0.96 + 0.001 * p / 100,
+             "avg_normalized_clean": 0.97, "mean_mse": 0.1, "rejection_rate": None} for d in ("none", "rmtllmf")
+            for p in (-140.0, -130.0)]
+    fig = core.snr_curves(rows, rejection=False)
+    assert list(fig.layout.yaxis.range) == [0, 105]                  # not zoomed onto 95-97%
+    summary = [{"attack": "none", "defense": "none", "n_tasks": n, "mean": m, "std": 0.05, "min": m, "max": m,
+                "combinations": 1} for n, m in ((2, 1.02), (3, 0.98))]
+    bands = core.tasks_bands(summary)
+    assert {t.name for t in bands.data if t.name} == {"ideal channel (no jammer), no defense"}
+    assert bands.layout.yaxis.range[1] > 105 and "above 100%" in bands.layout.annotations[0].text

@@ -196,6 +196,11 @@ class Zoo:
     def split(self, task: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data(task, split, n)
 
+    def split_size(self, task: str, split: str) -> int:
+        """How many samples a task's split holds (without loading them, where the data source can say)."""
+        size = getattr(self.data, "size", None)
+        return int(size(task, split)) if callable(size) else int(len(self.data(task, split, None)[1]))
+
     def head_overlap(self) -> dict[str, float]:
         """Per task, the mean cosine between two different class rows of its frozen head. Near 1 the
         classes' text embeddings are almost collinear (on the tiny zoo the weakest tasks have the most
