@@ -172,3 +172,30 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     # nothing left the machine: every request went to the app on loopback
     outside = [u for u in requests_seen(browser) if u and not u.startswith(LOCAL)]
     assert not outside, outside
+
+
+def test_the_story_in_presenter_mode_in_a_real_browser(server, browser):
+    """The guided story as a presenter shows it: step by step with Next, the numbers of each step's
+    run, no sharing controls, the key chart above the fold."""
+    from rmtllmf_core import pipeline, story
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/story?presenter=1")
+    wait_for(browser, lambda d: "individual models" in text(d) and len(charts(d)) >= 1 and idle(d),
+             what="the story's first step")
+    assert "Share this view" not in text(browser)          # presenter mode hides the plumbing
+    for _ in range(3):                                      # to step 4, R-MTLLMF's repair
+        before = text(browser)
+        next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Next" in b.text).click()
+        wait_for(browser, lambda d: text(d) != before and idle(d) and len(charts(d)) >= 1, what="the next step")
+    wait_for(browser, lambda d: "Jammed + R-MTLLMF" in text(d) and idle(d), what="the repair step")
+    result = pipeline.cached(story.scenario(story.step("repair")))
+    assert result is not None
+    page = text(browser)
+    assert f"{100 * result.average_normalized['defended']:.1f}%" in page
+    assert story.narrative(story.step("repair"), result).split(":")[0] in page
+    chart = charts(browser)[0].rect
+    assert chart["y"] < 1500, "the step's chart is below the fold"
+    time.sleep(1.0)
+    browser.save_screenshot(str(SHOTS / "story-presenter.png"))
+    assert "Traceback" not in text(browser)
