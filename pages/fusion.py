@@ -147,6 +147,10 @@ def draw(res: Result, from_cache: bool) -> None:
                 f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%",
                 help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
     m[2].metric("Lambda", f"{res.lam:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
+    worst = max(range(len(res.users)), key=lambda q: res.users[q]["mse"])
+    st.caption(f"Channel: average MSE {res.wireless['average_mse']:.3f} after the receiver; the worst user, "
+               f"{ui.task_title(scn.tasks[worst])}, {res.users[worst]['mse']:.3f}"
+               + (f"; airtime x{res.airtime_factor:g} per parameter" if res.airtime_factor != 1 else "") + ".")
 
     extra = [c for c in ("zeroshot", "clean_realigned") if c in res.accuracy]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,

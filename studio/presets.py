@@ -9,6 +9,17 @@ LABELS = {name: PRESET_TITLES.get(name, name) for name in NAMES}
 HELP = {name: PRESET_TITLES.get(name, name) + " (keeps your choice of users)" for name in NAMES}
 
 
+def active(current: Scenario) -> str | None:
+    """The preset the current scenario is exactly (on its users' tasks), if any: the sidebar marks it."""
+    for name in NAMES:
+        try:
+            if apply(name, current) == current:
+                return name
+        except Exception:  # a preset that does not fit these users is simply not the active one
+            continue
+    return None
+
+
 def apply(name: str, current: Scenario) -> Scenario:
     """The preset on the current users' tasks (raises InputError if they do not fit)."""
     return preset_scenario(name, tasks=current.tasks, zoo=current.zoo)

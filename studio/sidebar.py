@@ -44,15 +44,21 @@ def _upload() -> None:
         st.session_state[UPLOAD_ERROR] = exc
 
 
+ACTIVE_DRAWN = "studio.active_preset"
+
+
 def draw():
-    """Draw the sidebar's controls; returns the slot that `share` fills after the page has run."""
+    """Draw the sidebar's controls (before the page: they are there even when a page stops early);
+    returns the slot that `share` fills after the page has run."""
     sb = st.sidebar
     sb.toggle("Presenter mode", key=state.PRESENTER,
               help="Hides advanced controls and enlarges plots, for a projector.")
     sb.markdown("**Presets**")
+    on = st.session_state[ACTIVE_DRAWN] = presets.active(state.scenario())
     for name in presets.NAMES:
         sb.button(presets.LABELS[name], key=f"preset.{name}", on_click=_apply_preset, args=(name,),
-                  help=presets.HELP[name], width="stretch")
+                  help=presets.HELP[name] + (": the current scenario" if name == on else ""), width="stretch",
+                  type="primary" if name == on else "secondary", icon=":material/check:" if name == on else None)
     sb.button("Reset to the default scenario", key="preset.reset", on_click=_reset, width="stretch")
     return sb.container()
 
@@ -61,6 +67,8 @@ def share(slot) -> None:
     """The share link and the scenario file, drawn after the page so they carry its last edit (not in
     presenter mode: a projector shows the story, not the plumbing)."""
     scn = state.scenario()
+    if presets.active(scn) != st.session_state.get(ACTIVE_DRAWN):
+        st.rerun()  # the page's edit made (or unmade) a preset: mark it now (rare: only on that change)
     if state.presenter():
         return
     with slot:

@@ -404,3 +404,25 @@ def test_a_cached_results_figures_are_built_once_for_every_session(light, defaul
 def test_more_test_samples_than_the_zoo_holds_is_refused_by_name(default):
     at = open_app("fusion", {"evaluation.samples_per_task": "5000"})
     assert any("at most 400" in e and "test split" in e for e in errors(at)), errors(at)
+
+
+def test_the_sidebar_marks_the_active_preset_and_the_fusion_page_says_the_channel():
+    at = open_app()
+    assert [b.key for b in at.sidebar.button if b.proto.type == "primary"] == ["preset.paper_ideal"]  # the default
+    at.sidebar.button(key="preset.paper_worst_sum_rate").click().run()
+    assert [b.key for b in at.sidebar.button if b.proto.type == "primary"] == ["preset.paper_worst_sum_rate"]
+    widget(at, "number_input", "wireless.num_rx_antennas").set_value(12).run()
+    assert not [b for b in at.sidebar.button if b.proto.type == "primary"]                       # edited: none
+
+
+def test_a_page_that_stops_early_still_has_the_presets(monkeypatch):
+    from rmtllmf_core import leaderboard
+    from rmtllmf_core.errors import InputError
+
+    def refuse(*a, **k):
+        raise InputError("leaderboard", "no leaderboard today")
+
+    monkeypatch.setattr(leaderboard, "work", refuse)
+    at = open_app("leaderboard")
+    assert "no leaderboard today" in " ".join(errors(at))
+    assert {b.key for b in at.sidebar.button} >= {"preset.paper_ideal", "preset.reset"}
