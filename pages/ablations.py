@@ -46,7 +46,7 @@ def ablation_section(base: Scenario) -> None:
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("ablation", base, {"shots": shots}, work, label="Ablation")
+    rows = run_sweep("ablation", work, label="Ablation")
     if not rows:
         return
     fig = plots.style(result_plots.ablation_bars(rows), presenter=presenter, height=440)

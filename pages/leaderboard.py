@@ -36,7 +36,7 @@ except RmtllmfError as exc:
     st.error(str(exc))
     st.stop()
 
-rows = run_sweep("leaderboard", state.scenario(), {"mse_aware": list(aware)}, work,
+rows = run_sweep("leaderboard", work,
                  label="Computing the leaderboard", button="Compute the leaderboard")
 if rows:
     try:

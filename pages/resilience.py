@@ -53,7 +53,7 @@ st.caption(f"{len(sweeps.PHY_OPTIONS)} physical-layer options on each of the pap
            "R-MTLLMF (its fusion before the defense is the option without AI). Per airtime budget, PHY is the best "
            "option that fits it without R-MTLLMF and PHY + AI the best with it. A coded link's bit-error table is "
            "simulated once per code setting (under a minute each) and kept in the disk cache.")
-rows = run_sweep("resilience", state.scenario(), {"zoo": zoo}, work, label="Protection versus airtime",
+rows = run_sweep("resilience", work, label="Protection versus airtime",
                  button="Run the resilience sweep")
 if rows:
     table = sweeps.resilience_table(rows)

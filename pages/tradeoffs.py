@@ -83,13 +83,12 @@ def snr_section(base: Scenario) -> None:
     if channel:
         fig_mse = plots.mse_curves(channel, labels=ui.ATTACK_LABELS, presenter=presenter)
         ui.chart(fig_mse, "chart.snr_mse")
-    spec = {"powers": powers, "attacks": attacks, "defenses": defenses}
     try:
         work = sweeps.snr_work(base, powers, attacks, defenses)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("snr", base, spec, work,
+    rows = run_sweep("snr", work,
                      label="Accuracy versus jammer power")
     if not rows:
         return
@@ -129,13 +128,12 @@ def gain_section(base: Scenario) -> None:
                                   format_func=lambda d: DEFENSE_LABELS.get(d, d), key="gain.defenses")
     gains = [float(g) for g in np.arange(lo, hi + 0.5 * step, step)]
     jammer_dbm = None if paper_budget else (dbm(base.wireless.jammer_power_w) or -300.0)
-    spec = {"gains": gains, "attacks": attacks, "defenses": defenses, "jammer_dbm": jammer_dbm}
     try:
         work = sweeps.gain_work(base, gains, attacks, defenses, jammer_dbm=jammer_dbm)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("gain", base, spec, work, label="Accuracy versus the reference amplitude")
+    rows = run_sweep("gain", work, label="Accuracy versus the reference amplitude")
     if not rows:
         return
     fitted = sweeps.fitted_gain_db()
@@ -181,13 +179,12 @@ def tasks_section(base: Scenario) -> None:
                f"{q} users' tasks per condition, fused from the same uplink drop at "
                f"{dbm(base.wireless.jammer_power_w) or 'no'} dBm of jammer power. The band spans the best and worst "
                "combination.")
-    spec = {"sizes": sizes, "conditions": conditions, "per_size": per_size}
     try:
         work = sweeps.tasks_work(base, conditions, sizes=sizes, per_size=per_size)
     except RmtllmfError as exc:
         st.error(str(exc))
         return
-    rows = run_sweep("tasks", base, spec, work, label="Accuracy versus number of tasks")
+    rows = run_sweep("tasks", work, label="Accuracy versus number of tasks")
     if not rows:
         return
     summary = sweeps.summarize_tasks(rows)

@@ -84,10 +84,16 @@ def _channel_warning(canonical: str) -> str | None:
     return channel_warning(cfg, _uplink(canonical) if cfg.attack == "none" else None)
 
 
+def key(work: Work) -> str:
+    """A Work's key (its zoos loaded once per server first: the cache keys include their fingerprints)."""
+    for name in {sc.zoo for sc in work.scenarios}:
+        zoo(name)
+    return work.key
+
+
 def missing(work: Work) -> int:
     """How many of a Work's runs the disk cache does not hold yet (no result is read)."""
-    for name in {sc.zoo for sc in work.scenarios}:
-        zoo(name)  # loaded once per server; the cache keys include its fingerprint
+    key(work)
     return work.missing()
 
 

@@ -6,32 +6,24 @@ Every finished run lands in the engine's disk cache as it completes, so a sweep 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.scenario import Scenario
 from rmtllmf_core.work import Work
 
 from . import engine
 
 
-def spec_key(name: str, base: Scenario, spec: dict) -> str:
-    payload = json.dumps({"base": base.key, "spec": spec}, sort_keys=True, default=str)
-    return f"studio.sweep.{name}.{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
-
-
-def run_sweep(name: str, base: Scenario, spec: dict, work: Work, *, label: str,
-              button: str = "Run the sweep") -> list[dict] | None:
+def run_sweep(name: str, work: Work, *, label: str, button: str = "Run the sweep") -> list[dict] | None:
     """The sweep's rows when they are at hand (this session, or every point cached), else after the
-    person asks for them; None until then."""
-    key = spec_key(name, base, spec)
-    rows = st.session_state.get(key)
-    if rows is not None:
-        return rows
-    total = len(work.points)
+    person asks for them; None until then. The session keeps them under the Work's own key: the same
+    points, the same rows, whatever page settings led to them."""
     try:
+        key = f"studio.sweep.{name}.{engine.key(work)[:16]}"   # also checks every point against its zoo
+        rows = st.session_state.get(key)
+        if rows is not None:
+            return rows
+        total = len(work.points)
         done = total - engine.missing(work)
     except RmtllmfError as exc:
         st.error(str(exc))

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from safetensors.torch import save as st_save
 
 from rmtllmf_core import uploads
+from rmtllmf_core.codec import set_path
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.hosting import HostLimits
 from rmtllmf_core.presets import preset_scenario
@@ -82,17 +83,6 @@ list_like = st.one_of(
     st.lists(nasty_floats, max_size=70), st.lists(st.sampled_from(TASKS + ("digits", "nope", "")), max_size=70),
     st.lists(st.lists(nasty_floats, max_size=5), max_size=5), st.just([[1.0] * 65] * 2), st.just([[0.5] * 4] * 257))
 values = st.one_of(json_like, list_like)
-
-
-def set_path(data: dict, path: str, value) -> None:
-    node = data
-    *parents, leaf = path.split(".")
-    for p in parents:
-        child = node.get(p)
-        if not isinstance(child, dict):
-            child = node[p] = {}
-        node = child
-    node[leaf] = value
 
 
 # ---- what "in range" means --------------------------------------------------------------------------
