@@ -50,8 +50,9 @@ except RmtllmfError as exc:
     st.error(str(exc))
     st.stop()
 st.caption(f"{len(sweeps.PHY_OPTIONS)} physical-layer options on each of the paper's three channels, each run with "
-           "R-MTLLMF (its fusion before the defense is the option without AI). Per airtime budget, PHY is the best "
-           "option that fits it without R-MTLLMF and PHY + AI the best with it. A coded link's bit-error table is "
+           "R-MTLLMF (its fusion before the defense is the option without AI). The airtime budget counts channel "
+           "uses per parameter (x one analogue symbol); per budget, PHY is the best option that fits it without "
+           "R-MTLLMF and PHY + AI the best with it. A coded link's bit-error table is "
            "simulated once per code setting (under a minute each) and kept in the disk cache.")
 rows = run_sweep("resilience", work, label="Protection versus airtime",
                  button="Run the resilience sweep")

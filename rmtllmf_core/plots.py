@@ -374,7 +374,7 @@ def resilience_curves(table: Sequence[Mapping]) -> go.Figure:
         fig.update_xaxes(type="log", tickvals=[1, 2, 4, 8], title_text="airtime budget (x)", row=1, col=i)
     fig.update_yaxes(range=[0, 105], title_text="avg normalised accuracy (%)", row=1, col=1)
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=70, b=60), legend=dict(orientation="h", y=-0.25),
-                      title="Protection versus airtime (budget: channel uses per parameter, x one analogue symbol)")
+                      title="Protection versus airtime")
     return fig
 
 
