@@ -4,7 +4,10 @@ A link carries only what differs from the default scenario: one parameter per do
 (`wireless.attack=white`, `fusion.lambda=0.4`, `tasks=["digits","textures"]`), the value as
 JSON. A string that is not itself valid JSON travels bare (`white` rather than `"white"`);
 decoding tries JSON first and falls back to the bare string, so the round trip is exact.
-Parameters listed in `UI_PARAMS` are view settings, not part of the scenario.
+Parameters listed in `UI_PARAMS` are view settings, not part of the scenario. Powers travel in dBm,
+as the app shows them (`wireless.jammer_power_dbm=-130`, the schema's aliases), written with the
+fewest digits that give back the very same watts; a power no dBm number gives back exactly, and
+every link made before, travel in watts.
 
 Decoding never trusts the link: sizes are bounded here and every value goes through
 `Scenario.parse`, whose InputError names the offending field. `from_query` refuses a link with
@@ -19,6 +22,7 @@ import math
 from typing import Any, Mapping
 
 from rmtllmf_core.errors import InputError
+from rmtllmf_core.wireless.config import _DBM_ALIASES, _dbm_to_w
 
 UI_PARAMS = ("presenter",)      # view settings that share the query string with the scenario
 MAX_PARAMS = 200
@@ -84,7 +88,32 @@ def diff(scenario_dict: Mapping[str, Any], default_dict: Mapping[str, Any]) -> d
 def to_query(scenario, default) -> dict[str, str]:
     """The query parameters of a scenario: differences from `default`, sorted for stable links."""
     changed = diff(scenario.to_dict(), default.to_dict())
+    for key in [k for k in changed if k in _IN_DBM]:
+        dbm = _as_dbm(changed[key])
+        if dbm is not None:
+            changed[_IN_DBM[key]] = dbm
+            del changed[key]
     return {k: encode_value(changed[k]) for k in sorted(changed)}
+
+
+# a power in watts -> its dBm alias (WirelessConfig's; decoding goes through its own conversion)
+_IN_DBM = {f"wireless.{w}": f"wireless.{dbm}" for dbm, w in _DBM_ALIASES.items()}
+_IN_W = {dbm: w for w, dbm in _IN_DBM.items()}
+
+
+def _as_dbm(watts: Any) -> Any:
+    """The shortest dBm number (or list of them) that converts back to exactly `watts`; None if none does."""
+    if isinstance(watts, list):
+        out = [_as_dbm(w) for w in watts]
+        return None if not out or any(v is None for v in out) else out
+    if not isinstance(watts, float) or not watts > 0 or not math.isfinite(watts):
+        return None
+    exact = 10.0 * math.log10(watts) + 30.0
+    for digits in range(1, 18):
+        dbm = float(f"{exact:.{digits}g}")
+        if _dbm_to_w(dbm) == watts:
+            return int(dbm) if dbm.is_integer() and abs(dbm) < 1e15 else dbm
+    return None
 
 
 def _decoded(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -119,6 +148,14 @@ def _build(default, items: list[tuple[str, Any]]):
     data = copy.deepcopy(default.to_dict())
     for key, value in items:
         set_path(data, key, value)
+        # a power given in one unit replaces the default's in the other (the schema takes one of the two)
+        other = _IN_W.get(key) or _IN_DBM.get(key)
+        if other:
+            parent = data
+            for part in other.split(".")[:-1]:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if isinstance(parent, dict):
+                parent.pop(other.split(".")[-1], None)
     _users_follow_tasks(data, {k for k, _ in items})
     return type(default).parse(data)
 
@@ -178,5 +215,5 @@ def _users_follow_tasks(data: dict, keys: set[str]) -> None:
     wireless, tasks = data.get("wireless"), data.get("tasks")
     if ("tasks" in keys and isinstance(tasks, list) and isinstance(wireless, dict) and not keys & set(_USER_KEYS)
             and wireless.get("distances_m") is None and wireless.get("channel") is None
-            and not isinstance(wireless.get("tx_power_w"), list)):
+            and not isinstance(wireless.get("tx_power_w", wireless.get("tx_power_dbm")), list)):
         wireless["num_users"] = len(tasks)

@@ -57,6 +57,23 @@ def test_links_are_compact_and_readable(default):
     assert codec.to_query(scn, default) == {"fusion.lambda": "0.4", "fusion.lambda_mode": "fixed", "wireless.attack": "white"}
 
 
+def test_powers_travel_in_dbm_as_the_app_shows_them(default):
+    from studio.widgets import watts
+
+    scn = default.replace(**{"wireless.jammer_power_w": watts(-131.5), "wireless.tx_power_w": [watts(20.0)] * 4})
+    query = codec.to_query(scn, default)
+    assert query == {"wireless.jammer_power_dbm": "-131.5", "wireless.tx_power_dbm": "[20,20,20,20]"}
+    assert codec.from_query(query, default) == scn
+    # a power no short dBm number gives back stays in watts with the same exact round trip, and links
+    # made in watts still open
+    odd = default.replace(**{"wireless.jammer_power_w": 1.2345678901234e-13})
+    assert codec.from_query(codec.to_query(odd, default), default) == odd
+    assert codec.from_query({"wireless.jammer_power_w": "1e-16"}, default).wireless.jammer_power_w == 1e-16
+    # a bad dBm value names its own field and keeps the rest of the link
+    kept, errors = codec.from_query_keeping({"wireless.jammer_power_dbm": "999", "seed": "3"}, default)
+    assert kept.seed == 3 and [e.field for e in errors] == ["wireless.jammer_power_dbm"]
+
+
 def test_strings_that_look_like_json_are_quoted():
     for text in ("true", "null", "1", "[1]", '"x"', "white", "", "1e999", "NaN"):
         assert codec.decode_value(codec.encode_value(text)) == text
