@@ -45,6 +45,11 @@ with controls:
                 ed.number("defense.realign_steps", "Steps")
             with c2:
                 ed.number("defense.realign_lr", "Learning rate", format="%.1e", step=1e-5)
+            ed.select("defense.realign_precision", "Arithmetic",
+                      format_func={"float32": "float32", "bfloat16": "bfloat16 matmuls (mixed precision)"}.get,
+                      help="bfloat16: the realignment's matrix products in bfloat16 with float32 weights and "
+                           "optimiser, 1.8x faster on CPUs with bfloat16 units (slower without them); the "
+                           "calibration was fitted with it. float32: plain arithmetic.")
 
     st.subheader("Other defenses", divider="gray")
     ed.toggle("defense.shrinkage", "Shrinkage: MMSE estimate from the known MSE")

@@ -14,6 +14,7 @@ import numpy as np
 from . import ENGINE_VERSION, sweeps
 from .calibration import (DEFAULT_FIT, DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS, GAIN_SEARCH_DB, GAIN_TOLERANCE_DB,
                           PAPER_BASELINE, PAPER_NUMBERS, UNCALIBRATED, PaperNumber)
+from .defense import PRECISIONS
 from .errors import InputError
 from .perturb import SCALES
 from .pipeline import get_engine
@@ -42,7 +43,8 @@ def measure(number: PaperNumber, seeds: Sequence[int], zoo: str, overrides: dict
 
 def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str = "absolute",
         seeds: Sequence[int] = DEFAULT_SEEDS, steps: Sequence[int] = DEFAULT_STEPS, lrs: Sequence[float] = DEFAULT_LRS,
-        run: Callable | None = None, say: Callable[[str], None] = lambda line: None) -> dict:
+        precision: str = "bfloat16", run: Callable | None = None,
+        say: Callable[[str], None] = lambda line: None) -> dict:
     """Fit the reference amplitude on the first named number and, if a second (an R-MTLLMF one) is named,
     the realignment budget on it; returns the record `write` stores."""
     run = run or pipeline_run
@@ -52,6 +54,8 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
     seeds = _check_list("seeds", seeds, int, lambda s: 0 <= s < 2**32, "integers in [0, 2^32)")
     steps = _check_list("steps", steps, int, lambda s: 1 <= s <= 500, "integers in [1, 500]")
     lrs = _check_list("lrs", lrs, float, lambda v: 0 < v <= 1e-2, "numbers in (0, 0.01]")
+    if precision not in PRECISIONS:
+        raise InputError("precision", f"one of {', '.join(PRECISIONS)}; got {precision!r}")
     trace: list[dict] = []
     t0 = time.perf_counter()
     gain_number = PAPER_NUMBERS[names[0]]
@@ -59,6 +63,7 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
     # where the budget starts when the gain's number depends on it: the most steps, the middle rate
     budget = ({"realign_steps": max(steps), "realign_lr": sorted(lrs)[len(lrs) // 2]} if budget_number
               else {"realign_steps": UNCALIBRATED["realign_steps"], "realign_lr": UNCALIBRATED["realign_lr"]})
+    budget["realign_precision"] = precision
     # coordinate descent: the gain on the first number, then the budget on the second; a second round
     # only where the first number itself depends on the budget (an R-MTLLMF one)
     rounds = 2 if budget_number and gain_number.defense != "none" else 1
@@ -66,7 +71,7 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
     for _ in range(rounds):
         gain_db = _fit_gain(gain_number, scale, budget, seeds, zoo, run, trace, say)
         if budget_number:
-            budget = _fit_budget(budget_number, scale, gain_db, steps, lrs, seeds, zoo, run, trace, say)
+            budget = _fit_budget(budget_number, scale, gain_db, steps, lrs, precision, seeds, zoo, run, trace, say)
     over = {"perturb.scale": scale, "perturb.symbol_gain_db": gain_db,
             **{f"defense.{k}": v for k, v in budget.items()}}
     fitted = [_fitted_entry(n, measure(n, seeds, zoo, over, run)) for n in (gain_number, budget_number) if n]
@@ -119,15 +124,16 @@ def _fit_gain(number: PaperNumber, scale: str, budget: dict, seeds, zoo: str, ru
     return round(0.5 * (lo + hi), 1)
 
 
-def _fit_budget(number: PaperNumber, scale: str, gain_db: float, steps, lrs, seeds, zoo: str, run, trace: list,
-                say) -> dict:
+def _fit_budget(number: PaperNumber, scale: str, gain_db: float, steps, lrs, precision: str, seeds, zoo: str, run,
+                trace: list, say) -> dict:
     """The grid's (steps, lr) whose mean share of `number` is closest to the paper's; the cheaper among equals."""
     say(f"fitting defense.realign_steps and realign_lr on '{number.name}' at {gain_db} dB")
     best = None
     for n_steps in sorted(steps):
         for lr in sorted(lrs):
             over = {"perturb.scale": scale, "perturb.symbol_gain_db": gain_db,
-                    "defense.realign_steps": n_steps, "defense.realign_lr": lr}
+                    "defense.realign_steps": n_steps, "defense.realign_lr": lr,
+                    "defense.realign_precision": precision}
             mean = float(np.mean(shares := measure(number, seeds, zoo, over, run)))
             trace.append({"fits": "realign", "symbol_gain_db": gain_db, "realign_steps": n_steps, "realign_lr": lr,
                           "mean": mean, "per_seed": shares})
@@ -136,7 +142,7 @@ def _fit_budget(number: PaperNumber, scale: str, gain_db: float, steps, lrs, see
             err = abs(mean - number.ratio)
             if best is None or err < best[0] - 1e-9:  # strictly better: among equals the cheaper stays
                 best = (err, n_steps, lr)
-    return {"realign_steps": best[1], "realign_lr": best[2]}
+    return {"realign_steps": best[1], "realign_lr": best[2], "realign_precision": precision}
 
 
 def _fitted_entry(number: PaperNumber, shares: list[float]) -> dict:

@@ -68,7 +68,8 @@ GAIN_SEARCH_DB = (-10.0, 40.0)
 GAIN_TOLERANCE_DB = 0.1
 
 # What a scenario gets where no calibration file is there (a fresh checkout always has one).
-UNCALIBRATED = {"scale": "per_tensor", "symbol_gain_db": 0.0, "realign_steps": 30, "realign_lr": 1e-4}
+UNCALIBRATED = {"scale": "per_tensor", "symbol_gain_db": 0.0, "realign_steps": 30, "realign_lr": 1e-4,
+                "realign_precision": "float32"}
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +80,7 @@ def load() -> dict:
     except FileNotFoundError:
         return {"values": dict(UNCALIBRATED), "provenance": None}
     values = data.get("values", {})
+    values.setdefault("realign_precision", "float32")  # what every fit before the field ran in
     if set(values) != set(UNCALIBRATED):
         raise InputError("calibration", f"{CALIBRATION_FILE} must hold values {sorted(UNCALIBRATED)}; "
                          f"got {sorted(values)} (rerun `python -m rmtllmf_core calibrate`)")
@@ -86,7 +88,7 @@ def load() -> dict:
 
 
 def values() -> dict:
-    """{scale, symbol_gain_db, realign_steps, realign_lr}: what presets and defaults take."""
+    """{scale, symbol_gain_db, realign_steps, realign_lr, realign_precision}: what presets and defaults take."""
     return dict(load()["values"])
 
 
@@ -94,7 +96,8 @@ def scenario_overlay(vals: dict | None = None) -> dict:
     """The calibrated values as a partial scenario (perturb and defense sections)."""
     v = values() if vals is None else vals
     return {"perturb": {"scale": v["scale"], "symbol_gain_db": v["symbol_gain_db"]},
-            "defense": {"realign_steps": v["realign_steps"], "realign_lr": v["realign_lr"]}}
+            "defense": {"realign_steps": v["realign_steps"], "realign_lr": v["realign_lr"],
+                        "realign_precision": v["realign_precision"]}}
 
 
 def write(record: dict, path: Path = CALIBRATION_FILE) -> Path:

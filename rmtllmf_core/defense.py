@@ -8,6 +8,7 @@ one parameter tensor ([T, n_i]) at a time; the whole-vector functions are the sa
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -224,8 +225,39 @@ def _few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
             torch.tensor(offsets), torch.cat(heads).float().clone())
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError("defense.realign_precision", f"one of {', '.join(PRECISIONS)}; got {precision!r}")
+
+
+@contextlib.contextmanager
+def mixed_precision(device: torch.device, precision: str):
+    """The realignment's arithmetic: "bfloat16" runs the forward pass under bf16 autocast (matmuls in
+    bf16 with float32 accumulation; weights, gradients, AdamW's moments, the loss and the softmax stay
+    float32: mixed precision as in AMP training); "float32" is plain. On a CPU with bf16 units
+    (AVX512-BF16 or AMX) the tiny zoo's matmuls run 4x faster and a realignment step 1.8x
+    (benchmarks/bench_engine.py); without them bf16 is emulated and slower. Attention takes torch's
+    math kernel there: the CPU flash kernel's bf16 backward costs 7x its float32 one on these shapes.
+    Entered once per step: leaving autocast drops its cache of bf16 weight copies, which the
+    optimiser's in-place update has made stale."""
+    check_precision(precision)
+    if precision == "float32":
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+        if device.type == "cpu":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        yield
+
+
 def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], *, shots_per_class: int,
-            steps: int, lr: float, frozen_mask: torch.Tensor, seed: int,
+            steps: int, lr: float, frozen_mask: torch.Tensor, seed: int, precision: str = "float32",
             progress: Callable[[float], None] | None = None, batch_size: int = 32,
             weight_decay: float = 0.01, inplace: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
     """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `shots_per_class`
@@ -249,10 +281,10 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       with one trainable leaf per parameter tensor (`_trainable_tensors`): gradients land per tensor,
       so backward never scatters slices into a [P]-sized flat gradient (the same numbers, bit for
       bit, as optimising one flat vector of the trainable entries; a quarter less CPU time).
+    - arithmetic: `precision` (`mixed_precision`), the same on every device.
     `progress(fraction)` is called after each step. With `inplace=True` (a float32 `flat` the caller
     owns and gives up) the result is written into `flat` itself: no [P] copy of the input.
-    On a GPU `device` the trainable tensors, the optimiser and the few-shot set live there and the
-    forward pass runs under bf16 autocast; the batch order still comes from the CPU generator, so it
+    On a GPU `device` the trainable tensors, the optimiser and the few-shot set live there; the batch order still comes from the CPU generator, so it
     is the same on every device. The result comes back into a CPU float32 vector (`flat` when inplace).
 
     Memory, in fp32 encoder copies besides `flat`: the trainable leaves (1), their gradients (1) and
@@ -272,6 +304,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
             raise InputError(name, f"an integer >= {low}, got {value!r}")
     if not (lr > 0 and math.isfinite(lr)):
         raise InputError("defense.realign_lr", f"must be > 0, got {lr}")
+    check_precision(precision)
     if frozen_mask.shape != (layout.numel,) or frozen_mask.dtype != torch.bool:
         raise InputError("frozen_mask", f"expected a bool tensor of shape [{layout.numel}]")
 
@@ -315,7 +348,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                     group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
                 for name, view, leaf, part in partial:
                     params[name] = view.reshape(-1).index_put((part,), leaf).view(view.shape)  # out of place
-                with evaluate.autocast(device):
+                with mixed_precision(device, precision):
                     feats = evaluate.features(zoo.encoder, params, images[idx])
                 feats = F.normalize(feats.float(), dim=-1)
                 logits = scale * feats @ heads.T

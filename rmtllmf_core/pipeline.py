@@ -371,7 +371,7 @@ def _realign_options(run_: _Run, seed: int | None = None) -> dict:
     d, layout = run_.scenario.defense, run_.engine.layout
     frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
     return dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr, frozen_mask=frozen,
-                seed=sub_seed(run_.scenario.seed, "realign") if seed is None else seed)
+                precision=d.realign_precision, seed=sub_seed(run_.scenario.seed, "realign") if seed is None else seed)
 
 
 def _control(run_: _Run, clean: _Clean) -> dict | None:
@@ -391,7 +391,8 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
                                inplace=True, device=engine.device)
         return ev.logits(flat, tasks)
 
-    recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr"})
+    recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr",
+                                   "realign_precision"})
     key = ("control", tuple(tasks), run_.n_eval, clean.digest, tuple(sorted(recipe.items())), CONTROL_REALIGN_SEED)
     return engine.logits(torch.empty(0), tasks, run_.n_eval, cache=run_.cache, key=key, compute=realigned)
 

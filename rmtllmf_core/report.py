@@ -100,8 +100,10 @@ def orderings(table: list[dict]) -> list[dict]:
     titles = {r["name"]: r["title"] for r in table}
     n = len(table[0]["ours_per_seed"])
     checks = [
-        ("R-MTLLMF on the ideal channel gives back the clean fusion (within 2 points)",
-         lambda i: v["rmtllmf_ideal"][i] >= v["baseline"][i] - 0.02, ("baseline", "rmtllmf_ideal")),
+        # the paper's baseline bounds its repair (91.2 against 89.1); realignment is extra training, so
+        # ours may pass the clean fusion by float noise, not by more than 2 points
+        ("the clean fusion bounds R-MTLLMF on the ideal channel (clean >= R-MTLLMF ideal - 2 points)",
+         lambda i: v["baseline"][i] >= v["rmtllmf_ideal"][i] - 0.02, ("baseline", "rmtllmf_ideal")),
         ("without protection the ideal channel already hurts (more than 15 points below clean)",
          lambda i: v["no_protection_ideal"][i] < v["baseline"][i] - 0.15, ("baseline", "no_protection_ideal")),
         ("R-MTLLMF repairs the ideal channel (more than 10 points above no protection)",
@@ -135,14 +137,21 @@ def _off_diagonal_mean(matrix) -> float:
 
 def fig2_points(zoo: str, sizes: Sequence[int] | None = None) -> list:
     """The paper's Fig. 2 sweep: every combination of tasks x each condition at its preset jammer
-    power x {no defense, R-MTLLMF} (247 x 3 x 2 = 1482 points on eight tasks), as one list so a pool
-    of workers shares each combination's lambda and clean fusion across the conditions (without the
-    clean-realigned control, as every sweep: `sweeps.without_control`; `main_table` keeps it)."""
+    power, with R-MTLLMF (247 x 3 = 741 points on eight tasks), as one list so a pool of workers
+    shares each combination's lambda and clean fusion across the conditions (without the
+    clean-realigned control, as every sweep: `sweeps.without_control`; `main_table` keeps it). The
+    no-defense curve is each run's own attacked fusion (`fig2_rows`)."""
     points = []
     for name in CONDITIONS:
-        points += sweeps.tasks_points(preset_scenario(name, zoo=zoo), [(ATTACK_OF[name], d) for d in ("none", "rmtllmf")],
-                                      sizes)
+        points += sweeps.tasks_points(preset_scenario(name, zoo=zoo), [(ATTACK_OF[name], "rmtllmf")], sizes)
     return points
+
+
+def fig2_rows(rows: Sequence[dict]) -> list[dict]:
+    """`fig2_points`' rows and their no-defense twins: the defense never touches the received vectors,
+    so a second run without it would recompute the same attacked fusion bit for bit (tested); reading
+    it from the R-MTLLMF run saves 741 runs."""
+    return [*rows, *sweeps.undefended_rows(rows)]
 
 
 def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
@@ -158,8 +167,8 @@ def reproduce_paper(zoo: str, out: Path, sizes: Sequence[int] | None = None,
     base = preset_scenario("paper_ideal", zoo=zoo)
     worst = preset_scenario("paper_worst_sum_rate", zoo=zoo)
     # Fig. 2: every combination of tasks, each condition at its preset jammer power
-    rows = run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
-                      workers=workers, **backend)
+    rows = fig2_rows(run_points(fig2_points(zoo, sizes), progress=lambda f, m: say(0.1 + 0.6 * f, f"Fig. 2 {m}"),
+                                workers=workers, **backend))
     summary = sweeps.summarize_tasks(rows)
     plots.tasks_bands(summary).write_html(out / "fig2_tasks.html", include_plotlyjs=True)
     (out / "fig2_tasks.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))

@@ -31,6 +31,8 @@ NoiseScale = Literal["absolute", "per_tensor", "per_vector", "peak"]
 FusionMethod = Literal[METHOD_NAMES]  # the records: methods.py
 LambdaMode = Literal["fixed", "heuristic", "validation"]
 FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
+# the realignment's matmul arithmetic (defense.PRECISIONS; weights, optimiser and loss stay float32)
+RealignPrecision = Literal["float32", "bfloat16"]
 # the groups R-MTLLMF reloads (taskvec.EMBEDDING_GROUPS; not imported from there: that pulls in torch)
 EMBEDDING_GROUPS: tuple[str, ...] = get_args(FreezeGroup)
 NOISE_SCALES: tuple[str, ...] = get_args(NoiseScale)
@@ -79,6 +81,8 @@ class DefenseConfig(Config):
     shots_per_class: int = Field(10, ge=1, le=20)  # the paper's
     realign_steps: int = Field(_FITTED["realign_steps"], ge=1, le=500)
     realign_lr: float = Field(_FITTED["realign_lr"], gt=0.0, le=1e-2)
+    realign_precision: RealignPrecision = Field(_FITTED["realign_precision"],
+                                                description="matmul arithmetic of the realignment (mixed precision)")
     shrinkage: bool = False  # linear MMSE estimate of each task vector from its known MSE
     trim_keep_fraction: float = Field(1.0, gt=0.0, le=1.0, description="keep this fraction of largest entries")
 

@@ -244,6 +244,14 @@ def ablation_sweep(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20), *, pro
     return execute(ablation_work(base, shots), progress, **run_kw)
 
 
+def undefended_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """Each defended row's attacked fusion as a row of defense "none" (the same run, the same key):
+    what a run of the same point without the defense gives, without running it."""
+    return [{**r, "defense": "none", "avg_normalized": r["avg_normalized_attacked"],
+             "rejection_rate": r["rejection_rate_attacked"], "avg_normalized_clean_realigned": None}
+            for r in rows if r["defense"] != "none"]
+
+
 def summarize_tasks(rows: Sequence[Mapping]) -> list[dict]:
     """Mean and spread of the tasks sweep per (attack, defense, n_tasks): the paper's Fig. 2 bands."""
     groups: dict[tuple, list[float]] = {}

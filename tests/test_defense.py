@@ -200,6 +200,27 @@ def test_realign_is_deterministic_from_the_seed(zoo, flats):
     assert calls == pytest.approx([(i + 1) / 6 for i in range(6)])
 
 
+def test_realign_in_bfloat16_follows_float32_and_leaves_autocast_off(zoo, flats):
+    # mixed precision: bf16 matmuls, float32 weights and optimiser. Each step must see the weights the
+    # last step wrote (autocast caches bf16 copies until its context closes: a stale cache once made
+    # a whole realignment train on the starting weights), frozen entries stay bit for bit, and nothing
+    # of autocast outlives the call
+    layout, base, _ = flats
+    fused = defense.freeze(_noisy_fused(flats, std=0.05), base, layout, EMBEDDING_GROUPS)
+    mask = layout.mask(EMBEDDING_GROUPS)
+    opts = dict(shots_per_class=10, steps=30, lr=3e-3, frozen_mask=mask, seed=0)
+    a = defense.realign(zoo, fused, layout, zoo.task_names, precision="float32", **opts)
+    b = defense.realign(zoo, fused, layout, zoo.task_names, precision="bfloat16", **opts)
+    assert not torch.is_autocast_enabled("cpu")
+    assert torch.equal(b[mask], fused[mask]) and b.dtype == torch.float32
+    moved = (a - fused).norm()
+    assert (b - a).norm() < 0.1 * moved, ((b - a).norm(), moved)  # the same trajectory, up to bf16 rounding
+    ev = Evaluator(zoo, zoo.task_names, 128)
+    assert abs(average(ev.accuracy(b)) - average(ev.accuracy(a))) < 0.03
+    with pytest.raises(InputError, match="defense.realign_precision"):
+        defense.realign(zoo, fused, layout, zoo.task_names, precision="float8", **opts)
+
+
 def test_realign_on_a_task_subset_and_bad_input(zoo, flats):
     layout, base, _ = flats
     none = torch.zeros(layout.numel, dtype=torch.bool)

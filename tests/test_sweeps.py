@@ -111,10 +111,29 @@ def test_fig2_points_batch_each_combination_across_conditions(zoo):
     from rmtllmf_core.report import fig2_points
 
     pts = fig2_points(zoo.name)
-    assert len(pts) == 4 * 3 * 2                 # C(3,2) + C(3,3) combinations x 3 conditions x 2 defenses
+    assert len(pts) == 4 * 3                     # C(3,2) + C(3,3) combinations x 3 conditions, R-MTLLMF
+    assert {row["defense"] for row, _ in pts} == {"rmtllmf"}
     batches = work._batches(range(len(pts)), pts, workers=2)
-    assert sorted(len(b) for b in batches) == [6, 6, 6, 6]
+    assert sorted(len(b) for b in batches) == [3, 3, 3, 3]
     assert all(len({pts[i][0]["tasks"] for i in b}) == 1 for b in batches)
+
+
+def test_fig2s_no_defense_rows_are_what_runs_without_the_defense_give(zoo, tmp_path):
+    from rmtllmf_core.report import fig2_rows
+
+    cache = ResultCache(tmp_path / "c")
+    base = light(zoo)
+    pts = sweeps.tasks_points(base, [("worst_sum_rate", "rmtllmf")], sizes=[2])[:2]
+    rows = fig2_rows(work.run_points(pts, cache=cache))
+    direct = work.run_points(sweeps.tasks_points(base, [("worst_sum_rate", "none")], sizes=[2])[:2], cache=cache)
+    derived = [r for r in rows if r["defense"] == "none"]
+    assert len(rows) == 4 and len(derived) == 2
+    for a, b in zip(derived, direct):
+        for k in ("attack", "defense", "n_tasks", "tasks", "avg_normalized", "avg_normalized_clean", "mean_mse",
+                  "rejection_rate"):
+            assert a[k] == b[k], k
+        assert a["avg_normalized"] != next(r for r in rows if r["defense"] == "rmtllmf"
+                                           and r["tasks"] == a["tasks"])["avg_normalized"]
 
 
 def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path, monkeypatch):

@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seeds", default="0,1,2", help="seeds averaged over (default: %(default)s)")
     c.add_argument("--steps", default="30,60,100", help="realignment steps tried (default: %(default)s)")
     c.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="realignment learning rates tried (default: %(default)s)")
+    c.add_argument("--precision", default="bfloat16",
+                   help="defense.realign_precision the budget is fitted with: float32 or bfloat16 (default: "
+                   "%(default)s)")
     c.add_argument("--zoo", default="tiny")
     c.add_argument("--out", default=None, help="where to write (default: rmtllmf_core/calibration.json)")
     c.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
@@ -350,11 +353,12 @@ def cmd_calibrate(args) -> int:
 
     record = calibrate.fit(
         _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
-        steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"),
+        steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"), precision=args.precision,
         say=lambda line: print(line, flush=True))
     v = record["values"]
     print(f"fitted: perturb.scale={v['scale']} perturb.symbol_gain_db={v['symbol_gain_db']} "
-          f"defense.realign_steps={v['realign_steps']} defense.realign_lr={v['realign_lr']:g}")
+          f"defense.realign_steps={v['realign_steps']} defense.realign_lr={v['realign_lr']:g} "
+          f"defense.realign_precision={v['realign_precision']}")
     for f in record["provenance"]["fitted"]:
         print(f"  on {f['name']}: paper {100 * f['paper']:.1f} / {100 * f['paper_baseline']:.1f} = "
               f"{100 * f['target_share']:.1f}% of clean; ours {100 * f['ours_mean']:.1f}% +- {100 * f['ours_std']:.1f}")
