@@ -58,6 +58,8 @@ class HostLimits(Config):
                                      description="heavy jobs computing at once (default: one per two cores)")
     max_queued_jobs: int = Field(64, ge=1, le=10_000, description="jobs waiting in line, all sessions")
     max_queued_per_session: int = Field(4, ge=1, le=1000, description="jobs waiting in line, one session")
+    engine_processes: bool = Field(True, description="compute in engine processes of their own, at a lower "
+                                   "priority than the pages (False: in the server's threads)")
 
 
 def load_limits(secrets: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> HostLimits:
@@ -318,12 +320,20 @@ class HeavyRequest:
         return self.work.key
 
     def run(self, progress: Callable[[float, str], None] | None = None) -> Any:
+        """In this process (a cache hit, a call from inside a job), or a sweep on the configured Ray cluster."""
         from .work import execute
 
         address = None if self.work.single or self.cached else ray_address()
         if address:  # a configured cluster takes the host's sweeps; single runs stay here
             return execute(self.work, progress, backend="ray", address=address)
         return execute(self.work, progress)
+
+    def compute(self, progress: Callable[[float, str], None] | None = None) -> Any:
+        """What the queue runs: in an engine process (`compute.py`) when the host has them, so the
+        computation does not share the pages' interpreter; else `run`."""
+        if not self.cached and limits().engine_processes and (self.work.single or not ray_address()):
+            return engine_pool().run(self.work, progress)
+        return self.run(progress)
 
 
 def ray_address(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> str | None:
@@ -352,9 +362,26 @@ def compute_queue() -> "jobs.JobQueue":
     return jobs.default_queue(make)
 
 
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def engine_pool():
+    """The process-wide engine processes (`compute.EnginePool`), sized from this host's limits: one
+    per concurrent job, plus one for a single run passing a parked sweep; the cores shared among them."""
+    global _pool
+    from .compute import EnginePool, default_threads
+
+    with _pool_lock:
+        if _pool is None:
+            lim = limits()
+            _pool = EnginePool(lim.max_concurrent_jobs + 1, torch_threads=default_threads(lim.max_concurrent_jobs))
+        return _pool
+
+
 def submit(req: HeavyRequest, owner: Any = None):
     """Put a request in the process-wide compute queue; returns its ticket."""
-    return compute_queue().submit(req.key, req.run, owner=owner, preemptible=req.work.preemptible)
+    return compute_queue().submit(req.key, req.compute, owner=owner, preemptible=req.work.preemptible)
 
 
 def run_heavy(work, progress: Callable[[float, str], None] | None = None) -> Any:

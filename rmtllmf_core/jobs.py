@@ -183,6 +183,8 @@ class JobQueue:
         self._inflight: dict[Hashable, _Job] = {}
         self._seq = itertools.count(1)
         self.completed = 0  # jobs finished (any outcome), for stats
+        # seconds the last jobs took, single runs and sweeps apart: what a wait estimate is made of
+        self._durations: dict[bool, deque[float]] = {False: deque(maxlen=20), True: deque(maxlen=20)}
 
     # ---- public --------------------------------------------------------------------------------
     def submit(self, key: Hashable, fn: JobFn, *, owner: Hashable | None = None,
@@ -235,6 +237,33 @@ class JobQueue:
             if job.tickets:
                 return False
             return self._cancel_job(job)
+
+    def wait_estimate(self, ticket: "Ticket") -> float | None:
+        """Seconds until `ticket`'s job starts, estimated from the last jobs' durations: what the running
+        jobs have left (from their progress, else their kind's typical time) and the typical time of
+        each job ahead, shared among the slots. None while the queue has no history to go by."""
+        now = time.monotonic()
+        with self._lock:
+            typical = {k: (sum(v) / len(v) if v else None) for k, v in self._durations.items()}
+            ahead = []
+            for j in self._waiting:
+                if j is ticket._job:
+                    break
+                ahead.append(j)
+            else:
+                if ticket._job.state != QUEUED:
+                    return 0.0
+            left = []
+            for j in [*self._running, *ahead]:
+                t = typical[j.preemptible] if typical[j.preemptible] is not None else typical[not j.preemptible]
+                fraction, elapsed = j.progress[0], now - (j.started or now)
+                if j.state == RUNNING and fraction > 0.05:
+                    left.append(elapsed * (1 - fraction) / fraction)
+                elif t is None:
+                    return None
+                else:
+                    left.append(max(t - (elapsed if j.state == RUNNING else 0.0), 0.0))
+            return sum(left) / self.max_running
 
     def stats(self) -> dict:
         with self._lock:
@@ -303,6 +332,8 @@ class JobQueue:
         if self._inflight.get(job.key) is job:
             del self._inflight[job.key]
         self.completed += 1
+        if state == DONE and job.started is not None:
+            self._durations[job.preemptible].append(job.finished - job.started)
         job.done.set()
 
     def _checkpoint(self, job: _Job, fraction: float, message: str) -> None:

@@ -54,6 +54,10 @@ def _load_quietly(load: Callable, name: str) -> None:
     time.sleep(WARM_UP_DELAY_S)
     try:
         load(name)
+        from rmtllmf_core import hosting
+
+        if hosting.limits().engine_processes:  # the first cold run finds its engine process ready
+            hosting.engine_pool().warm(name)
     except Exception:  # the page that needs the zoo shows the error when it asks for it
         pass
 

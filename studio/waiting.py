@@ -76,8 +76,10 @@ def _wait(ticket, queue, progress: Callable[[float, str], None] | None) -> Any:
                             args=(queue, ticket.key), help="Stop this computation (finished sweep points stay cached)")
             pos = ticket.position()
             if pos:
-                state = (0.0, f"waiting in line: {'next' if pos == 1 else f'{pos - 1} ahead of you'} "
-                              f"({queue.max_running} computation{'s' if queue.max_running > 1 else ''} "
+                wait = queue.wait_estimate(ticket)
+                state = (0.0, f"waiting in line: {'next' if pos == 1 else f'{pos - 1} ahead of you'}"
+                              + ("" if wait is None else f", about {_seconds(wait)} to wait") +
+                              f" ({queue.max_running} computation{'s' if queue.max_running > 1 else ''} "
                               "run at once on this server)")
             else:
                 state = ticket.progress
@@ -92,3 +94,8 @@ def _wait(ticket, queue, progress: Callable[[float, str], None] | None) -> Any:
         if not ticket.done():
             ticket.abandon()
         raise
+
+
+def _seconds(s: float) -> str:
+    """A wait as people say it: "5 s", "2 min"."""
+    return f"{max(1, round(s))} s" if s < 90 else f"{round(s / 60)} min"

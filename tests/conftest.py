@@ -10,6 +10,9 @@ os.environ.setdefault("RMTLLMF_CACHE_DIR", tempfile.mkdtemp(prefix="rmtllmf-test
 # slow small torch ops by orders of magnitude (set before torch is imported; children inherit it).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as rmtllmf_core sets it: a short spin before sleeping
+# The app's runs compute in this process, where tests can count and patch them (and registered test
+# zoos exist); the engine processes have their own tests (test_compute.py).
+os.environ.setdefault("RMTLLMF_ENGINE_PROCESSES", "false")
 
 
 @pytest.fixture(scope="session")

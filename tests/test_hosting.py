@@ -57,8 +57,9 @@ def test_bad_limits_name_the_setting(secrets, env, field):
 
 # ---- caps ---------------------------------------------------------------------------------------
 
+# computed in this process, where the tests count the engine's calls (engine processes: test_compute.py)
 LIM = HostLimits.parse({"max_realign_steps": 50, "max_samples_per_task": 300, "max_sweep_points": 20,
-                        "max_combinations": 10, "max_concurrent_jobs": 1})
+                        "max_combinations": 10, "max_concurrent_jobs": 1, "engine_processes": False})
 
 
 def test_caps_name_the_field_and_the_host_limit():
@@ -310,7 +311,7 @@ def waiting_app():
         key, cached = "a test job", False
         work = type("W", (), {"preemptible": False})()
 
-        def run(self, progress=None):
+        def compute(self, progress=None):
             return job(progress)
 
     out = waiting.wait_for(Request(), progress=lambda f, m: seen.append(m))
@@ -321,7 +322,7 @@ def waiting_app():
 def test_a_session_sees_its_place_in_line_then_its_result():
     queue = jobs.JobQueue(1)
     jobs.set_default_queue(queue)
-    hosting.set_limits(HostLimits.parse({}))
+    hosting.set_limits(HostLimits.parse({"engine_processes": False}))
     release = threading.Event()
     blocker = queue.submit("someone else's long run", lambda p: release.wait(30))
 
@@ -406,7 +407,7 @@ class Request:  # a HeavyRequest whose work is any function
     key, cached = "a long test job", False
     work = type("W", (), {"preemptible": False})()
 
-    def run(self, progress=None):
+    def compute(self, progress=None):
         return job(progress)
 
 bar = st.progress(0.0)

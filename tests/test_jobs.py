@@ -348,3 +348,20 @@ def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked(monkeypatch
         assert q.run("outer", outer, timeout=T) == "inner ran"
     finally:
         jobs.set_default_queue(None)
+
+
+def test_the_wait_estimate_comes_from_the_last_jobs_durations():
+    q = JobQueue(1)
+    first, second, third = Gate(1), Gate(2), Gate(3)
+    t1 = q.submit("a", first)
+    first.started.wait(T)
+    t2, t3 = q.submit("b", second), q.submit("c", third)
+    assert q.wait_estimate(t3) is None                 # no history yet: no number rather than a guess
+    q._durations[False].extend([4.0, 6.0])             # single runs have taken 5 s
+    est = q.wait_estimate(t3)
+    assert 9.0 < est <= 10.0                           # the running one's 5 s less its few ms, then b's 5 s
+    assert q.wait_estimate(t1) == 0.0                  # running: nothing to wait for
+    first.release.set(), second.release.set(), third.release.set()
+    for t in (t1, t2, t3):
+        t.result(T)
+    assert len(q._durations[False]) == 5               # the three finished jobs joined the history

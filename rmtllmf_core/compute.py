@@ -1,0 +1,228 @@
+"""Engine processes: the server's heavy work runs in processes of its own, not in its page threads.
+
+A Streamlit server renders every session in threads of one interpreter, so a run computed in a
+thread of that interpreter shares one GIL with every page being drawn: under 24 sessions a cold run
+got a sliver of it and took minutes. Here each job of the host's queue (`jobs.JobQueue`) hands its
+`work.Work` to an engine process (spawned once, its zoo loaded once, reused for the server's life)
+and the queue thread only relays messages:
+
+- progress from inside a run is sent as it comes (at most every `PROGRESS_EVERY_S`), never waited
+  on: the run does not slow down when the server is busy;
+- a sweep's checkpoints between points wait for the server's answer ("go on" or "stop"): that is
+  where the queue cancels a job or parks a sweep to let a single run pass; the parked sweep's
+  process waits idle, and the run takes another process (`EnginePool` starts one when none is free);
+- a Cancel reaches the process at its next progress call; a process that dies (killed, out of
+  memory) fails its job with a named error and is replaced on the next job;
+- errors of ours come back as they are; anything else is logged in the process and comes back as
+  `jobs.JobFailed`.
+
+Engine processes run at a lower CPU priority (`nice`) than the server, so page renders are never
+queued behind a computation, and with `torch_threads` threads each (default: the cores divided
+among the host's concurrent jobs).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from .errors import RmtllmfError
+from .jobs import JobCancelled, JobFailed, available_cores
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.2
+DEFAULT_NICE = 5
+START_TIMEOUT_S = 300.0
+
+
+class EngineProcess:
+    """One spawned process that runs Works, one at a time."""
+
+    def __init__(self, *, torch_threads: int = 1, nice: int = DEFAULT_NICE, cache_dir: str | None = None):
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no copy of the server's threads or locks
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, torch_threads, nice, cache_dir), daemon=True,
+                                   name="rmtllmf-engine")
+        self.process.start()
+        child.close()
+
+    def warm(self, zoo: str) -> None:
+        self._conn.send(("warm", zoo))
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def run(self, work, progress: Callable[[float, str], None] | None = None) -> Any:
+        """`work.execute(work, progress)` in the process. `progress` may raise (JobCancelled): the
+        process stops at its next checkpoint and the exception reaches the caller."""
+        self._conn.send(("work", work))
+        stop: BaseException | None = None
+        while True:
+            if not self._conn.poll(0.5):
+                if not self.process.is_alive():
+                    raise JobFailed("the engine process stopped during the computation (out of memory or "
+                                    "killed); the server log may say more")
+                continue
+            try:
+                kind, *payload = self._conn.recv()
+            except (EOFError, OSError):
+                raise JobFailed("the engine process stopped during the computation") from None
+            if kind == "progress":
+                fraction, message, answer = payload
+                if stop is None and progress is not None:
+                    try:
+                        progress(fraction, message)   # the queue's checkpoint: may park (preempt) or raise
+                    except BaseException as exc:      # a cancel (or the session going away): stop the process
+                        stop = exc
+                if answer:
+                    self._conn.send(("stop",) if stop is not None else ("go",))
+                elif stop is not None:
+                    self._conn.send(("stop",))
+            elif kind == "done":
+                if stop is not None:
+                    raise stop
+                return payload[0]
+            elif kind == "error":
+                raise (stop if stop is not None and isinstance(payload[0], JobCancelled) else payload[0])
+
+    def close(self) -> None:
+        try:
+            self._conn.send(("exit",))
+        except (OSError, ValueError):
+            pass
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+class EnginePool:
+    """Engine processes for the host's queue: a free one per job, started on demand (a parked sweep
+    keeps its process; the job that passes it takes another), at most `max_processes`."""
+
+    def __init__(self, max_processes: int, *, torch_threads: int | None = None, nice: int = DEFAULT_NICE,
+                 cache_dir: str | None = None):
+        self.max_processes = max(1, int(max_processes))
+        self.torch_threads = torch_threads
+        self.nice = nice
+        self.cache_dir = cache_dir
+        self._free: list[EngineProcess] = []
+        self._all: list[EngineProcess] = []
+        self._lock = threading.Condition()
+
+    def run(self, work, progress: Callable[[float, str], None] | None = None, *, threads: int = 1) -> Any:
+        proc = self._take(threads)
+        try:
+            return proc.run(work, progress)
+        finally:
+            self._give_back(proc)
+
+    def warm(self, zoo: str, threads: int = 1) -> None:
+        """Start one process and load `zoo` in it ahead of the first job (seconds of imports and loading)."""
+        proc = self._take(threads)
+        try:
+            proc.warm(zoo)
+        finally:
+            self._give_back(proc)
+
+    def _take(self, threads: int) -> EngineProcess:
+        with self._lock:
+            while True:
+                self._all = [p for p in self._all if p.alive()]
+                self._free = [p for p in self._free if p.alive()]
+                if self._free:
+                    return self._free.pop()
+                if len(self._all) < self.max_processes:
+                    proc = EngineProcess(torch_threads=self.torch_threads or threads, nice=self.nice,
+                                         cache_dir=self.cache_dir)
+                    self._all.append(proc)
+                    return proc
+                self._lock.wait(1.0)
+
+    def _give_back(self, proc: EngineProcess) -> None:
+        with self._lock:
+            if proc.alive():
+                self._free.append(proc)
+            self._lock.notify()
+
+    def close(self) -> None:
+        with self._lock:
+            for p in self._all:
+                p.close()
+            self._all, self._free = [], []
+
+
+def default_threads(max_running: int, cores: int | None = None) -> int:
+    """Torch threads per engine process: the cores shared among the jobs that run at once."""
+    return max(1, (cores or available_cores()) // max(1, max_running))
+
+
+# ---- the engine process's side ----------------------------------------------------------------------
+
+def _serve(conn, torch_threads: int, nice: int, cache_dir: str | None) -> None:
+    try:
+        os.nice(nice)
+    except OSError:
+        pass
+    if cache_dir:
+        os.environ["RMTLLMF_CACHE_DIR"] = cache_dir
+    from . import jobs as _jobs  # noqa: F401  (sets the OpenMP wait policy before torch loads)
+    import torch
+
+    torch.set_num_threads(max(1, int(torch_threads)))
+    from .work import execute
+
+    while True:
+        try:
+            kind, *payload = conn.recv()
+        except (EOFError, OSError):
+            return
+        if kind == "exit":
+            return
+        if kind == "warm":  # load the zoo ahead of the first job
+            try:
+                from .pipeline import get_engine
+
+                get_engine(payload[0])
+            except Exception:  # the job that needs it reports the error
+                pass
+            continue
+        if kind != "work":
+            continue
+        work = payload[0]
+        try:
+            value = execute(work, _progress(conn, answer=not work.single))
+            conn.send(("done", value))
+        except RmtllmfError as exc:
+            conn.send(("error", exc))
+        except Exception as exc:  # a bug: its traceback goes to this process's log, the server gets a name
+            log.exception("engine process: a job failed")
+            conn.send(("error", JobFailed(f"the computation failed with an internal error "
+                                          f"({type(exc).__name__}); the server log has the details")))
+
+
+def _progress(conn, *, answer: bool) -> Callable[[float, str], None]:
+    """The run's progress callback in the engine process. `answer`: wait for the server's go-ahead
+    (a sweep's checkpoint between points); else send at most every PROGRESS_EVERY_S and go on,
+    stopping if the server has said so meanwhile."""
+    last = [0.0]
+
+    def progress(fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if answer:
+            conn.send(("progress", float(fraction), str(message), True))
+            reply = conn.recv()
+            if reply[0] == "stop":
+                raise JobCancelled("the computation was cancelled")
+            return
+        if conn.poll():
+            if conn.recv()[0] == "stop":
+                raise JobCancelled("the computation was cancelled")
+        if now - last[0] >= PROGRESS_EVERY_S or fraction >= 1.0:
+            last[0] = now
+            conn.send(("progress", float(fraction), str(message), False))
+
+    return progress
