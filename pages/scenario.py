@@ -131,6 +131,7 @@ except RmtllmfError as exc:
 users = up["users"]
 names = [ui.task_title(t) for t in scn.tasks]
 table = pd.DataFrame({
+    "#": list(range(1, len(names) + 1)),  # the placement map's marker numbers
     "user": names,
     "task": list(scn.tasks),
     "SIC order": [u["sic_rank"] + 1 for u in users],
@@ -155,8 +156,8 @@ with view:
 
     target = scn.wireless.target_user if scn.wireless.attack == "targeted" else None
     if "x_m" in users[0]:
-        hover = [f"{n}<br>SIC #{u['sic_rank'] + 1}, {u['distance_m']:.0f} m<br>SINR {u['sinr_db']:.1f} dB, MSE {u['mse']:.4f}"
-                 for n, u in zip(names, users)]
+        hover = [f"{i + 1}. {n}<br>SIC #{u['sic_rank'] + 1}, {u['distance_m']:.0f} m<br>SINR {u['sinr_db']:.1f} dB, MSE {u['mse']:.4f}"
+                 for i, (n, u) in enumerate(zip(names, users))]
         ring = None if scn.wireless.distances_m is not None else (scn.wireless.d_min_m, scn.wireless.d_max_m)
         fig_map = plots.placement_map([u["x_m"] for u in users], [u["y_m"] for u in users], names,
                                       color_values=[u["mse"] for u in users], hover=hover, highlight=target,

@@ -154,7 +154,9 @@ def test_url_round_trip_restores_the_scenario_and_numbers():
     widget(at, "number_input", "wireless.seed").set_value(5).run()
     assert not at.exception and not errors(at)
     link = dict(at.query_params)
-    assert {"wireless.attack", "wireless.jammer_power_w", "wireless.num_rx_antennas", "wireless.seed"} <= set(link)
+    # the power travels in dBm, as the widget shows it
+    assert {"wireless.attack", "wireless.jammer_power_dbm", "wireless.num_rx_antennas", "wireless.seed"} <= set(link)
+    assert link["wireless.jammer_power_dbm"] == "-110"
     shown = [(m.label, m.value) for m in at.metric]
 
     again = open_app(query=link)  # a new browser session opening the link

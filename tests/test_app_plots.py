@@ -8,7 +8,9 @@ def test_placement_map_has_the_base_station_and_every_user():
     names = [t.name for t in fig.data]
     assert "base station" in names and "users" in names and "jammer's target" in names
     users = next(t for t in fig.data if t.name == "users")
-    assert list(users.x) == [100.0, -200.0, 0.0] and list(users.text) == ["a", "b", "c"]
+    # numbered as the page's table (titles beside eight markers piled up); the titles on hover
+    assert list(users.x) == [100.0, -200.0, 0.0] and list(users.text) == ["1", "2", "3"]
+    assert list(users.hovertext) == ["a", "b", "c"]
     assert fig.layout.yaxis.scaleanchor == "x"  # metres are metres on both axes
 
 
