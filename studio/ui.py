@@ -78,13 +78,14 @@ def json_bytes(data) -> bytes:
 
 def export(name: str, *, tables: Mapping[str, object] | None = None, data: object = None,
            figures: Mapping[str, object] | None = None) -> None:
-    """One 'Export' menu: tables as CSV, the result as JSON, figures as self-contained HTML."""
+    """One 'Export' menu: tables as CSV, the result as JSON, figures as self-contained HTML. Each file is
+    made when its button is clicked, not on every run of every session."""
     with st.popover("Export", icon=":material/download:"):
         for label, rows in (tables or {}).items():
-            st.download_button(f"{label} (CSV)", csv_bytes(rows), file_name=f"{name}-{_slug(label)}.csv",
+            st.download_button(f"{label} (CSV)", _later(csv_bytes, rows), file_name=f"{name}-{_slug(label)}.csv",
                                mime="text/csv", on_click="ignore", key=f"export.{name}.{_slug(label)}.csv")
         if data is not None:
-            st.download_button("Result (JSON)", json_bytes(data), file_name=f"{name}.json",
+            st.download_button("Result (JSON)", _later(json_bytes, data), file_name=f"{name}.json",
                                mime="application/json", on_click="ignore", key=f"export.{name}.json")
         for label, fig in (figures or {}).items():
             st.download_button(f"{label} (HTML)", _html(fig), file_name=f"{name}-{_slug(label)}.html",
@@ -92,7 +93,11 @@ def export(name: str, *, tables: Mapping[str, object] | None = None, data: objec
 
 
 def _html(fig) -> Callable[[], bytes]:
-    return lambda: plots.figure_html(fig)  # built only when clicked (plotly.js is 4 MB)
+    return _later(plots.figure_html, fig)  # plotly.js alone is 4 MB
+
+
+def _later(make: Callable, value) -> Callable[[], bytes]:
+    return lambda: make(value)
 
 
 def _slug(text: str) -> str:
