@@ -76,6 +76,7 @@ class Outcome:
     failure: str = ""                  # connection / protocol failure, timeout
     waited_in_line: bool = False       # the page said "waiting in line" (the compute queue was busy)
     came_back_with_result: bool = False  # timed out, then a new tab with the same link showed the result
+    bytes_received: int = 0            # what the page sent this tab (every websocket frame)
     texts: list = field(default_factory=list)
 
 
@@ -127,9 +128,15 @@ def start_server(port: int, cache_dir: str, log_path: Path, extra_env: dict,
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_server(proc: subprocess.Popen) -> None:
+def stop_server(proc: subprocess.Popen, profiling: bool = False) -> None:
     if proc.poll() is not None:
         return
+    if profiling:  # py-spy writes its file on Ctrl-C; the server it sampled goes down with the group below
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(15)
@@ -165,6 +172,7 @@ def open_session(port: int, page: str, query: dict, kind: str, timeout: float) -
             frame = ws.recv()
             if not isinstance(frame, (bytes, bytearray)):
                 continue
+            out.bytes_received += len(frame)
             fwd = ForwardMsg()
             fwd.ParseFromString(frame)
             which = fwd.WhichOneof("type")
@@ -277,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=24, help="concurrent virtual users (>= 20 for the issue)")
     ap.add_argument("--duration", type=float, default=120.0, help="seconds of load (new sessions stop after this)")
-    ap.add_argument("--max-requests", type=int, default=600, help="sessions in all, at most")
+    ap.add_argument("--max-requests", type=int, default=5000,
+                    help="sessions in all, at most (a guard: the duration ends a normal run)")
     ap.add_argument("--mix", default="hit=0.55,cold=0.15,same=0.1,invalid=0.2", help="request mix")
     ap.add_argument("--burst", type=int, default=4, help="'same' requests sharing one new slider value")
     ap.add_argument("--warm", type=int, default=5, help="scenarios computed before the load (the hits)")
@@ -314,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server: 127.0.0.1:{port}, cache {cache_dir}, log {log_path}; "
           f"zoo: {args.zoo_dir or 'tiny (embedded)'}")
 
+    cpu0 = time.process_time()
     proc = start_server(port, cache_dir, log_path, extra_env, args.profile)
     report: dict = {"base_query": base_query, "cold_kind": args.cold, "max_cold": args.max_cold,
                     "sessions": args.sessions, "duration_s": args.duration, "mix": mix, "page": args.page,
@@ -417,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         report["came_back"] = {"sessions": len(came_back), "with_result": sum(a.result for a in came_back),
                                "seconds": [round(a.seconds, 1) for a in came_back]}
     finally:
-        stop_server(proc)
+        stop_server(proc, profiling=bool(args.profile))
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
 
     # ---- summary ----------------------------------------------------------------------------------
@@ -441,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         "lost_examples": [asdict(o) for o in lost[:5]],
         "invalid_without_message": len(invalid_bad),
         "cold_runs_that_waited_in_line": sum(o.waited_in_line for o in by_kind["cold"] + by_kind["same"]),
+        "kb_per_hit_session_p50": pct([o.bytes_received / 1024 for o in by_kind["hit"] if o.result], 0.5),
+        # the load generator shares the cores with the server: what it took of them
+        "load_generator_cpu_s": round(time.process_time() - cpu0, 1),
         "time_to_result_s": {
             k: {"n": len(v), "p50": pct([o.seconds for o in v if o.result], 0.5),
                 "p95": pct([o.seconds for o in v if o.result], 0.95),
@@ -489,7 +502,10 @@ def summary_table(report: dict) -> str:
                     f"p95 < {target:g} s | {met} |")
     inv = report["time_to_message_s"]["invalid"]
     rows.append(f"| time to message: invalid link | {inv['n']} | {inv['p50']} | {inv['p95']} | - | - | - |")
-    for label, key in (("sessions served", "sessions_served"), ("server errors", "server_errors"),
+    for label, key in (("sessions served", "sessions_served"), ("kB sent per cache-hit session (p50)",
+                                                                 "kb_per_hit_session_p50"),
+                       ("CPU seconds the load generator used", "load_generator_cpu_s"),
+                       ("server errors", "server_errors"),
                        ("lost results", "lost_results"), ("bad links without a message", "invalid_without_message"),
                        ("cold runs that waited in line", "cold_runs_that_waited_in_line")):
         want = {"server_errors": 0, "lost_results": 0, "invalid_without_message": 0}.get(key)

@@ -16,17 +16,20 @@ and the queue thread only relays messages:
 - errors of ours come back as they are; anything else is logged in the process and comes back as
   `jobs.JobFailed`.
 
-Engine processes run at a lower CPU priority (`nice`) than the server, so page renders are never
-queued behind a computation, and with `torch_threads` threads each (default: the cores divided
-among the host's concurrent jobs).
+Engine processes run with `torch_threads` threads each (default: the cores but one, shared among
+the host's concurrent jobs), at the server's own CPU priority (at nice 5 the 24-session load test
+starved them: cold runs took two minutes) and in a session of their own, so that a kernel that
+shares the CPU among sessions (Linux's autogroup) gives the computations as much as the pages.
 """
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
+from multiprocessing.connection import Client, Listener
 from typing import Any, Callable
 
 from .errors import RmtllmfError
@@ -35,26 +38,33 @@ from .jobs import JobCancelled, JobFailed, available_cores
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.2
-DEFAULT_NICE = 5
+DEFAULT_NICE = 0
 START_TIMEOUT_S = 300.0
+AUTHKEY_ENV = "RMTLLMF_ENGINE_AUTHKEY"
 
 
 class EngineProcess:
-    """One spawned process that runs Works, one at a time."""
+    """One engine process (`python -m rmtllmf_core.compute`, connected back over a local socket with a
+    one-time key) that runs Works, one at a time. Not multiprocessing's spawn: that would import the
+    server's main script (the app) again in the child and run it there."""
 
-    def __init__(self, *, torch_threads: int = 1, nice: int = DEFAULT_NICE, cache_dir: str | None = None):
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no copy of the server's threads or locks
-        self._conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, torch_threads, nice, cache_dir), daemon=True,
-                                   name="rmtllmf-engine")
-        self.process.start()
-        child.close()
+    def __init__(self, *, torch_threads: int = 1, nice: int = DEFAULT_NICE):
+        key = os.urandom(32)
+        with Listener(authkey=key) as listener:
+            env = {**os.environ, AUTHKEY_ENV: key.hex()}
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rmtllmf_core.compute", str(listener.address), str(int(torch_threads)),
+                 str(int(nice))], env=env, stdin=subprocess.DEVNULL,
+                # a session of its own: where the kernel shares CPU among sessions (autogroup), the
+                # computations get a share equal to the whole server's instead of a part of it
+                start_new_session=True)
+            self._conn = _accept(listener, self.process)
 
     def warm(self, zoo: str) -> None:
         self._conn.send(("warm", zoo))
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return self.process.poll() is None
 
     def run(self, work, progress: Callable[[float, str], None] | None = None) -> Any:
         """`work.execute(work, progress)` in the process. `progress` may raise (JobCancelled): the
@@ -63,7 +73,7 @@ class EngineProcess:
         stop: BaseException | None = None
         while True:
             if not self._conn.poll(0.5):
-                if not self.process.is_alive():
+                if not self.alive():
                     raise JobFailed("the engine process stopped during the computation (out of memory or "
                                     "killed); the server log may say more")
                 continue
@@ -94,21 +104,21 @@ class EngineProcess:
             self._conn.send(("exit",))
         except (OSError, ValueError):
             pass
-        self.process.join(5)
-        if self.process.is_alive():
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait(5)
 
 
 class EnginePool:
     """Engine processes for the host's queue: a free one per job, started on demand (a parked sweep
     keeps its process; the job that passes it takes another), at most `max_processes`."""
 
-    def __init__(self, max_processes: int, *, torch_threads: int | None = None, nice: int = DEFAULT_NICE,
-                 cache_dir: str | None = None):
+    def __init__(self, max_processes: int, *, torch_threads: int | None = None, nice: int = DEFAULT_NICE):
         self.max_processes = max(1, int(max_processes))
         self.torch_threads = torch_threads
         self.nice = nice
-        self.cache_dir = cache_dir
         self._free: list[EngineProcess] = []
         self._all: list[EngineProcess] = []
         self._lock = threading.Condition()
@@ -136,8 +146,7 @@ class EnginePool:
                 if self._free:
                     return self._free.pop()
                 if len(self._all) < self.max_processes:
-                    proc = EngineProcess(torch_threads=self.torch_threads or threads, nice=self.nice,
-                                         cache_dir=self.cache_dir)
+                    proc = EngineProcess(torch_threads=self.torch_threads or threads, nice=self.nice)
                     self._all.append(proc)
                     return proc
                 self._lock.wait(1.0)
@@ -156,19 +165,32 @@ class EnginePool:
 
 
 def default_threads(max_running: int, cores: int | None = None) -> int:
-    """Torch threads per engine process: the cores shared among the jobs that run at once."""
-    return max(1, (cores or available_cores()) // max(1, max_running))
+    """Torch threads per engine process: the cores but one (the pages') shared among the jobs that run
+    at once. On 2 cores, one: two threads of one run stall each other whenever a page takes a core."""
+    return max(1, ((cores or available_cores()) - 1) // max(1, max_running))
+
+
+def _accept(listener, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S):
+    """The engine process's connection, or an error if it exits (or never calls) first."""
+    box: dict = {}
+    waiter = threading.Thread(target=lambda: box.setdefault("conn", listener.accept()), daemon=True)
+    waiter.start()
+    end = time.monotonic() + timeout_s
+    while waiter.is_alive():
+        waiter.join(0.1)
+        if process.poll() is not None or time.monotonic() > end:
+            process.kill()
+            raise JobFailed("the engine process did not start; the server log may say why")
+    return box["conn"]
 
 
 # ---- the engine process's side ----------------------------------------------------------------------
 
-def _serve(conn, torch_threads: int, nice: int, cache_dir: str | None) -> None:
+def _serve(conn, torch_threads: int, nice: int) -> None:
     try:
         os.nice(nice)
     except OSError:
         pass
-    if cache_dir:
-        os.environ["RMTLLMF_CACHE_DIR"] = cache_dir
     from . import jobs as _jobs  # noqa: F401  (sets the OpenMP wait policy before torch loads)
     import torch
 
@@ -194,14 +216,19 @@ def _serve(conn, torch_threads: int, nice: int, cache_dir: str | None) -> None:
             continue
         work = payload[0]
         try:
-            value = execute(work, _progress(conn, answer=not work.single))
-            conn.send(("done", value))
-        except RmtllmfError as exc:
-            conn.send(("error", exc))
-        except Exception as exc:  # a bug: its traceback goes to this process's log, the server gets a name
-            log.exception("engine process: a job failed")
-            conn.send(("error", JobFailed(f"the computation failed with an internal error "
-                                          f"({type(exc).__name__}); the server log has the details")))
+            try:
+                reply = ("done", execute(work, _progress(conn, answer=not work.single)))
+            except RmtllmfError as exc:
+                reply = ("error", exc)
+            except OSError:
+                raise
+            except Exception as exc:  # a bug: its traceback goes to this process's log, the server gets a name
+                log.exception("engine process: a job failed")
+                reply = ("error", JobFailed(f"the computation failed with an internal error "
+                                            f"({type(exc).__name__}); the server log has the details"))
+            conn.send(reply)
+        except OSError:  # the server is gone (its end of the connection closed): so is this process
+            return
 
 
 def _progress(conn, *, answer: bool) -> Callable[[float, str], None]:
@@ -226,3 +253,10 @@ def _progress(conn, *, answer: bool) -> Callable[[float, str], None]:
             conn.send(("progress", float(fraction), str(message), False))
 
     return progress
+
+
+if __name__ == "__main__":  # the engine process: python -m rmtllmf_core.compute ADDRESS THREADS NICE
+    logging.basicConfig(level=logging.WARNING)
+    _address, _threads, _nice = sys.argv[1:4]
+    _key = bytes.fromhex(os.environ.pop(AUTHKEY_ENV))
+    _serve(Client(_address, authkey=_key), int(_threads), int(_nice))

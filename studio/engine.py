@@ -54,6 +54,9 @@ def _load_quietly(load: Callable, name: str) -> None:
     time.sleep(WARM_UP_DELAY_S)
     try:
         load(name)
+        import gc
+
+        gc.freeze()  # the zoo, torch and the libraries live as long as the server: no collection walks them again
         from rmtllmf_core import hosting
 
         if hosting.limits().engine_processes:  # the first cold run finds its engine process ready

@@ -32,7 +32,8 @@ def base(**changes) -> Scenario:
 
 def test_default_limits_suit_a_small_host():
     lim = load_limits({}, env={})
-    assert lim.max_concurrent_jobs == jobs.default_max_running()
+    assert lim.max_concurrent_jobs == hosting.default_concurrent_jobs()
+    assert [hosting.default_concurrent_jobs(c) for c in (1, 2, 3, 4, 16)] == [1, 2, 2, 2, 8]
     assert lim.max_realign_steps <= 500 and lim.max_samples_per_task <= 10_000
     assert lim.max_combinations >= 247  # the paper's Fig. 2 on 8 tasks fits
 
