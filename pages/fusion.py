@@ -32,11 +32,13 @@ with controls:
     channel_controls(ed, scn, columns=False)
 
     st.subheader("R-MTLLMF", divider="gray")
-    ed.toggle("defense.freeze", "Freeze: reload the base embeddings after fusion")
+    # presenter mode: short labels (its larger text in a narrower column cut the long ones)
+    ed.toggle("defense.freeze", "Freeze embeddings" if presenter else "Freeze: reload the base embeddings after fusion")
     if d.freeze and not presenter:
         ed.multiselect("defense.freeze_groups", "Frozen groups", options=fields.choices(Scenario, "defense.freeze_groups"),
                        format_func=lambda g: g.replace("_", " "))
-    realign = ed.toggle("defense.realign", "Realign: few-shot fine-tuning of the fused model")
+    realign = ed.toggle("defense.realign", "Realign (few-shot)" if presenter
+                        else "Realign: few-shot fine-tuning of the fused model")
     if realign:
         ed.slider("defense.shots_per_class", "Shots per class", step=1)
         if not presenter:
@@ -52,7 +54,7 @@ with controls:
                            "calibration was fitted with it. float32: plain arithmetic.")
 
     st.subheader("Other defenses", divider="gray")
-    ed.toggle("defense.shrinkage", "Shrinkage: MMSE estimate from the known MSE")
+    ed.toggle("defense.shrinkage", "Shrinkage (MMSE)" if presenter else "Shrinkage: MMSE estimate from the known MSE")
     ed.slider("defense.trim_keep_fraction", "Trim: keep this fraction of the largest entries", step=0.05)
 
     st.subheader("Fusion", divider="gray")
@@ -122,17 +124,26 @@ CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
 def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, _res: Result):
     """The result's figures are built once per (result, view), for every session: building a plotly
     figure costs more than reading the result from the disk cache. Read-only once built."""
-    acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown))), presenter=presenter, height=420)
+    titles = _titles(_res)
+    acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown), task_titles=titles)),
+                      presenter=presenter, height=420)
     acc.update_xaxes(title=None)  # the tasks name themselves
     return acc
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def cosine_figure(key: str, presenter: bool, minus_clean: bool, _res: Result):
-    cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(_res, minus_clean=minus_clean)),
+    cos = plots.style(plots.side_by_side(result_plots.cosine_heatmaps(_res, minus_clean=minus_clean,
+                                                                      task_titles=_titles(_res))),
                       presenter=presenter, height=400)
     cos.update_layout(title="Cosine similarity of the task vectors")
     return cos
+
+
+def _titles(res: Result) -> dict[str, str]:
+    """The result's tasks by their human titles (its zoo's card)."""
+    card = engine.zoo_card(res.zoo.name)["tasks"]
+    return {t: (card.get(t) or {}).get("title", t) for t in res.tasks}
 
 
 def draw(res: Result, from_cache: bool) -> None:
@@ -144,14 +155,19 @@ def draw(res: Result, from_cache: bool) -> None:
                 delta=f"{100 * (avg['attacked'] - avg['clean']):+.1f} pts vs clean")
     m[2].metric("Attacked + defense", f"{100 * avg['defended']:.1f}%",
                 delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
-    m = st.columns(3)
-    m[0].metric("WDE attacked / defended", f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}",
-                help="weight-disentanglement error: disagreement with the individual models (clean: "
-                     f"{res.wde.get('clean', float('nan')):.3f})")
-    m[1].metric("H0 rejection attacked / defended",
-                f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%",
-                help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
-    m[2].metric("Lambda", f"{res.lam:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
+    wde = f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}"
+    h0 = f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%"
+    if presenter:  # the three numbers that tell the story stay big; these become one line (big, they were cut)
+        st.markdown(f"WDE attacked / defended **{wde}** · H0 rejection attacked / defended **{h0}** · "
+                    f"lambda **{res.lam:.2f}**")
+    else:
+        m = st.columns(3)
+        m[0].metric("WDE attacked / defended", wde,
+                    help="weight-disentanglement error: disagreement with the individual models (clean: "
+                         f"{res.wde.get('clean', float('nan')):.3f})")
+        m[1].metric("H0 rejection attacked / defended", h0,
+                    help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
+        m[2].metric("Lambda", f"{res.lam:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
     worst = max(range(len(res.users)), key=lambda q: res.users[q]["mse"])
     st.caption(f"Channel: average MSE {res.wireless['average_mse']:.3f} after the receiver; the worst user, "
                f"{ui.task_title(scn.tasks[worst])}, {res.users[worst]['mse']:.3f}"

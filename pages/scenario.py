@@ -146,7 +146,8 @@ with view:
     warning = engine.channel_warning(scn.wireless)
     if warning:  # the channel alone leaves the task vectors as noise: say so before anything is fused
         st.warning(warning, icon=":material/warning:")
-    m1, m2, m3, m4 = st.columns(4)
+    # presenter mode's larger labels do not fit four abreast: two rows of two
+    m1, m2, m3, m4 = [*st.columns(2), *st.columns(2)] if presenter else st.columns(4)
     m1.metric("Average MSE", f"{up['average_mse']:.4f}", help="mean over the users of exp(-rate)")
     m2.metric("Sum rate (bit/s/Hz)", f"{up['sum_rate_bits_per_hz']:.2f}")
     m3.metric("Weakest SINR (dB)", f"{min(u['sinr_db'] for u in users):.1f}")
@@ -168,10 +169,16 @@ with view:
 
     st.dataframe(
         table.drop(columns=["task"]), hide_index=True, width="stretch", key="table.users",
-        column_config={"distance (m)": st.column_config.NumberColumn(format="%.0f"),
-                       "SINR (dB)": st.column_config.NumberColumn(format="%.2f"),
-                       "rate (bit/s/Hz)": st.column_config.NumberColumn(format="%.3f"),
-                       "MSE": st.column_config.NumberColumn(format="%.4f")},
+        # narrow number columns: all eight fit beside the controls at 1600 px, no sideways scrolling
+        column_config={"#": st.column_config.NumberColumn(width=32),
+                       "user": st.column_config.TextColumn(width="medium"),
+                       "SIC order": st.column_config.NumberColumn("SIC", width=48,
+                                                                  help="place in the receiver's decoding order"),
+                       "distance (m)": st.column_config.NumberColumn("dist. (m)", format="%.0f", width=70),
+                       "tx power (dBm)": st.column_config.NumberColumn("tx (dBm)", format="%.1f", width=70),
+                       "SINR (dB)": st.column_config.NumberColumn(format="%.1f", width=75),
+                       "rate (bit/s/Hz)": st.column_config.NumberColumn("rate (b/s/Hz)", format="%.2f", width=95),
+                       "MSE": st.column_config.NumberColumn(format="%.4f", width=80)},
     )
     fig_eig = None
     if up["jammer_trace_w"] > 0:

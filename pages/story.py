@@ -72,9 +72,7 @@ labels = [ui.task_title(t) for t in res.tasks]
 if step.channel:
     fig = result_plots.user_mse_bars({"ideal channel": ideal, "with the jammer": res}, labels=labels)
 else:
-    fig = plots.recolor(result_plots.accuracy_bars(res, list(step.show)))
-    for trace in fig.data:
-        trace.x = labels
+    fig = plots.recolor(result_plots.accuracy_bars(res, list(step.show), task_titles=dict(zip(res.tasks, labels))))
 fig = plots.style(fig, presenter=presenter, height=300 if presenter else 400)  # above the fold on a projector
 fig.update_xaxes(title=None)
 ui.chart(fig, f"chart.story.{key}")

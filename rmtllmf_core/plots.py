@@ -230,14 +230,14 @@ def ablation_bars(rows: Sequence[Mapping]) -> go.Figure:
 
 
 def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received", "defended"), *,
-                    minus_clean: bool = False) -> go.Figure:
+                    minus_clean: bool = False, task_titles: Mapping[str, str] | None = None) -> go.Figure:
     """Cosine similarity of clean, received and defended task vectors side by side (paper Fig. 3-4).
     `minus_clean`: the received and defended panels show their difference from the clean cosines
     (when the three look alike), on a symmetric scale of their own. Values sit in the cells only for
     up to four tasks; beyond, on hover (a number per cell is unreadable)."""
     from plotly.subplots import make_subplots
 
-    tasks = list(result.tasks)
+    tasks = [short_title((task_titles or {}).get(t, t)) for t in result.tasks]
     clean = np.asarray(result.cosine["clean"], dtype=float)
     panels = []
     for name in titles:
@@ -262,18 +262,26 @@ def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received"
     return fig
 
 
-def accuracy_bars(result: Result, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended")
-                  ) -> go.Figure:
-    """Accuracy per task for each condition, side by side."""
+def short_title(title: str) -> str:
+    """An axis label from a task's title: "House numbers (SVHN-like)" -> "House numbers" (the whole
+    title goes on hover)."""
+    return title.split(" (")[0]
+
+
+def accuracy_bars(result: Result, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended"),
+                  task_titles: Mapping[str, str] | None = None) -> go.Figure:
+    """Accuracy per task for each condition, side by side; tasks by their titles (`task_titles`)."""
+    task_titles = task_titles or {}
     labels = {"finetuned": "individual fine-tuning", "zeroshot": "base (zero-shot)", "clean": "clean fusion",
               "clean_realigned": "clean fusion + realign", "attacked": "attacked, no defense",
               "defended": "attacked + defense"}
     fig = go.Figure()
     for i, cond in enumerate(c for c in conditions if c in result.accuracy):
         acc = result.accuracy[cond]
-        fig.add_trace(go.Bar(x=list(acc), y=[100 * v for v in acc.values()], name=labels.get(cond, cond),
-                             marker_color=PALETTE[i % len(PALETTE)],
-                             hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+        fig.add_trace(go.Bar(x=[short_title(task_titles.get(t, t)) for t in acc], y=[100 * v for v in acc.values()],
+                             name=labels.get(cond, cond), marker_color=PALETTE[i % len(PALETTE)],
+                             customdata=[task_titles.get(t, t) for t in acc],
+                             hovertemplate="%{customdata}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_range=[0, 100])
     return _layout(fig, "Accuracy per task", "task", "accuracy (%)")
 

@@ -90,13 +90,13 @@ def placement_map(
         marker=dict(symbol="triangle-up", size=18, color="black"),
         hovertemplate="base station<extra></extra>",
     ))
-    marker = dict(size=22, line=dict(width=1, color="white"))
+    marker = dict(size=16, line=dict(width=1, color="white"))
     if color_values is not None:
         marker.update(color=list(color_values), colorscale="RdYlGn_r", showscale=True,
                       colorbar=dict(title=color_title, thickness=12))
     fig.add_trace(go.Scatter(
         x=list(x_m), y=list(y_m), mode="markers+text", name="users", text=[str(i + 1) for i in range(len(x_m))],
-        textposition="middle center", textfont=dict(color="black", size=12), marker=marker,
+        textposition="top right", textfont=dict(color="black", size=13), marker=marker,
         hovertext=list(hover) if hover is not None else list(labels), hoverinfo="text",
     ))
     if highlight is not None and 0 <= highlight < len(x_m):
