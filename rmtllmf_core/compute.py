@@ -3,7 +3,7 @@
 A Streamlit server renders every session in threads of one interpreter, so a run computed in a
 thread of that interpreter shares one GIL with every page being drawn: under 24 sessions a cold run
 got a sliver of it and took minutes. Here each job of the host's queue (`jobs.JobQueue`) hands its
-`work.Work` to an engine process (spawned once, its zoo loaded once, reused for the server's life)
+`work.Work` to an engine process (started once, its zoo loaded once, reused for the server's life)
 and the queue thread only relays messages:
 
 - progress from inside a run is sent as it comes (at most every `PROGRESS_EVERY_S`), never waited
@@ -59,45 +59,57 @@ class EngineProcess:
                 # computations get a share equal to the whole server's instead of a part of it
                 start_new_session=True)
             self._conn = _accept(listener, self.process)
+        self.at_checkpoint = False  # waiting for the server's go-ahead (a parked sweep waits here)
+        self.broken = False         # its connection failed: never used again, whatever poll() says yet
 
     def warm(self, zoo: str) -> None:
         self._conn.send(("warm", zoo))
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self.broken and self.process.poll() is None
 
     def run(self, work, progress: Callable[[float, str], None] | None = None) -> Any:
         """`work.execute(work, progress)` in the process. `progress` may raise (JobCancelled): the
         process stops at its next checkpoint and the exception reaches the caller."""
-        self._conn.send(("work", work))
+        self._send(("work", work))
         stop: BaseException | None = None
         while True:
-            if not self._conn.poll(0.5):
-                if not self.alive():
-                    raise JobFailed("the engine process stopped during the computation (out of memory or "
-                                    "killed); the server log may say more")
-                continue
             try:
+                if not self._conn.poll(0.5):
+                    if self.process.poll() is None:
+                        continue
+                    raise EOFError
                 kind, *payload = self._conn.recv()
             except (EOFError, OSError):
-                raise JobFailed("the engine process stopped during the computation") from None
+                self.broken = True
+                raise JobFailed("the engine process stopped during the computation (out of memory or "
+                                "killed); the server log may say more") from None
             if kind == "progress":
                 fraction, message, answer = payload
                 if stop is None and progress is not None:
+                    self.at_checkpoint = answer
                     try:
                         progress(fraction, message)   # the queue's checkpoint: may park (preempt) or raise
                     except BaseException as exc:      # a cancel (or the session going away): stop the process
                         stop = exc
-                if answer:
-                    self._conn.send(("stop",) if stop is not None else ("go",))
-                elif stop is not None:
-                    self._conn.send(("stop",))
+                    finally:
+                        self.at_checkpoint = False
+                if answer or stop is not None:
+                    self._send(("stop",) if stop is not None else ("go",))
             elif kind == "done":
                 if stop is not None:
                     raise stop
                 return payload[0]
             elif kind == "error":
                 raise (stop if stop is not None and isinstance(payload[0], JobCancelled) else payload[0])
+
+    def _send(self, message) -> None:
+        try:
+            self._conn.send(message)
+        except OSError:
+            self.broken = True
+            raise JobFailed("the engine process stopped (out of memory or killed); the next computation "
+                            "starts a new one") from None
 
     def close(self) -> None:
         try:
@@ -112,8 +124,11 @@ class EngineProcess:
 
 
 class EnginePool:
-    """Engine processes for the host's queue: a free one per job, started on demand (a parked sweep
-    keeps its process; the job that passes it takes another), at most `max_processes`."""
+    """Engine processes for the host's queue: a free one per job, started on demand, at most
+    `max_processes` computing at once. A parked sweep keeps its process, waiting at a checkpoint; it
+    does not count, so the job that passes it always gets one (else slots held by jobs waiting for a
+    process, and processes held by sweeps waiting for a slot, would wait for each other forever).
+    At most `max_processes` idle ones are kept."""
 
     def __init__(self, max_processes: int, *, torch_threads: int | None = None, nice: int = DEFAULT_NICE):
         self.max_processes = max(1, int(max_processes))
@@ -145,7 +160,7 @@ class EnginePool:
                 self._free = [p for p in self._free if p.alive()]
                 if self._free:
                     return self._free.pop()
-                if len(self._all) < self.max_processes:
+                if sum(not p.at_checkpoint for p in self._all) < self.max_processes:
                     proc = EngineProcess(torch_threads=self.torch_threads or threads, nice=self.nice)
                     self._all.append(proc)
                     return proc
@@ -153,8 +168,11 @@ class EnginePool:
 
     def _give_back(self, proc: EngineProcess) -> None:
         with self._lock:
-            if proc.alive():
+            if proc.alive() and len(self._free) < self.max_processes:
                 self._free.append(proc)
+            elif proc.alive():  # one started beside parked sweeps, now surplus
+                self._all.remove(proc)
+                proc.close()
             self._lock.notify()
 
     def close(self) -> None:

@@ -73,8 +73,9 @@ def test_a_dead_process_fails_its_job_by_name_and_is_replaced():
 
 def test_a_sweep_waits_at_its_checkpoints_for_the_server():
     # the queue parks a sweep inside its progress call: the process waits there (holding no slot)
-    # and a single run meanwhile takes another process
-    pool = compute.EnginePool(2, torch_threads=1)
+    # and a single run meanwhile takes another process, even where one process is the most that
+    # computes at once (the parked one does not count: else the two would wait for each other)
+    pool = compute.EnginePool(1, torch_threads=1)
     try:
         parked, resume = threading.Event(), threading.Event()
         rows = {}
@@ -92,5 +93,6 @@ def test_a_sweep_waits_at_its_checkpoints_for_the_server():
         resume.set()
         t.join(120)
         assert [r["seed"] for r in rows["rows"]] == [21, 22]
+        assert len(pool._free) == 1 and len(pool._all) == 1   # the surplus process was closed
     finally:
         pool.close()
