@@ -59,6 +59,9 @@ def style(fig: go.Figure, *, presenter: bool = False, height: int = 380) -> go.F
         legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),  # never over an axis
         template="plotly_white",
     )
+    # the small margins above need axis titles to push the plot in (presenter mode's larger text was cut)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -137,7 +140,9 @@ def mse_curves(rows: Sequence[dict], *, labels: dict[str, str] | None = None, pr
                                  name=(labels or {}).get(attack, attack),
                                  hovertemplate="P_J %{x} dBm: average MSE %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title="jammer power (dBm)")
-    fig.update_yaxes(title="average MSE over the users", type="log", dtick=1)  # decades only
+    # 1-2-5 ticks written out in full (a span within one decade still reads; plotly's own "D2" writes 0.2 as "2")
+    ticks = [m * 10.0 ** e for e in range(-6, 2) for m in (1, 2, 5)]
+    fig.update_yaxes(title="average MSE", type="log", tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
     fig.update_layout(title="The channel: average MSE versus jammer power (one drop)")
     return style(fig, presenter=presenter, height=380)
 
