@@ -145,13 +145,17 @@ class EnginePool:
         finally:
             self._give_back(proc)
 
-    def warm(self, zoo: str, threads: int = 1) -> None:
-        """Start one process and load `zoo` in it ahead of the first job (seconds of imports and loading)."""
-        proc = self._take(threads)
+    def warm(self, zoo: str, count: int = 1, threads: int = 1) -> None:
+        """Start `count` processes (at most `max_processes`) and load `zoo` in each ahead of the first jobs:
+        seconds of imports and loading that a burst of first requests would otherwise wait for."""
+        procs = []
         try:
-            proc.warm(zoo)
+            for _ in range(min(max(1, count), self.max_processes)):
+                procs.append(self._take(threads))
+                procs[-1].warm(zoo)
         finally:
-            self._give_back(proc)
+            for proc in procs:
+                self._give_back(proc)
 
     def _take(self, threads: int) -> EngineProcess:
         with self._lock:

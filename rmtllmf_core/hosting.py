@@ -66,7 +66,8 @@ def default_concurrent_jobs(cores: int | None = None) -> int:
     """One job per two cores, and two on a 2-core host: each job is an engine process with one torch
     thread there (`compute.default_threads`), so two computations take one core each and the pages keep
     whatever the two leave. Measured with bench_load (24 sessions, 2 cores): a burst of 12 distinct cold
-    runs had p95 33.7 s one at a time, 30.3 s two at a time, with cache hits at p95 0.76 and 0.71 s."""
+    runs had p95 33.7 s one at a time, 30.3 s two at a time (27.4 and 27.6 s with both engine processes
+    started with the server), with cache hits at p95 0.76, 0.71, 0.57 and 0.68 s."""
     cores = cores if cores is not None else jobs.available_cores()
     return min(cores, max(2, cores // 2))
 

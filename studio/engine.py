@@ -59,8 +59,9 @@ def _load_quietly(load: Callable, name: str) -> None:
         gc.freeze()  # the zoo, torch and the libraries live as long as the server: no collection walks them again
         from rmtllmf_core import hosting
 
-        if hosting.limits().engine_processes:  # the first cold run finds its engine process ready
-            hosting.engine_pool().warm(name)
+        lim = hosting.limits()
+        if lim.engine_processes:  # the first cold runs find their engine processes ready
+            hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)
     except Exception:  # the page that needs the zoo shows the error when it asks for it
         pass
 

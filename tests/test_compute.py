@@ -28,6 +28,8 @@ def pool():
 
 
 def test_a_run_in_an_engine_process_comes_back_and_is_cached(pool):
+    pool.warm("tiny", count=5)   # as many as may compute at once, started ahead of the first jobs
+    assert len(pool._all) == len(pool._free) == 2
     work = Work.run(light(seed=11))
     seen = []
     res = pool.run(work, lambda f, m: seen.append((f, m)))
