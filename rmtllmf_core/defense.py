@@ -284,8 +284,9 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
     - arithmetic: `precision` (`mixed_precision`), the same on every device.
     `progress(fraction)` is called after each step. With `inplace=True` (a float32 `flat` the caller
     owns and gives up) the result is written into `flat` itself: no [P] copy of the input.
-    On a GPU `device` the trainable tensors, the optimiser and the few-shot set live there; the batch order still comes from the CPU generator, so it
-    is the same on every device. The result comes back into a CPU float32 vector (`flat` when inplace).
+    On a GPU `device` the trainable tensors, the optimiser and the few-shot set live there; the batch
+    order still comes from the CPU generator, so it is the same on every device. The result comes back
+    into a CPU float32 vector (`flat` when inplace).
 
     Memory, in fp32 encoder copies besides `flat`: the trainable leaves (1), their gradients (1) and
     AdamW's two moments (2) are inherent to the optimiser; the working copy of `flat` (1) is saved by
