@@ -217,6 +217,13 @@ GAP_REASONS = {
 }
 
 
+def gap_notes(table: list[dict]) -> list[str]:
+    """Markdown list items: each prediction more than 10 points of share from the paper's, and why."""
+    return [f"- *{r['title']}* misses the paper's share by {r['gap_points']:+.1f} points: {GAP_REASONS[r['name']]}"
+            for r in table if r["status"] == "predicted" and r["gap_points"] is not None
+            and abs(r["gap_points"]) > 10 and r["name"] in GAP_REASONS]
+
+
 def table_markdown(table: list[dict]) -> list[str]:
     """The paper-versus-ours table as markdown lines (the report's and docs/calibration.md's)."""
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
@@ -257,9 +264,7 @@ def render_markdown(zoo, base, table, summary, ablation, checks, alignment) -> s
         *table_markdown(table), "",
         "The paper's worst-case rows without protection are given as 4-6% (shown as 5%); ours cannot fall much "
         "below chance on 10-class tasks (10% absolute, more once normalised).",
-        *[f"- *{r['title']}* misses the paper's share by {r['gap_points']:+.1f} points: {GAP_REASONS[r['name']]}"
-          for r in table if r["status"] == "predicted" and r["gap_points"] is not None
-          and abs(r["gap_points"]) > 10 and r["name"] in GAP_REASONS],
+        *gap_notes(table),
         "", "## Orderings from the paper", "", *orderings_markdown(checks + [alignment]),
     ]
     if not alignment["holds"]:
