@@ -14,7 +14,9 @@ and the queue thread only relays messages:
 - a Cancel reaches the process at its next progress call; a process that dies (killed, out of
   memory) fails its job with a named error and is replaced on the next job;
 - errors of ours come back as they are; anything else is logged in the process and comes back as
-  `jobs.JobFailed`.
+  `jobs.JobFailed`;
+- every message is JSON (a Work as its scenarios, a result as its JSON form): neither side ever
+  unpickles what the other sends. The socket only accepts the process that proves the one-time key.
 
 Engine processes run with `torch_threads` threads each (default: the cores but one, shared among
 the host's concurrent jobs), at the server's own CPU priority (at nice 5 the 24-session load test
@@ -23,6 +25,7 @@ shares the CPU among sessions (Linux's autogroup) gives the computations as much
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -34,6 +37,8 @@ from typing import Any, Callable
 
 from .errors import RmtllmfError
 from .jobs import JobCancelled, JobFailed, available_cores
+from .result import Result
+from .work import rebuild_error
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class EngineProcess:
         self.broken = False         # its connection failed: never used again, whatever poll() says yet
 
     def warm(self, zoo: str) -> None:
-        self._conn.send(("warm", zoo))
+        _send(self._conn, ["warm", zoo])
 
     def alive(self) -> bool:
         return not self.broken and self.process.poll() is None
@@ -71,7 +76,8 @@ class EngineProcess:
     def run(self, work, progress: Callable[[float, str], None] | None = None) -> Any:
         """`work.execute(work, progress)` in the process. `progress` may raise (JobCancelled): the
         process stops at its next checkpoint and the exception reaches the caller."""
-        self._send(("work", work))
+        self._send(["work", {"points": [[row, s.to_dict()] for row, s in work.points], "single": work.single,
+                             "spread_control": work.spread_control}])
         stop: BaseException | None = None
         while True:
             try:
@@ -79,7 +85,7 @@ class EngineProcess:
                     if self.process.poll() is None:
                         continue
                     raise EOFError
-                kind, *payload = self._conn.recv()
+                kind, *payload = _recv(self._conn)
             except (EOFError, OSError):
                 self.broken = True
                 raise JobFailed("the engine process stopped during the computation (out of memory or "
@@ -95,17 +101,18 @@ class EngineProcess:
                     finally:
                         self.at_checkpoint = False
                 if answer or stop is not None:
-                    self._send(("stop",) if stop is not None else ("go",))
+                    self._send(["stop"] if stop is not None else ["go"])
             elif kind == "done":
                 if stop is not None:
                     raise stop
-                return payload[0]
+                return Result.from_json(payload[0]) if work.single else payload[0]
             elif kind == "error":
-                raise (stop if stop is not None and isinstance(payload[0], JobCancelled) else payload[0])
+                error = _rebuilt(payload[0])
+                raise (stop if stop is not None and isinstance(error, JobCancelled) else error)
 
     def _send(self, message) -> None:
         try:
-            self._conn.send(message)
+            _send(self._conn, message)
         except OSError:
             self.broken = True
             raise JobFailed("the engine process stopped (out of memory or killed); the next computation "
@@ -113,7 +120,7 @@ class EngineProcess:
 
     def close(self) -> None:
         try:
-            self._conn.send(("exit",))
+            _send(self._conn, ["exit"])
         except (OSError, ValueError):
             pass
         try:
@@ -192,6 +199,24 @@ def default_threads(max_running: int, cores: int | None = None) -> int:
     return max(1, ((cores or available_cores()) - 1) // max(1, max_running))
 
 
+def _send(conn, message: list) -> None:
+    conn.send_bytes(json.dumps(message).encode())
+
+
+def _recv(conn) -> list:
+    return json.loads(conn.recv_bytes())
+
+
+def _rebuilt(record: dict) -> RmtllmfError:
+    """An error the engine process sent as plain data (`work.error_record`), as the server raises it."""
+    if record["type"] == "JobCancelled":
+        return JobCancelled(record["text"])
+    error = rebuild_error(record)
+    if isinstance(error, RmtllmfError):
+        return error
+    return (JobFailed if record["type"] == "JobFailed" else RmtllmfError)(record["text"])
+
+
 def _accept(listener, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S):
     """The engine process's connection, or an error if it exits (or never calls) first."""
     box: dict = {}
@@ -217,11 +242,11 @@ def _serve(conn, torch_threads: int, nice: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(torch_threads)))
-    from .work import execute
+    from .work import Work, error_record, execute
 
     while True:
         try:
-            kind, *payload = conn.recv()
+            kind, *payload = _recv(conn)
         except (EOFError, OSError):
             return
         if kind == "exit":
@@ -236,19 +261,22 @@ def _serve(conn, torch_threads: int, nice: int) -> None:
             continue
         if kind != "work":
             continue
-        work = payload[0]
         try:
             try:
-                reply = ("done", execute(work, _progress(conn, answer=not work.single)))
+                data = payload[0]
+                work = Work(tuple((row, s) for row, s in data["points"]), single=data["single"],
+                            spread_control=data["spread_control"])
+                value = execute(work, _progress(conn, answer=not work.single))
+                reply = ["done", value.to_json() if work.single else value]
             except RmtllmfError as exc:
-                reply = ("error", exc)
+                reply = ["error", error_record(exc)]
             except OSError:
                 raise
             except Exception as exc:  # a bug: its traceback goes to this process's log, the server gets a name
                 log.exception("engine process: a job failed")
-                reply = ("error", JobFailed(f"the computation failed with an internal error "
-                                            f"({type(exc).__name__}); the server log has the details"))
-            conn.send(reply)
+                reply = ["error", error_record(JobFailed(f"the computation failed with an internal error "
+                                                         f"({type(exc).__name__}); the server log has the details"))]
+            _send(conn, reply)
         except OSError:  # the server is gone (its end of the connection closed): so is this process
             return
 
@@ -262,17 +290,15 @@ def _progress(conn, *, answer: bool) -> Callable[[float, str], None]:
     def progress(fraction: float, message: str = "") -> None:
         now = time.monotonic()
         if answer:
-            conn.send(("progress", float(fraction), str(message), True))
-            reply = conn.recv()
-            if reply[0] == "stop":
+            _send(conn, ["progress", float(fraction), str(message), True])
+            if _recv(conn)[0] == "stop":
                 raise JobCancelled("the computation was cancelled")
             return
-        if conn.poll():
-            if conn.recv()[0] == "stop":
-                raise JobCancelled("the computation was cancelled")
+        if conn.poll() and _recv(conn)[0] == "stop":
+            raise JobCancelled("the computation was cancelled")
         if now - last[0] >= PROGRESS_EVERY_S or fraction >= 1.0:
             last[0] = now
-            conn.send(("progress", float(fraction), str(message), False))
+            _send(conn, ["progress", float(fraction), str(message), False])
 
     return progress
 

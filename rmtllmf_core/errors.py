@@ -21,9 +21,6 @@ class InputError(RmtllmfError, ValueError):
         self.reason = message
         super().__init__(f"{field}: {message}")
 
-    def __reduce__(self):  # picklable (engine processes, workers): rebuilt from its two parts
-        return type(self), (self.field, self.reason)
-
 
 class AssetError(RmtllmfError):
     """A zoo file is missing, truncated or does not match its card; says how to rebuild."""
@@ -32,9 +29,6 @@ class AssetError(RmtllmfError):
         self.path = path
         self.reason = message
         super().__init__(f"{path}: {message}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.reason)
 
 
 class CapExceeded(InputError):

@@ -219,7 +219,7 @@ def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_c
                     for future in finished:
                         for i, outcome in future.result():
                             if "error" in outcome:
-                                raise _rebuild_error(outcome["error"])
+                                raise rebuild_error(outcome["error"])
                             results[i] = outcome["result"]
                             done += 1
                         report()
@@ -300,15 +300,20 @@ def _worker_run(items: list[tuple[int, dict]], cache_dir: str, use_cache: bool) 
     for i, data in items:
         try:
             out.append((i, {"result": run(Scenario.parse(data), cache=cache, use_cache=use_cache)}))
-        except Exception as exc:  # errors with several constructor arguments do not unpickle: send their parts
-            out.append((i, {"error": {"type": type(exc).__name__, "text": str(exc),
-                                      "field": getattr(exc, "field", None), "path": getattr(exc, "path", None),
-                                      "reason": getattr(exc, "reason", None), "traceback": traceback.format_exc()}}))
+        except Exception as exc:  # sent as its parts (plain data), rebuilt by `rebuild_error`
+            out.append((i, {"error": error_record(exc)}))
             break
     return out
 
 
-def _rebuild_error(e: Mapping) -> Exception:
+def error_record(exc: BaseException) -> dict:
+    """An exception as plain data (JSON-able): what a worker or an engine process sends back."""
+    return {"type": type(exc).__name__, "text": str(exc), "field": getattr(exc, "field", None),
+            "path": getattr(exc, "path", None), "reason": getattr(exc, "reason", None),
+            "traceback": traceback.format_exc()}
+
+
+def rebuild_error(e: Mapping) -> Exception:
     if e["type"] in ("InputError", "CapExceeded") and e["field"] is not None:
         return (CapExceeded if e["type"] == "CapExceeded" else InputError)(e["field"], e["reason"])
     if e["type"] == "AssetError" and e["path"] is not None:
