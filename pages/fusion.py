@@ -141,9 +141,8 @@ def cosine_figure(key: str, presenter: bool, minus_clean: bool, _res: Result):
 
 
 def _titles(res: Result) -> dict[str, str]:
-    """The result's tasks by their human titles (its zoo's card)."""
-    card = engine.zoo_card(res.zoo.name)["tasks"]
-    return {t: (card.get(t) or {}).get("title", t) for t in res.tasks}
+    """The result's tasks by their human titles (its own zoo's: no session state in a shared cache)."""
+    return {t: ui.task_title(t, res.zoo.name) for t in res.tasks}
 
 
 def draw(res: Result, from_cache: bool) -> None:

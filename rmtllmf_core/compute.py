@@ -137,7 +137,7 @@ class EnginePool:
     process, and processes held by sweeps waiting for a slot, would wait for each other forever).
     At most `max_processes` idle ones are kept."""
 
-    def __init__(self, max_processes: int, *, torch_threads: int | None = None, nice: int = DEFAULT_NICE):
+    def __init__(self, max_processes: int, *, torch_threads: int = 1, nice: int = DEFAULT_NICE):
         self.max_processes = max(1, int(max_processes))
         self.torch_threads = torch_threads
         self.nice = nice
@@ -145,26 +145,26 @@ class EnginePool:
         self._all: list[EngineProcess] = []
         self._lock = threading.Condition()
 
-    def run(self, work, progress: Callable[[float, str], None] | None = None, *, threads: int = 1) -> Any:
-        proc = self._take(threads)
+    def run(self, work, progress: Callable[[float, str], None] | None = None) -> Any:
+        proc = self._take()
         try:
             return proc.run(work, progress)
         finally:
             self._give_back(proc)
 
-    def warm(self, zoo: str, count: int = 1, threads: int = 1) -> None:
+    def warm(self, zoo: str, count: int = 1) -> None:
         """Start `count` processes (at most `max_processes`) and load `zoo` in each ahead of the first jobs:
         seconds of imports and loading that a burst of first requests would otherwise wait for."""
         procs = []
         try:
             for _ in range(min(max(1, count), self.max_processes)):
-                procs.append(self._take(threads))
+                procs.append(self._take())
                 procs[-1].warm(zoo)
         finally:
             for proc in procs:
                 self._give_back(proc)
 
-    def _take(self, threads: int) -> EngineProcess:
+    def _take(self) -> EngineProcess:
         with self._lock:
             while True:
                 self._all = [p for p in self._all if p.alive()]
@@ -172,7 +172,7 @@ class EnginePool:
                 if self._free:
                     return self._free.pop()
                 if sum(not p.at_checkpoint for p in self._all) < self.max_processes:
-                    proc = EngineProcess(torch_threads=self.torch_threads or threads, nice=self.nice)
+                    proc = EngineProcess(torch_threads=self.torch_threads, nice=self.nice)
                     self._all.append(proc)
                     return proc
                 self._lock.wait(1.0)

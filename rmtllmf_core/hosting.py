@@ -378,14 +378,14 @@ _pool_lock = threading.Lock()
 
 def engine_pool():
     """The process-wide engine processes (`compute.EnginePool`), sized from this host's limits: one
-    per concurrent job, plus one for a single run passing a parked sweep; the cores shared among them."""
+    computing per concurrent job (parked sweeps wait in theirs, uncounted); the cores shared among them."""
     global _pool
     from .compute import EnginePool, default_threads
 
     with _pool_lock:
         if _pool is None:
             lim = limits()
-            _pool = EnginePool(lim.max_concurrent_jobs + 1, torch_threads=default_threads(lim.max_concurrent_jobs))
+            _pool = EnginePool(lim.max_concurrent_jobs, torch_threads=default_threads(lim.max_concurrent_jobs))
         return _pool
 
 

@@ -51,10 +51,11 @@ def presenter_style() -> None:
     st.html(PRESENTER_CSS)
 
 
-def task_title(name: str) -> str:
-    """A task's human title from the session's zoo card (its name when the card does not know it)."""
+def task_title(name: str, zoo: str | None = None) -> str:
+    """A task's human title from the zoo card of `zoo` (default: the session's; its name when the card
+    does not know it)."""
     try:
-        info = engine.zoo_card(state.scenario().zoo)["tasks"].get(name) or {}
+        info = engine.zoo_card(zoo or state.scenario().zoo)["tasks"].get(name) or {}
     except RmtllmfError:  # a zoo that does not load: the page shows that error elsewhere
         info = {}
     return info.get("title", name)
