@@ -217,14 +217,15 @@ def open_session(port: int, page: str, query: dict, kind: str, timeout: float) -
 # what a session's time is spent on: (label, a frame's text that marks it); a sample counts once per label
 PROFILE_LABELS = (
     ("a whole script run (every page and the frame)", "exec_func_with_error_handling"),
-    ("app.py's frame: gate, session, sidebar, URL", "app.py:"),
-    ("page: scenario", "pages/scenario.py"),
-    ("page: fusion", "pages/fusion.py"),
+    ("app.py: the frame, with the page run inside it", "app.py:"),
+    # py-spy names a page's frame by its file alone: "<module> (fusion.py:12)"
+    ("page: scenario", "<module> (scenario.py"),
+    ("page: fusion", "<module> (fusion.py"),
     ("the session's first run (scenario from the link)", "init_session"),
     ("sidebar", "sidebar.py"),
     ("the Editor (widgets from the schema)", "editor.py"),
     ("the engine door (cache lookup, queue)", "studio/engine.py"),
-    ("disk cache reads", "cache.py"),
+    ("disk cache reads", "rmtllmf_core/cache.py"),
     ("Result parsing", "result.py"),
     ("plotly figure serialisation (st.plotly_chart)", "plotly_chart"),
     ("figure building", "rmtllmf_core/plots.py"),
