@@ -48,10 +48,12 @@ with controls:
             with c2:
                 ed.number("defense.realign_lr", "Learning rate", format="%.1e", step=1e-5)
             ed.select("defense.realign_precision", "Arithmetic",
-                      format_func={"float32": "float32", "bfloat16": "bfloat16 matmuls (mixed precision)"}.get,
-                      help="bfloat16: the realignment's matrix products in bfloat16 with float32 weights and "
-                           "optimiser, 1.8x faster on CPUs with bfloat16 units (slower without them); the "
-                           "calibration was fitted with it. float32: plain arithmetic.")
+                      format_func={"float32": "float32 (calibrated)",
+                                   "bfloat16": "bfloat16 matmuls (mixed precision)"}.get,
+                      help="float32: the calibrated default, the same numbers on every CPU. bfloat16: the "
+                           "realignment's matrix products in bfloat16 with float32 weights and optimiser; about "
+                           "2x faster on CPUs with bf16 units (AVX512-BF16, AMX), 2x slower on others; its "
+                           "results differ by a few tenths of a point and are cached apart.")
 
     st.subheader("Other defenses", divider="gray")
     ed.toggle("defense.shrinkage", "Shrinkage (MMSE)" if presenter else "Shrinkage: MMSE estimate from the known MSE")
@@ -93,6 +95,12 @@ with controls:
                 ed.select("perturb.code_rate", "LDPC code rate")
             with c2:
                 ed.select("perturb.qam_bits", "Bits per QAM symbol")
+            ed.select("perturb.coded_errors", "A failed codeword", format_func={
+                "codeword": "arrives with its errors (no HARQ)", "erasure": "is detected and erased (CRC)",
+                "independent": "(older model) bits flip one by one"}.get,
+                help="LDPC decoding fails whole codewords. Without HARQ the receiver takes a failed codeword's "
+                     "bits as they are; with a CRC it can erase them (those parameters get no update). "
+                     "Independent flips at the same mean bit-error rate spread the errors instead.")
     else:
         ed.select("perturb.scale", "Error relative to", radio=True, format_func={
             "absolute": "the raw parameter (absolute)", "per_tensor": "each tensor's power (per tensor)",

@@ -198,6 +198,21 @@ def tensor_noise_std(power: Optional[torch.Tensor], mse, layout: ParamLayout, sc
     return (var * power).sqrt().to(torch.float32)
 
 
+def tensor_std(power: Optional[torch.Tensor], tensor_mse: np.ndarray, layout: ParamLayout, scale: str,
+               gain_db: float = 0.0) -> torch.Tensor:
+    """:func:`tensor_noise_std` with one MSE per (user, tensor) ([T, n_tensors]): the error std of each
+    tensor at the MSE its user had while that tensor was sent."""
+    n_tensors = len(layout.names)
+    if tensor_mse.shape != (tensor_mse.shape[0], n_tensors):
+        raise InputError("perturb.tensor_mse", f"needs one MSE per (user, tensor): [T, {n_tensors}]")
+    out = torch.empty(tensor_mse.shape, dtype=torch.float32)
+    levels = np.unique(tensor_mse, axis=1)            # few distinct power levels: one pass each
+    for level in levels.T:
+        cols = np.all(tensor_mse == level[:, None], axis=0)
+        out[:, torch.from_numpy(cols)] = tensor_noise_std(power, level, layout, scale, gain_db)[:, torch.from_numpy(cols)]
+    return out
+
+
 def _tensor_sizes(layout: ParamLayout) -> torch.Tensor:
     return torch.tensor(np.diff(layout.offsets), dtype=torch.int64)
 
@@ -362,10 +377,10 @@ def _transmit_words(words: torch.Tensor, bits: int, sinr: float, gen: torch.Gene
 
 
 def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generator,
-                    ber: float | None = None) -> torch.Tensor:
+                    coded: "CodedLink | None" = None) -> torch.Tensor:
     """Quantise one tensor of one user (1-D, float32) over its own [min, max], send, dequantise: in place.
-    Sent over uncoded 64-QAM at `sinr`, or, given the decoded bit-error rate `ber` of a coded link,
-    with each bit flipped independently at that rate."""
+    Sent over uncoded 64-QAM at `sinr`, or over a coded link with one user's decoded error rates
+    (`coded`: whole codewords fail, or bits flip alone; see `_coded_errors`)."""
     if x.numel() == 0:
         return x
     lo, hi = torch.aminmax(x)
@@ -375,9 +390,61 @@ def _digital_slice_(x: torch.Tensor, bits: int, sinr: float, gen: torch.Generato
     safe = step if step > 0 else 1.0
     # float64: a 24-bit word does not fit a float32 mantissa with room to round
     words = x.to(torch.float64).sub_(lo64).div_(safe).round_().clamp_(0, top).to(torch.int32)
-    words = _transmit_words(words, bits, sinr, gen) if ber is None else _flip_bits(words, bits, ber, gen)
+    erased = None
+    if coded is None:
+        words = _transmit_words(words, bits, sinr, gen)
+    else:
+        words, erased = _coded_errors(words, bits, coded, gen)
     x.copy_(words.to(torch.float64).mul_(step).add_(lo64))
+    if erased is not None:
+        x[erased] = 0.0  # a detected failure: the receiver takes no update there (a task vector's prior mean)
     return x
+
+
+CODED_ERRORS = ("codeword", "erasure", "independent")  # how a failed codeword reaches the fusion
+
+
+@dataclass(frozen=True)
+class CodedLink:
+    """One user's decoded error rates on a coded link (phy.coded_rates) and how failures show.
+    `block_bits`: information bits per codeword; the tensor's bit stream (word by word, `bits` each)
+    is cut into codewords of that many bits."""
+    ber: float
+    bler: float
+    block_bits: int
+    errors: str = "codeword"   # CODED_ERRORS
+
+
+def _coded_errors(words: torch.Tensor, bits: int, link: "CodedLink", gen: torch.Generator):
+    """The words after decoding, and the words erased (or None).
+
+    - "independent": every bit flipped alone at the BER;
+    - "codeword": each codeword fails at the BLER, and a failed one carries bit errors at the rate
+      seen inside failed codewords, BER / BLER (the mean BER is the same; the errors cluster);
+    - "erasure": as "codeword", but the receiver detects each failure (a CRC) and erases the words
+      that have any bit in a failed codeword."""
+    if link.errors == "independent":
+        return _flip_bits(words, bits, link.ber, gen), None
+    n_bits = words.numel() * bits
+    k = link.block_bits
+    failed = _bernoulli_positions(-(-n_bits // k), min(link.bler, 1.0), gen)
+    if failed.numel() == 0:
+        return words, None
+    if link.errors == "erasure":
+        first, last = failed * k // bits, torch.clamp((failed + 1) * k - 1, max=n_bits - 1) // bits
+        erased = torch.zeros(words.numel() + 1, dtype=torch.int32)
+        erased.index_add_(0, first, torch.ones_like(first, dtype=torch.int32))
+        erased.index_add_(0, last + 1, -torch.ones_like(last, dtype=torch.int32))
+        return words, erased.cumsum(0)[:-1] > 0
+    inside = min(1.0, link.ber / link.bler) if link.bler > 0 else 0.0
+    local = _bernoulli_positions(failed.numel() * k, inside, gen)
+    pos = failed[local // k] * k + local % k
+    pos = pos[pos < n_bits]
+    if pos.numel() == 0:
+        return words, None
+    masks = torch.zeros(words.numel(), dtype=torch.int32)
+    masks.index_add_(0, pos // bits, (1 << (pos % bits)).to(torch.int32))  # distinct bits: the sum is the OR
+    return words ^ masks, None
 
 
 def _flip_bits(words: torch.Tensor, bits: int, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -410,6 +477,34 @@ def _sinr_linear(sinr_db, mse: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------- slice-wise entry points
 
 @dataclass(frozen=True, eq=False)
+class Stripes:
+    """The row-periodic part of a Gaussian error (a jammer that replays its waveform every matrix row,
+    `jamming.py`): `share[r, i]`, the fraction of row r's error variance on tensor i that repeats
+    with the tensor's row (the rest is white); `rows[i]`, the rows of tensor i ([shape[0], rest];
+    1 for vectors, which take no stripe); `signed`: a random sign per row."""
+    share: torch.Tensor            # [R, n_tensors] float64 in [0, 1]
+    rows: tuple[int, ...]
+    signed: bool = False
+
+    def pattern(self, n: int, r: int, tensor: int, gen: torch.Generator) -> Optional[torch.Tensor]:
+        """Row r's striped unit-variance draw for tensor `tensor` (n entries), or None where it has none."""
+        rows = self.rows[tensor]
+        rho = float(self.share[r, tensor])
+        if rows < 2 or rho <= 0.0:
+            return None
+        row = _standard_normal(n // rows, gen)[:n // rows]
+        signs = (torch.randint(0, 2, (rows, 1), generator=gen, dtype=torch.int64) * 2 - 1).to(row.dtype) \
+            if self.signed else torch.ones(rows, 1)
+        return (signs * row).reshape(-1).mul_(rho ** 0.5)
+
+
+def stripes_for(share, layout: ParamLayout, signed: bool) -> Stripes:
+    """`Stripes` of a layout: each tensor read as [shape[0], rest]."""
+    rows = tuple(int(s[0]) if len(s) >= 2 else 1 for s in layout.shapes)
+    return Stripes(torch.as_tensor(np.asarray(share, dtype=np.float64)), rows, bool(signed))
+
+
+@dataclass(frozen=True, eq=False)
 class Link:
     """Everything :func:`perturb_slice_` needs for one drop of the uplink, built once by :func:`link`.
 
@@ -423,7 +518,13 @@ class Link:
     factor: Optional[np.ndarray]
     sinr: Optional[np.ndarray]
     bits: int
-    ber: Optional[np.ndarray] = None   # coded: every user's decoded bit-error rate (phy.coded_ber)
+    coded: Optional[tuple] = None   # coded: every user's CodedLink (decoded error rates, phy.coded_rates)
+    stripes: Optional["Stripes"] = None  # gaussian: a row-periodic share of the error (jamming.py)
+
+    @property
+    def ber(self) -> Optional[np.ndarray]:
+        """Every user's decoded bit-error rate on a coded link (None otherwise)."""
+        return None if self.coded is None else np.array([c.ber for c in self.coded])
 
     @property
     def silent(self) -> bool:
@@ -444,8 +545,9 @@ def link(
     sinr_db=None,
     bits_per_param: int = 12,
     gain_db: float = 0.0,
-    code_rate: str = "1/2",
-    qam_bits: int = 4,
+    coded=None,
+    tensor_mse=None,
+    stripes: Optional[Stripes] = None,
 ) -> Link:
     """Validate a drop's perturbation and precompute it for :func:`perturb_slice_`.
 
@@ -454,6 +556,9 @@ def link(
     ``power`` is the [R, n_tensors] per-tensor reference square of those users' clean vectors (float64,
     :func:`reference_square` for ``scale``), needed by every scale but ``absolute``; ``gain_db`` is the
     transmitter's amplitude gain (:func:`tensor_noise_std`; the digital link keeps its own quantiser).
+    ``tensor_mse`` ([n_users, n_tensors], Gaussian models): each user's MSE while each tensor is sent,
+    where a jammer varies its power over the transmission (`jamming.allocation_factors`); ``stripes``
+    (the ``gaussian`` model): the row-periodic share of the error (`Stripes`).
     """
     if not isinstance(layout, ParamLayout):
         raise InputError("perturb.layout", f"must be a ParamLayout; got {type(layout).__name__}")
@@ -469,7 +574,7 @@ def link(
     model = _check_choice(model, MODELS, "perturb.model")
     scale = _check_choice(scale, SCALES, "perturb.scale")
     seed = _check_seed(seed)
-    std = factor = sinr = ber = None
+    std = factor = sinr = None
     bits = 0
     if model in ("digital", "coded"):
         if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
@@ -477,17 +582,30 @@ def link(
         bits = int(bits_per_param)
         sinr = _sinr_linear(sinr_db, mse)
         if model == "coded":
-            from .phy import coded_ber  # Sionna's LDPC, simulated once per code setting
-
-            with np.errstate(divide="ignore"):
-                ber = coded_ber(10.0 * np.log10(sinr), code_rate, qam_bits)
+            coded = tuple(coded) if coded is not None else ()
+            for c in coded:
+                if isinstance(c, CodedLink):
+                    _check_choice(c.errors, CODED_ERRORS, "perturb.coded_errors")
+            if len(coded) != n_users or not all(isinstance(c, CodedLink) for c in coded):
+                raise InputError("perturb.coded", f"the coded link needs one CodedLink per user ({n_users}), "
+                                 "from phy.coded_rates at each user's SINR")
+        else:
+            coded = None
     else:
+        coded = None
         if model == "correlated":
             if error_covariance is None:
                 raise InputError("perturb.error_covariance", "the correlated model needs the receiver's error covariance")
             factor = correlation_factor(error_covariance, n_users)
-        std = tensor_noise_std(power, mse[list(users)], layout, scale, gain_db)
-    return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits, ber=ber)
+        if tensor_mse is None:
+            std = tensor_noise_std(power, mse[list(users)], layout, scale, gain_db)
+        else:
+            std = tensor_std(power, np.asarray(tensor_mse, dtype=np.float64)[list(users)], layout, scale, gain_db)
+    if stripes is not None and (model != "gaussian" or tuple(stripes.share.shape) != (len(users), len(layout.names))):
+        raise InputError("jammer.structure", "a row-periodic jammer needs the gaussian link and one share per "
+                         f"(fused user, tensor): [{len(users)}, {len(layout.names)}]")
+    return Link(model=model, seed=seed, users=users, mse=mse, std=std, factor=factor, sinr=sinr, bits=bits, coded=coded,
+                stripes=stripes)
 
 
 def perturb_slice_(x: torch.Tensor, lk: Link, tensor: int) -> torch.Tensor:
@@ -502,12 +620,16 @@ def perturb_slice_(x: torch.Tensor, lk: Link, tensor: int) -> torch.Tensor:
         for r, q in enumerate(lk.users):
             if lk.mse[q] > 0:
                 _digital_slice_(x[r], lk.bits, float(lk.sinr[q]), _generator(stream_seed(lk.seed, q, tensor)),
-                                ber=None if lk.ber is None else float(lk.ber[q]))
+                                coded=None if lk.coded is None else lk.coded[q])
         return x
     if lk.factor is None:
         for r, q in enumerate(lk.users):
             if lk.mse[q] > 0:
                 z = _standard_normal(n, _generator(stream_seed(lk.seed, q, tensor)))[:n]
+                stripe = None if lk.stripes is None else lk.stripes.pattern(
+                    n, r, tensor, _generator(stream_seed(lk.seed, q, tensor, 1)))
+                if stripe is not None:  # the white rest and the replayed share: the same variance in all
+                    z.mul_((1.0 - float(lk.stripes.share[r, tensor])) ** 0.5).add_(stripe)
                 x[r].add_(z.mul_(lk.std[r, tensor]))
         return x
     # correlated: every user's draw for this tensor, mixed by L, only the rows asked for kept

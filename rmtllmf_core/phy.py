@@ -3,7 +3,8 @@ to a user's link.
 
 - **Repetition** (`perturb.repetition` = r): every symbol is sent r times and the copies are combined
   at the receiver (maximum-ratio), so the post-combining SINR is r times the single copy's and the
-  Gaussian models' error variance (the MSE) is divided by r; r times the airtime.
+  receiver's MSE, the MMSE 1 / (1 + SINR), becomes 1 / (1 + r SINR) (not MSE / r, which would beat
+  that bound: 8x at 0 dB with r = 8); r times the airtime.
 - **A coded digital link** (`perturb.model = "coded"`): parameters quantised to `bits_per_param` bits
   (as the uncoded `digital` link), protected by a 5G NR LDPC code of rate `code_rate` on
   Gray-mapped QAM with `qam_bits` bits per symbol, through Sionna's `LDPC5GEncoder`, `Mapper`,
@@ -23,6 +24,7 @@ import hashlib
 import json
 import threading
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,21 +35,12 @@ CODE_RATES = ("1/3", "1/2", "2/3", "3/4", "5/6")
 QAM_BITS = (2, 4, 6, 8)
 CODEWORD_BITS = 1920          # a multiple of every QAM_BITS, and of 3 and 6 for the rates' k
 SINR_GRID_DB = tuple(float(v) for v in range(-6, 31))
-MIN_ERRORS, MAX_CODEWORDS, FIRST_BATCH, BATCH = 100, 2000, 50, 390
-TABLE_VERSION = "ldpc5g-bp20-v2"
+# a point runs until it has MIN_ERRORS bit errors *and* MIN_BLOCK_ERRORS failed codewords (a failed
+# codeword holds tens of bit errors: 100 bit errors alone can be two blocks), or MAX_CODEWORDS
+MIN_ERRORS, MIN_BLOCK_ERRORS, MAX_CODEWORDS, FIRST_BATCH, BATCH = 100, 20, 2000, 50, 390
+CONFIDENCE = 0.95             # the resolution bound of an error-free point: 1 - (1 - CONFIDENCE)^(1/N)
+TABLE_VERSION = "ldpc5g-bp20-v3"
 _tables: dict[str, dict] = {}
-_cache = None
-
-
-def _engine_cache():
-    """The engine's cache folder, opened here (runtime.default_cache would be an import cycle: runtime
-    imports fusion, which imports perturb, which imports this module)."""
-    global _cache
-    if _cache is None:
-        from .cache import ResultCache
-
-        _cache = ResultCache()
-    return _cache
 _lock = threading.Lock()
 
 
@@ -73,13 +66,21 @@ def airtime_factor(model: str, repetition: int = 1, bits_per_param: int = 12, co
 
 
 def repeated(mse, sinr_db, repetition: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's (MSE, SINR in dB) after combining `repetition` copies: SINR x r, MSE / r."""
+    """Each user's (MSE, SINR in dB) after maximum-ratio combining of `repetition` copies with
+    independent noise: SINR x r, and the MMSE at that SINR, 1 / (1 + r SINR), with the single copy's
+    SINR read from its MSE (MSE = 1 / (1 + SINR), `wireless.receiver`), written so that MSE 0 stays
+    0 and MSE 1 (a dead link) stays 1. r = 1 returns the MSE as it is."""
     r = int(repetition)
     if r < 1:
         raise InputError("perturb.repetition", f"a whole number of copies >= 1; got {repetition!r}")
     mse = np.asarray(mse, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return mse / r, np.asarray(sinr_db, dtype=np.float64) + 10.0 * np.log10(r)
+    sinr_db = np.asarray(sinr_db, dtype=np.float64)
+    if r == 1:
+        return mse, sinr_db
+    # 1 / (1 + r (1/m - 1)) = m / (r - (r - 1) m); an MSE above 1 (a blind receiver's) counts as 1
+    m = np.clip(mse, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return m / (r - (r - 1) * m), sinr_db + 10.0 * np.log10(r)
 
 
 def _simulate(code_rate: Fraction, qam_bits: int, seed: int = 0) -> dict:
@@ -97,62 +98,140 @@ def _simulate(code_rate: Fraction, qam_bits: int, seed: int = 0) -> dict:
     dec = LDPC5GDecoder(enc, num_iter=20, hard_out=True)
     mapper, demapper = Mapper("qam", qam_bits), Demapper("app", "qam", qam_bits)
     awgn, source = AWGN(), BinarySource()
-    ber, bits_sent, error_free_from = [], [], None
+    ber, bler, bits_sent, blocks_sent, error_free_from = [], [], [], [], None
     with torch.no_grad():
         for snr_db in SINR_GRID_DB:   # read at call time: a test may use a coarser grid
-            if error_free_from is not None:    # past the waterfall: 0 from here on (monotone in SINR)
+            if error_free_from is not None:    # past the waterfall: nothing more to resolve (monotone in SINR)
                 ber.append(0.0)
+                bler.append(0.0)
                 bits_sent.append(0)
+                blocks_sent.append(0)
                 continue
             no = 10.0 ** (-snr_db / 10.0)      # unit-energy symbols: N0 = 1 / SINR
-            errors = sent = codewords = 0
-            while errors < MIN_ERRORS and codewords < MAX_CODEWORDS:
+            errors = block_errors = sent = codewords = 0
+            while (errors < MIN_ERRORS or block_errors < MIN_BLOCK_ERRORS) and codewords < MAX_CODEWORDS:
                 # a small first batch: below the waterfall it already holds thousands of errors
                 batch = FIRST_BATCH if codewords == 0 else BATCH
                 b = source([batch, k])
-                b_hat = dec(demapper(awgn(mapper(enc(b)), no), no))
-                errors += int((b != b_hat).sum())
+                wrong = b != dec(demapper(awgn(mapper(enc(b)), no), no))
+                errors += int(wrong.sum())
+                block_errors += int(wrong.any(dim=1).sum())
                 sent += b.numel()
                 codewords += batch
             ber.append(errors / sent)
+            bler.append(block_errors / codewords)
             bits_sent.append(sent)
+            blocks_sent.append(codewords)
             if errors == 0:
                 error_free_from = snr_db
-    return {"sinr_db": list(SINR_GRID_DB), "ber": ber, "bits": bits_sent, "k": k, "n": n,
-            "code_rate": str(code_rate), "qam_bits": qam_bits, "version": TABLE_VERSION}
+    return {"sinr_db": list(SINR_GRID_DB), "ber": ber, "bler": bler, "bits": bits_sent, "codewords": blocks_sent,
+            "k": k, "n": n, "code_rate": str(code_rate), "qam_bits": qam_bits, "version": TABLE_VERSION}
 
 
-def ber_table(code_rate: str = "1/2", qam_bits: int = 4, cache=None, *, build: bool = True) -> dict | None:
-    """The coded BER versus SINR of one code setting: simulated once, then from memory or the disk
-    cache (keyed by the setting and the simulator's version). `build=False`: None when not made yet."""
+SHIPPED_TABLES = Path(__file__).with_name("ldpc_tables.json")  # `python -m rmtllmf_core ldpc-tables` writes it
+
+
+def table_key(code_rate: str, qam_bits: int) -> str:
+    """A table's key: the code setting and everything the simulation depends on (a change to any of
+    them, or to the simulator's version, makes a shipped or cached table stale)."""
     rate, q = check_code(code_rate, qam_bits)
-    key = "phy/ber/" + hashlib.sha256(json.dumps([TABLE_VERSION, str(rate), q, CODEWORD_BITS, list(SINR_GRID_DB),
-                                                  MIN_ERRORS, MAX_CODEWORDS]).encode()).hexdigest()
+    return "phy/ber/" + hashlib.sha256(json.dumps([TABLE_VERSION, str(rate), q, CODEWORD_BITS, list(SINR_GRID_DB),
+                                                   MIN_ERRORS, MIN_BLOCK_ERRORS, MAX_CODEWORDS]).encode()).hexdigest()
+
+
+def _shipped(key: str) -> dict | None:
+    try:
+        tables = json.loads(SHIPPED_TABLES.read_text()).get("tables", {})
+    except (OSError, ValueError):
+        return None
+    table = tables.get(key)
+    return table if isinstance(table, dict) and table.get("version") == TABLE_VERSION else None
+
+
+def ber_table(code_rate: str = "1/2", qam_bits: int = 4, cache=None, *, build: bool = True,
+              shipped: bool = True) -> dict | None:
+    """The coded BER and BLER versus SINR of one code setting: from memory, the tables shipped with
+    the package (`ldpc_tables.json`, made by the same simulation), the disk cache, or simulated once
+    (keyed by `table_key`; `cache`: a ResultCache, or None to keep a new table in memory only).
+    `build=False`: None when not made yet; `shipped=False` skips the file."""
+    key = table_key(code_rate, qam_bits)
+    rate, q = check_code(code_rate, qam_bits)
     with _lock:
         if key in _tables:
             return _tables[key]
-        if cache is None:
-            cache = _engine_cache()
-        stored: Any = cache.get(key)
+        stored: Any = _shipped(key) if shipped else None
+        if stored is None and cache is not None:
+            stored = cache.get(key)
         if not (isinstance(stored, dict) and stored.get("version") == TABLE_VERSION):
             if not build:
                 return None
             stored = _simulate(rate, q)
-            cache.set(key, stored)
+            if cache is not None:
+                cache.set(key, stored)
         _tables[key] = stored
         return stored
 
 
-def coded_ber(sinr_db, code_rate: str = "1/2", qam_bits: int = 4, cache=None) -> np.ndarray:
-    """Each user's bit-error rate after decoding at its SINR (dB): log-BER interpolated on the table;
-    0 past the table's first error-free point, the first point's BER below the grid."""
+def write_tables(settings, path: Path = SHIPPED_TABLES, say=lambda line: None) -> dict:
+    """Simulate every (code_rate, qam_bits) of `settings` afresh and write them to `path` with where
+    they came from (the file `ber_table` reads first)."""
+    import time
+
+    import sionna
+
+    tables = {}
+    for code_rate, qam_bits in settings:
+        t = time.perf_counter()
+        rate, q = check_code(code_rate, qam_bits)
+        tables[table_key(code_rate, qam_bits)] = _simulate(rate, q)
+        say(f"LDPC {code_rate} on {2 ** q}-QAM: {time.perf_counter() - t:.1f} s")
+    doc = {"made_by": "python -m rmtllmf_core ldpc-tables", "sionna": sionna.__version__,
+           "date": time.strftime("%Y-%m-%d"), "tables": tables}
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def upper_bound(trials) -> np.ndarray:
+    """The one-sided CONFIDENCE upper bound of a rate that showed no event in `trials` trials
+    (Clopper-Pearson; about 3 / trials at 95%): all that an error-free simulation point says."""
+    n = np.asarray(trials, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = np.where(n > 0, -np.expm1(np.log1p(-CONFIDENCE) / np.where(n > 0, n, 1.0)), 1.0)
+    return float(out) if out.ndim == 0 else out
+
+
+def resolved_curve(table: dict, which: str = "ber") -> np.ndarray:
+    """The table's `which` ("ber" or "bler") on its grid, as far as the simulation resolved it: a
+    point with errors keeps its estimate; the first error-free point takes its upper bound, and every
+    point past it (not simulated) that same bound, since the rate falls with SINR; kept monotone
+    (a running minimum: the rate at a higher SINR is at most the one at a lower SINR)."""
+    rate = np.asarray(table[which], dtype=np.float64)
+    trials = np.asarray(table["bits" if which == "ber" else "codewords"], dtype=np.float64)
+    out = rate.copy()
+    zero = rate <= 0
+    if zero.any():
+        first = int(np.argmax(zero))
+        out[first:] = upper_bound(trials[first])
+    return np.minimum.accumulate(out)
+
+
+def coded_rates(sinr_db, code_rate: str = "1/2", qam_bits: int = 4, cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's (bit, block) error rates after decoding at its SINR (dB): the resolved curves
+    (`resolved_curve`) interpolated in log between grid points, the end values beyond the grid; a
+    NaN SINR (no link) decodes nothing (BER 1/2, BLER 1)."""
     table = ber_table(code_rate, qam_bits, cache)
     grid = np.asarray(table["sinr_db"])
-    ber = np.asarray(table["ber"], dtype=np.float64)
     x = np.clip(np.asarray(sinr_db, dtype=np.float64), grid[0], grid[-1])
-    zero = ber <= 0
-    logs = np.log10(np.where(zero, 1e-300, ber))
-    out = 10.0 ** np.interp(x, grid, logs)
-    if zero.any():
-        out = np.where(x >= grid[np.argmax(zero)], 0.0, out)
-    return np.where(np.isnan(np.asarray(sinr_db, dtype=np.float64)), 0.5, out)
+    nan = np.isnan(np.asarray(sinr_db, dtype=np.float64))
+    ber, bler = (10.0 ** np.interp(x, grid, np.log10(np.maximum(resolved_curve(table, w), 1e-300))) for w in ("ber", "bler"))
+    return np.where(nan, 0.5, ber), np.where(nan, 1.0, np.maximum(bler, ber))  # a failed bit fails its block
+
+
+def block_bits(code_rate: str) -> int:
+    """Information bits per codeword at `code_rate` (the unit a decoding failure takes down)."""
+    return int(CODEWORD_BITS * check_code(code_rate, QAM_BITS[0])[0])
+
+
+def coded_ber(sinr_db, code_rate: str = "1/2", qam_bits: int = 4, cache=None) -> np.ndarray:
+    """Each user's bit-error rate after decoding at its SINR (dB) (`coded_rates`)."""
+    return coded_rates(sinr_db, code_rate, qam_bits, cache)[0]

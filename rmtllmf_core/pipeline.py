@@ -294,13 +294,13 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
     p, d = scenario.perturb, scenario.defense
     users = list(scenario.tasks)
     rows = [users.index(t) for t in run_.tasks]
-    # physical-layer repetition: r combined copies divide the MSE by r and multiply the SINR by r (phy.py)
+    # physical-layer repetition: r combined copies multiply the SINR by r; the MSE is the MMSE there (phy.py)
     mse, sinr_db = phy.repeated(uplink.mse, uplink.sinr_db, p.repetition)
     link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
                         power=clean.power if p.model in ("gaussian", "correlated") else None, users=rows,
                         error_covariance=np.asarray(uplink.error_covariance), sinr_db=sinr_db,
-                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db, code_rate=p.code_rate,
-                        qam_bits=p.qam_bits)
+                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db,
+                        coded=_coded_links(p, sinr_db, run_.cache) if p.model == "coded" else None)
 
     def received(i):
         return perturb.perturb_slice_(clean.slices(i), link, i)
@@ -332,6 +332,16 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
         weights = fusion.mse_aware_weights(received_power / layout.numel, (std.square() * sizes).sum(1) / layout.numel)
     return _Received(received=received, restored=restored,
                      cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0, user_weights=weights)
+
+
+def _coded_links(p, sinr_db, cache: ResultCache | None) -> tuple:
+    """Each user's decoded error rates on the coded link at its SINR (the code's simulated table: shipped,
+    cached or simulated once, phy.ber_table) and how a failed codeword shows (perturb.coded_errors)."""
+    with np.errstate(divide="ignore"):
+        ber, bler = phy.coded_rates(np.asarray(sinr_db, dtype=np.float64), p.code_rate, p.qam_bits,
+                                    cache if cache is not None else default_cache())
+    k = phy.block_bits(p.code_rate)
+    return tuple(perturb.CodedLink(float(b), float(e), k, p.coded_errors) for b, e in zip(ber, bler))
 
 
 def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict) -> dict:

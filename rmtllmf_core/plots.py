@@ -386,12 +386,25 @@ def resilience_curves(table: Sequence[Mapping]) -> go.Figure:
     return fig
 
 
-def ber_curves(tables: Mapping[str, Mapping]) -> go.Figure:
-    """Coded bit-error rate versus SINR, one curve per code setting (log scale; error-free points left out)."""
+def ber_curves(tables: Mapping[str, Mapping], which: str = "ber") -> go.Figure:
+    """Coded bit (`which` "ber") or block ("bler") error rate versus SINR, one curve per code setting,
+    log scale: the measured points solid with markers; where the simulation saw no error, the 95% upper
+    bound it resolved (`phy.resolved_curve`), dotted: the engine never takes such a point as error-free."""
+    from .phy import resolved_curve
+
     fig = go.Figure()
     for i, (name, t) in enumerate(tables.items()):
-        pts = [(s, b) for s, b in zip(t["sinr_db"], t["ber"]) if b > 0]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name,
-                                 line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_yaxes(type="log", exponentformat="power", range=[-6.5, 0])
-    return _layout(fig, "Coded bit-error rate after LDPC decoding (Sionna)", "SINR (dB)", "BER")
+        x, measured = list(t["sinr_db"]), list(t[which])
+        curve = resolved_curve(t, which)
+        last = max((j for j, b in enumerate(measured) if b > 0), default=-1)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=x[:last + 1], y=measured[:last + 1], mode="lines+markers", name=name,
+                                 legendgroup=name, line=dict(color=color)))
+        if last + 1 < len(x):   # from the last point with errors to the bound, then flat
+            fig.add_trace(go.Scatter(x=x[max(last, 0):last + 3], y=curve[max(last, 0):last + 3].tolist(), mode="lines",
+                                     name=f"{name}: bound, no error seen", legendgroup=name, showlegend=False,
+                                     line=dict(color=color, dash="dot")))
+    fig.update_yaxes(type="log", exponentformat="power", range=[-7, 0.1])
+    title = ("Coded bit-error rate after LDPC decoding (Sionna)" if which == "ber"
+             else "Codeword (block) error rate after LDPC decoding (Sionna)")
+    return _layout(fig, title, "SINR (dB)", "BER" if which == "ber" else "BLER")

@@ -54,6 +54,9 @@ class PerturbConfig(Config):
     repetition: int = Field(1, ge=1, le=16, description="copies of every symbol, combined at the receiver (airtime x r)")
     code_rate: Literal["1/3", "1/2", "2/3", "3/4", "5/6"] = Field("1/2", description="coded link: 5G NR LDPC code rate")
     qam_bits: Literal[2, 4, 6, 8] = Field(4, description="coded link: bits per QAM symbol")
+    coded_errors: Literal["codeword", "erasure", "independent"] = Field(
+        "codeword", description="coded link: failed codewords delivered garbled (no HARQ), erased (a CRC "
+                                "detects them), or every bit flipped alone (phy.py)")
 
 
 class FusionConfig(Config):

@@ -293,6 +293,16 @@ def phy_label(option: Mapping) -> str:
     return "analogue" if r == 1 else f"analogue x{r}"
 
 
+def ldpc_tables(cache=None, build: bool = False) -> dict[str, dict]:
+    """The sweep's code settings' BER/BLER tables by label (phy.ber_table; shipped ones at once, others
+    from `cache`, simulated only with `build`)."""
+    from .phy import ber_table
+
+    tables = {phy_label(o): ber_table(o["perturb.code_rate"], o["perturb.qam_bits"], cache, build=build)
+              for o in PHY_OPTIONS if o["perturb.model"] == "coded"}
+    return {k: v for k, v in tables.items() if v is not None}
+
+
 def resilience_points(zoo: str = "tiny", attacks: Iterable[str] = tuple(RESILIENCE_PRESETS),
                       options: Sequence[Mapping] | None = None) -> list[tuple[dict, Scenario]]:
     """One run per (channel at its paper preset, physical-layer option), R-MTLLMF on: its attacked fusion

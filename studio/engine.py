@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from rmtllmf_core import sweeps
 from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.pipeline import default_cache
 from rmtllmf_core.result import Result
 from rmtllmf_core.scenario import Scenario
 from rmtllmf_core.work import Work
@@ -90,6 +92,11 @@ def _channel_warning(canonical: str) -> str | None:
 
     cfg = WirelessConfig.parse(json.loads(canonical))
     return channel_warning(cfg, _uplink(canonical) if cfg.attack == "none" else None)
+
+
+def ldpc_tables() -> dict[str, dict]:
+    """The coded link's simulated BER/BLER tables of the resilience sweep's codes (none is simulated here)."""
+    return sweeps.ldpc_tables(default_cache())
 
 
 def key(work: Work) -> str:

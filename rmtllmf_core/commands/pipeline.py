@@ -73,13 +73,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seeds", default="0,1,2", help="seeds averaged over (default: %(default)s)")
     c.add_argument("--steps", default="30,60,100", help="realignment steps tried (default: %(default)s)")
     c.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="realignment learning rates tried (default: %(default)s)")
-    c.add_argument("--precision", default="bfloat16",
-                   help="defense.realign_precision the budget is fitted with: float32 or bfloat16 (default: "
-                   "%(default)s)")
+    c.add_argument("--precision", default="float32",
+                   help="defense.realign_precision the budget is fitted with: float32 (the same numbers on every "
+                   "CPU) or bfloat16 (faster only on CPUs with bf16 units; default: %(default)s)")
     c.add_argument("--zoo", default="tiny")
     c.add_argument("--out", default=None, help="where to write (default: rmtllmf_core/calibration.json)")
     c.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
     c.set_defaults(func=cmd_calibrate)
+
+    t = sub.add_parser("ldpc-tables", help="simulate the coded link's BER and BLER tables (Sionna's 5G LDPC) for "
+                       "every code setting of the resilience sweep; writes rmtllmf_core/ldpc_tables.json")
+    t.add_argument("--out", default=None, help="where to write (default: the file the engine reads)")
+    t.set_defaults(func=cmd_ldpc_tables)
 
     r = sub.add_parser("paper", help="reproduce every figure of the paper on the current zoo, with a report")
     r.add_argument("--zoo", default="tiny")
@@ -298,9 +303,12 @@ def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
     budgets = _floats(args.airtime, "airtime")
     sweeps.resilience_table([], budgets)  # a bad budget: one line before any run
     work = sweeps.resilience_work(base.zoo, _names(args.attacks))
-    for option in sweeps.PHY_OPTIONS:  # each code's BER table once, here, before the workers need it
+    from ..pipeline import default_cache
+
+    for option in sweeps.PHY_OPTIONS:  # each code's table once, here, before the workers need it (shipped: at once)
         if option["perturb.model"] == "coded":
-            phy.ber_table(option["perturb.code_rate"], option["perturb.qam_bits"])
+            phy.ber_table(option["perturb.code_rate"], option["perturb.qam_bits"],
+                          cache=run_kw.get("cache") or default_cache())
     bar, progress = _tqdm_progress("sweep resilience")
     options = execute(work, progress, workers=workers, **run_kw)
     bar.close()
@@ -346,6 +354,17 @@ def format_sweep(rows: list[dict], kind: str) -> str:
         lines.append(f"clean fusion {100 * clean:.1f}%" + (f"   clean fusion + realign (control) {100 * control:.1f}%"
                                                         if control is not None else ""))
     return "\n".join(lines)
+
+
+def cmd_ldpc_tables(args) -> int:
+    from .. import phy, sweeps
+
+    settings = list(dict.fromkeys((o["perturb.code_rate"], o["perturb.qam_bits"]) for o in sweeps.PHY_OPTIONS
+                                  if o["perturb.model"] == "coded"))
+    out = Path(args.out) if args.out else phy.SHIPPED_TABLES
+    phy.write_tables(settings, out, say=print)
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_calibrate(args) -> int:
