@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 os.environ["RMTLLMF_CACHE_DIR"] = tempfile.mkdtemp(prefix="rmtllmf-bench-app-")  # before any engine import
 
 TARGETS = {"first_interactive_s": 10.0, "fusion_cache_hit_rerun_ms": 300.0, "fusion_cache_hit_switch_ms": 300.0,
@@ -151,6 +152,7 @@ def main() -> int:
     parser.add_argument("--no-apptest", action="store_true", help="only the first-interactive measurement")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
 
     figures: dict = {"cpu_count": os.cpu_count()}
     if not args.no_browser:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -172,6 +173,7 @@ def main() -> int:
     ap.add_argument("--skip-pipeline", action="store_true", help="stop after the loader measurement")
     ap.add_argument("--measure-load", default=None, metavar="ZOO_DIR", help=argparse.SUPPRESS)  # the fresh process
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     torch.set_num_threads(args.threads)
     if args.measure_load:
         print(json.dumps(measure_load(args.measure_load)))

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core import jobs, pipeline, work  # noqa: E402  (before torch: sets the OpenMP wait policy)
 from rmtllmf_core.cache import ResultCache  # noqa: E402
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
                     help="defense.realign_precision for every run (default: the calibrated one)")
     args = ap.parse_args()
+    print_header(args.precision or None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
 
     print(f"torch threads in this process: {torch.get_num_threads()}; cores: {jobs.available_cores()}")
     _, load_s, _ = timed(lambda: pipeline.get_engine(args.zoo))

@@ -29,6 +29,7 @@ server is stopped at the end.
 """
 from __future__ import annotations
 
+from where import print_header  # noqa  (benchmarks/ is the script's own folder)
 import argparse
 import json
 import os
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="run the server under py-spy (pip install py-spy) and write "
                     "its GIL-holding stacks here (collapsed format); the summary lists where the time went")
     args = ap.parse_args(argv)
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     if args.sessions < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("sessions, duration and max-requests must be positive")
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core import phy, pipeline  # noqa: E402
 from rmtllmf_core.cache import ResultCache  # noqa: E402
@@ -22,6 +23,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--codes", default="5/6:8,3/4:8,3/4:6,1/2:6,1/2:4", help="rate:bits per QAM symbol, comma-separated")
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     cache = ResultCache(tempfile.mkdtemp())
     codes = [(c.split(":")[0], int(c.split(":")[1])) for c in args.codes.split(",")]
     for rate, q in codes:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core import ray_backend, sweeps, work  # noqa: E402
 from rmtllmf_core.cache import ResultCache  # noqa: E402
@@ -27,6 +28,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--powers", default="-150,-140,-130,-120")
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     powers = [float(p) for p in args.powers.split(",")]
     base = preset_scenario("paper_worst_sum_rate")
     pts = sweeps.snr_points(base, powers, ["worst_sum_rate", "white"], ["none", "rmtllmf"], control=False)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core.fusion import METHODS, merge  # noqa: E402
 from rmtllmf_core.perturb import MODELS, SCALES, noise_std, perturb  # noqa: E402
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tasks", type=int, default=8)
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     torch.set_num_threads(args.threads)
 
     t = args.tasks

@@ -25,6 +25,7 @@ if __name__ == "__main__" and "--blas-threads" in sys.argv:
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core.wireless import ATTACKS, evaluate_uplink, monte_carlo, preset  # noqa: E402
 
@@ -49,6 +50,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--blas-threads", default=None, help="OPENBLAS_NUM_THREADS for this run (default 1)")
     args = parser.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
 
     configs = {a: preset("paper", attack=a, target_user=0) for a in ATTACKS}
     for cfg in configs.values():  # warm up imports and BLAS

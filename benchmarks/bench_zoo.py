@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 from rmtllmf_core import ENGINE_VERSION  # noqa: E402  (before torch, as the app and CLI import it)
 import torch  # noqa: E402
@@ -35,6 +36,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     from rmtllmf_core import defense, fusion

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 import torch  # noqa: E402
 
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), help="victim:other task names")
     ap.add_argument("--lam", type=float, default=None, help="lambda (default: the card's for the pair)")
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     torch.set_num_threads(1)
     zoo = load_zoo(args.zoo)
     visual = zoo.model.visual

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
 import torch  # noqa: E402
 
@@ -52,6 +53,7 @@ def main() -> int:
                     help="reuse (or store) the pretrained base here, as `zoo build tiny --pretrain-cache` does")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     if args.seed is not None and args.seed < 0:
         ap.error(f"--seed: a whole number >= 0; got {args.seed}")
     torch.set_num_threads(1)

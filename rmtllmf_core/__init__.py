@@ -42,6 +42,6 @@ _keep_freed_memory()
 
 from .errors import AssetError, CapExceeded, InputError, RmtllmfError  # noqa: E402
 
-ENGINE_VERSION = "0.7.0"
+ENGINE_VERSION = "0.8.0"
 
 __all__ = ["AssetError", "CapExceeded", "ENGINE_VERSION", "InputError", "RmtllmfError"]

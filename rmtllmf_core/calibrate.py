@@ -43,7 +43,7 @@ def measure(number: PaperNumber, seeds: Sequence[int], zoo: str, overrides: dict
 
 def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str = "absolute",
         seeds: Sequence[int] = DEFAULT_SEEDS, steps: Sequence[int] = DEFAULT_STEPS, lrs: Sequence[float] = DEFAULT_LRS,
-        precision: str = "bfloat16", run: Callable | None = None,
+        precision: str = "float32", run: Callable | None = None,
         say: Callable[[str], None] = lambda line: None) -> dict:
     """Fit the reference amplitude on the first named number and, if a second (an R-MTLLMF one) is named,
     the realignment budget on it; returns the record `write` stores."""

@@ -37,7 +37,7 @@ def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
     assert v["scale"] == "absolute"
     # the budget: the grid point whose R-MTLLMF worst-case share is nearest the paper's 60.1%
     assert (v["realign_steps"], v["realign_lr"]) in {(10, 1e-3), (100, 1e-4)}
-    assert v["realign_precision"] == "bfloat16"  # what the budget was fitted with travels with it
+    assert v["realign_precision"] == "float32"  # what the budget was fitted with travels with it (the default)
     prov = record["provenance"]
     assert [f["name"] for f in prov["fitted"]] == ["no_protection_ideal", "rmtllmf_worst_sum_rate"]
     assert abs(prov["fitted"][0]["ours_mean"] - calibration.PAPER_NUMBERS["no_protection_ideal"].ratio) < 0.01
