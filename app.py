@@ -17,7 +17,7 @@ st.set_page_config(page_title="R-MTLLMF Studio", page_icon=ui.favicon(), layout=
 
 
 # The access gate: off unless .streamlit/secrets.toml configures [access] or [auth] (studio/access.py;
-# rules in rmtllmf_core.hosting). Heavy work meets the host's caps and queue in studio/engine.py.
+# rules in rmtllmf_core.serve.hosting). Heavy work meets the host's caps and queue in studio/engine.py.
 if not access.require_access():
     st.stop()
 

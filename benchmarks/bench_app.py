@@ -90,8 +90,8 @@ def first_interactive(timeout: float = 120.0) -> dict:
 def apptest_timings(repeats: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
-    from rmtllmf_core import pipeline
-    from rmtllmf_core.presets import default_scenario
+    from rmtllmf_core.experiment import pipeline
+    from rmtllmf_core.experiment.presets import default_scenario
     from studio import codec
 
     default = default_scenario()  # loads the zoo once (the server does this once too)

@@ -181,9 +181,9 @@ def main() -> int:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
     from rmtllmf_core.cache import ResultCache
-    from rmtllmf_core.presets import preset_scenario
+    from rmtllmf_core.experiment.presets import preset_scenario
     from rmtllmf_core.zoo.clip import load_base
     from rmtllmf_core.zoo.importer import import_zoo
     from rmtllmf_core.zoo.loader import load_zoo

@@ -13,7 +13,7 @@ so the uplink, the perturbation, the fusions, the realignment of the defended en
 evaluation of the attacked and defended encoders are computed. What it reuses from the same process
 (or, in a new process, from the disk cache), because none of it depends on the noise: the chosen
 lambda, the clean fusion's logits, the individual and zero-shot predictions, and the clean-realigned
-control (see rmtllmf_core.pipeline.compute). The first run in a fresh process and cache computes
+control (see rmtllmf_core.experiment.pipeline.compute). The first run in a fresh process and cache computes
 all of those; it is timed on its own line. CPU seconds are printed beside wall seconds: on a shared
 machine the CPU figure is the honest one.
 
@@ -35,10 +35,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from rmtllmf_core import jobs, pipeline, work  # noqa: E402  (before torch: sets the OpenMP wait policy)
+from rmtllmf_core.serve import jobs  # noqa: E402  (before torch: sets the OpenMP wait policy)
+from rmtllmf_core.experiment import pipeline
+from rmtllmf_core.studies import work
 from rmtllmf_core.cache import ResultCache  # noqa: E402
-from rmtllmf_core.presets import preset_scenario  # noqa: E402
-from rmtllmf_core.report import fig2_points  # noqa: E402
+from rmtllmf_core.experiment.presets import preset_scenario  # noqa: E402
+from rmtllmf_core.studies.report import fig2_points  # noqa: E402
 
 import torch  # noqa: E402
 

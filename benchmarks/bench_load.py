@@ -229,12 +229,12 @@ PROFILE_LABELS = (
     ("disk cache reads", "rmtllmf_core/cache.py"),
     ("Result parsing", "result.py"),
     ("plotly figure serialisation (st.plotly_chart)", "plotly_chart"),
-    ("figure building", "rmtllmf_core/plots.py"),
+    ("figure building", "rmtllmf_core/studies/plots.py"),
     ("exports (download buttons)", "download_button"),
     ("dataframes", "dataframe"),
     ("pydantic validation", "pydantic"),
     ("protobuf / websocket sending", "websocket"),
-    ("the engine computing (realignment, evaluation)", "rmtllmf_core/pipeline.py"),
+    ("the engine computing (realignment, evaluation)", "rmtllmf_core/experiment/pipeline.py"),
 )
 
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report["startup_s"] = round(wait_healthy(port, proc, 120), 2)
         try:
-            from rmtllmf_core.hosting import limits
+            from rmtllmf_core.serve.hosting import limits
             report["max_concurrent_jobs"] = limits().max_concurrent_jobs
         except Exception:  # noqa: BLE001
             pass

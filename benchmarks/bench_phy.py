@@ -14,9 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from rmtllmf_core import phy, pipeline  # noqa: E402
+from rmtllmf_core.science import phy  # noqa: E402
+from rmtllmf_core.experiment import pipeline
 from rmtllmf_core.cache import ResultCache  # noqa: E402
-from rmtllmf_core.presets import preset_scenario  # noqa: E402
+from rmtllmf_core.experiment.presets import preset_scenario  # noqa: E402
 
 
 def main() -> int:

@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from rmtllmf_core.fusion import METHODS, merge  # noqa: E402
-from rmtllmf_core.perturb import MODELS, SCALES, noise_std, perturb  # noqa: E402
-from rmtllmf_core.taskvec import ParamLayout  # noqa: E402
+from rmtllmf_core.science.fusion import METHODS, merge  # noqa: E402
+from rmtllmf_core.science.perturb import MODELS, SCALES, noise_std, perturb  # noqa: E402
+from rmtllmf_core.science.taskvec import ParamLayout  # noqa: E402
 
 
 def vit_layout(width: int, layers: int, patch: int, image: int, embed_dim: int) -> ParamLayout:

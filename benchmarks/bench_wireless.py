@@ -27,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from where import print_header  # noqa: E402  (benchmarks/ is the script's own folder)
 
-from rmtllmf_core.wireless import ATTACKS, evaluate_uplink, monte_carlo, preset  # noqa: E402
+from rmtllmf_core.science.wireless import ATTACKS, evaluate_uplink, monte_carlo, preset  # noqa: E402
 
 CLOSED_FORM = [a for a in ATTACKS if a != "worst_max_user_numeric"]
 

@@ -39,9 +39,9 @@ def main() -> int:
     print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from rmtllmf_core import defense, fusion
-    from rmtllmf_core.pipeline import Engine
-    from rmtllmf_core.scenario import DefenseConfig
+    from rmtllmf_core.science import defense, fusion
+    from rmtllmf_core.experiment.pipeline import Engine
+    from rmtllmf_core.experiment.scenario import DefenseConfig
     from rmtllmf_core.zoo import load_zoo
 
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from where import print_header  # noqa: E402  (benchmarks/ is the script's own f
 
 import torch  # noqa: E402
 
-from rmtllmf_core.taskvec import group_of  # noqa: E402
+from rmtllmf_core.science.taskvec import group_of  # noqa: E402
 from rmtllmf_core.zoo import load_zoo  # noqa: E402
 from rmtllmf_core.zoo.train import eval_tasks, set_state  # noqa: E402
 

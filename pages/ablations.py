@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import plots as result_plots
-from rmtllmf_core import sweeps
+from rmtllmf_core.studies import plots as result_plots
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.scenario import Scenario
 from studio import fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import report
+from rmtllmf_core.studies import report
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.presets import PRESET_TITLES, preset_scenario
+from rmtllmf_core.experiment.presets import PRESET_TITLES, preset_scenario
 from rmtllmf_core.zoo import sample_sheets
 from studio import engine, frame, state, ui
 

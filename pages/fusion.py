@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import plots as result_plots
+from rmtllmf_core.studies import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.methods import METHODS
-from rmtllmf_core.result import Result
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.science.methods import METHODS
+from rmtllmf_core.experiment.result import Result
+from rmtllmf_core.experiment.scenario import Scenario
 from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.widgets import channel_controls

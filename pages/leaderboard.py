@@ -1,15 +1,15 @@
 """Leaderboard: which merge method survives a jammer. Every method on the paper's three channels,
-without defense and with R-MTLLMF, plain or MSE-aware fusion (rmtllmf_core/leaderboard.py).
+without defense and with R-MTLLMF, plain or MSE-aware fusion (rmtllmf_core/studies/leaderboard.py).
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import leaderboard
-from rmtllmf_core import plots as result_plots
+from rmtllmf_core.studies import leaderboard
+from rmtllmf_core.studies import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.methods import METHODS
+from rmtllmf_core.science.methods import METHODS
 from studio import frame, plots, state, ui
 from studio.sweep_ui import run_sweep
 

@@ -1,16 +1,16 @@
 """Resilience: physical-layer protection beside R-MTLLMF. What a receiver that does not know the
 jammer loses, and accuracy versus airtime for no protection, AI (R-MTLLMF), PHY (repetition or a
-coded link, Sionna's 5G LDPC) and both (rmtllmf_core/phy.py, sweeps.resilience_*).
+coded link, Sionna's 5G LDPC) and both (rmtllmf_core/science/phy.py, sweeps.resilience_*).
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import sweeps
-from rmtllmf_core import plots as result_plots
+from rmtllmf_core.studies import sweeps
+from rmtllmf_core.studies import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.presets import preset_scenario
+from rmtllmf_core.experiment.presets import preset_scenario
 from studio import engine, frame, plots, state, ui
 from studio.sweep_ui import run_sweep
 

@@ -1,13 +1,13 @@
 """The guided story: five steps for a demo, one click each, answered from the result cache once
 warmed (`python -m rmtllmf_core warm`). Every sentence's numbers come from the step's own run
-(rmtllmf_core/story.py).
+(rmtllmf_core/studies/story.py).
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from rmtllmf_core import plots as result_plots
-from rmtllmf_core import story
+from rmtllmf_core.studies import plots as result_plots
+from rmtllmf_core.studies import story
 from rmtllmf_core.errors import RmtllmfError
 from studio import engine, frame, plots, state, ui
 

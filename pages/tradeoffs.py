@@ -3,7 +3,7 @@ clean fusion and the clean-realigned control, with the paper's three channel con
 the hypothesis test's rejection rate against the MSE; accuracy versus the error model's reference
 amplitude; accuracy versus the number of fused tasks with its spread (the paper's Fig. 2).
 
-Every sweep starts from the session's scenario and is the engine's own (`rmtllmf_core.sweeps`);
+Every sweep starts from the session's scenario and is the engine's own (`rmtllmf_core.studies.sweeps`);
 each point is one engine run that lands in the disk cache, so a sweep can be left and resumed.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from rmtllmf_core import plots as result_plots
-from rmtllmf_core import sweeps
+from rmtllmf_core.studies import plots as result_plots
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.scenario import Scenario
-from rmtllmf_core.wireless import ATTACKS
+from rmtllmf_core.experiment.scenario import Scenario
+from rmtllmf_core.science.wireless import ATTACKS
 from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
 from studio.sweep_ui import run_sweep

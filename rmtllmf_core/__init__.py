@@ -1,6 +1,13 @@
-"""R-MTLLMF Studio core engine.
+"""R-MTLLMF Studio core engine: scenario -> wireless -> perturb -> fuse -> defend -> evaluate.
 
-scenario -> wireless -> perturb -> fuse -> defend -> evaluate; see README and docs.
+The public face (docs/engine.md), loaded on first use so that `import rmtllmf_core` stays light:
+
+    from rmtllmf_core import Scenario, preset_scenario, run
+    result = run(preset_scenario("paper_worst_sum_rate").replace(seed=1))
+    print(result.average_normalized)          # {"clean": ..., "attacked": ..., "defended": ...} as fractions
+
+The tiers, each importing only the ones below it: the ground floor (errors, units, validation, cache),
+zoo/, science/, experiment/, studies/, serve/, commands/ (tests/test_architecture.py holds the order).
 """
 import os
 
@@ -44,4 +51,27 @@ from .errors import AssetError, CapExceeded, InputError, RmtllmfError  # noqa: E
 
 ENGINE_VERSION = "0.8.0"
 
-__all__ = ["AssetError", "CapExceeded", "ENGINE_VERSION", "InputError", "RmtllmfError"]
+# name -> the module that defines it (imported on first access: PEP 562)
+_PUBLIC = {
+    "run": "rmtllmf_core.experiment.pipeline", "cached": "rmtllmf_core.experiment.pipeline",
+    "Scenario": "rmtllmf_core.experiment.scenario", "Result": "rmtllmf_core.experiment.result",
+    "PRESETS": "rmtllmf_core.experiment.presets", "preset_scenario": "rmtllmf_core.experiment.presets",
+    "default_scenario": "rmtllmf_core.experiment.presets",
+    "Work": "rmtllmf_core.studies.work", "execute": "rmtllmf_core.studies.work",
+    "sweeps": "rmtllmf_core.studies", "leaderboard": "rmtllmf_core.studies", "report": "rmtllmf_core.studies",
+    "METHODS": "rmtllmf_core.science.methods",
+    "DEFENSES": "rmtllmf_core.science.defenses", "STRATEGIES": "rmtllmf_core.science.jamming",
+}
+
+__all__ = ["AssetError", "CapExceeded", "ENGINE_VERSION", "InputError", "RmtllmfError", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'rmtllmf_core' has no attribute {name!r}")
+    module = importlib.import_module(_PUBLIC[name])
+    value = importlib.import_module(f"{_PUBLIC[name]}.{name}") if not hasattr(module, name) else getattr(module, name)
+    globals()[name] = value
+    return value

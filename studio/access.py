@@ -1,4 +1,4 @@
-"""The app's gate: the sign-in form for a hosted instance (the rules live in rmtllmf_core.hosting).
+"""The app's gate: the sign-in form for a hosted instance (the rules live in rmtllmf_core.serve.hosting).
 
 Off when nothing is configured. `[access] password_hash` asks for a shared password; an `[auth]`
 table (Streamlit's own OpenID Connect settings) offers `st.login`, optionally restricted to
@@ -14,7 +14,7 @@ import time
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from rmtllmf_core import hosting
+from rmtllmf_core.serve import hosting
 from rmtllmf_core.errors import RmtllmfError
 
 log = logging.getLogger(__name__)

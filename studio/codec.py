@@ -1,7 +1,4 @@
-"""The app's links: the core's Scenario <-> query-string codec (rmtllmf_core/codec.py), which the CLI's
+"""The app's links: the core's Scenario <-> query-string codec (rmtllmf_core/experiment/codec.py), which the CLI's
 `run --set` shares, so a link and a command line decode alike."""
-from rmtllmf_core.codec import (  # noqa: F401
-    MAX_KEY_CHARS, MAX_PARAMS, MAX_VALUE_CHARS, UI_PARAMS, decode_value, diff, encode_value, flatten, from_query,
-    from_query_keeping,
-    set_path, to_query,
-)
+from rmtllmf_core.experiment.codec import (MAX_KEY_CHARS, MAX_PARAMS, MAX_VALUE_CHARS, UI_PARAMS, decode_value, diff,
+    encode_value, flatten, from_query, from_query_keeping, set_path, to_query)

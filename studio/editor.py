@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import streamlit as st
 
 from rmtllmf_core.errors import InputError, RmtllmfError
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 from . import fields, state
 

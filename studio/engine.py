@@ -11,16 +11,16 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from rmtllmf_core import sweeps
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.pipeline import default_cache
-from rmtllmf_core.result import Result
-from rmtllmf_core.scenario import Scenario
-from rmtllmf_core.work import Work
+from rmtllmf_core.experiment.pipeline import default_cache
+from rmtllmf_core.experiment.result import Result
+from rmtllmf_core.experiment.scenario import Scenario
+from rmtllmf_core.studies.work import Work
 
 @st.cache_resource(show_spinner="Loading the model zoo (once per server)...")
 def zoo(name: str = "tiny"):
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
 
     return pipeline.get_zoo(name)
 
@@ -43,7 +43,7 @@ WARM_UP_DELAY_S = 3.0  # let the browser draw the first page before the load tak
 
 def warm_up(name: str) -> None:
     """Load the zoo in the background (once per server), so the first model page finds it ready."""
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
 
     with _warming_lock:
         if name in _warming:
@@ -59,7 +59,7 @@ def _load_quietly(load: Callable, name: str) -> None:
         import gc
 
         gc.freeze()  # the zoo, torch and the libraries live as long as the server: no collection walks them again
-        from rmtllmf_core import hosting
+        from rmtllmf_core.serve import hosting
 
         lim = hosting.limits()
         if lim.engine_processes:  # the first cold runs find their engine processes ready
@@ -75,20 +75,20 @@ def uplink(cfg) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _uplink(canonical: str) -> dict:
-    from rmtllmf_core.wireless import WirelessConfig, evaluate_uplink
+    from rmtllmf_core.science.wireless import WirelessConfig, evaluate_uplink
 
     return evaluate_uplink(WirelessConfig.parse(json.loads(canonical))).to_dict()
 
 
 def channel_warning(cfg) -> str | None:
     """The core's warning when a WirelessConfig's channel alone leaves the task vectors unusable
-    (`rmtllmf_core.wireless.channel_warning`), else None; memoised per config."""
+    (`rmtllmf_core.science.wireless.channel_warning`), else None; memoised per config."""
     return _channel_warning(json.dumps(cfg.to_dict(), sort_keys=True))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _channel_warning(canonical: str) -> str | None:
-    from rmtllmf_core.wireless import WirelessConfig, channel_warning
+    from rmtllmf_core.science.wireless import WirelessConfig, channel_warning
 
     cfg = WirelessConfig.parse(json.loads(canonical))
     return channel_warning(cfg, _uplink(canonical) if cfg.attack == "none" else None)
@@ -148,7 +148,7 @@ def duration(seconds: float) -> str:
 
 def estimate(runs: int) -> str:
     """How long `runs` cold runs take on this server, from its recent ones ('' before the first)."""
-    from rmtllmf_core.runtime import typical_run_seconds
+    from rmtllmf_core.experiment.runtime import typical_run_seconds
 
     typical = typical_run_seconds()
     return f"about {duration(runs * typical)} at {typical:.1f} s a run on this server" if typical and runs else ""
@@ -157,7 +157,7 @@ def estimate(runs: int) -> str:
 def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Result, bool]:
     """One scenario's result and whether the disk cache answered it: a hit at once (one read), a
     cold run under a status and a progress bar (raises RmtllmfError)."""
-    from rmtllmf_core import hosting
+    from rmtllmf_core.serve import hosting
 
     work = Work.run(scn)
     missing(work)                  # the zoo, loaded once per server
@@ -170,7 +170,7 @@ def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Re
 def sweep(work: Work, *, label: str) -> list[dict]:
     """A sweep's rows (each point lands in the disk cache as it finishes), under a status and a
     progress bar."""
-    from rmtllmf_core import hosting
+    from rmtllmf_core.serve import hosting
 
     missing(work)
     req = hosting.request(work)

@@ -1,7 +1,7 @@
 """Plot builders of the app: pure functions from plain data (lists, dicts) to plotly figures.
 
 The result plots (accuracy, cosine, sweeps, ablation) are the engine's own builders in
-`rmtllmf_core.plots`, shared with the CLI report; here are the Scenario page's two (placement,
+`rmtllmf_core.studies.plots`, shared with the CLI report; here are the Scenario page's two (placement,
 jammer eigenmodes) and `style`, which gives every figure the app's look (`presenter=True`: the
 larger fonts and heights used on a projector). No Streamlit here and no engine calls.
 """

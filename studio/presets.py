@@ -1,8 +1,8 @@
-"""The engine's scenario presets (data in rmtllmf_core.presets) as sidebar buttons."""
+"""The engine's scenario presets (data in rmtllmf_core.experiment.presets) as sidebar buttons."""
 from __future__ import annotations
 
-from rmtllmf_core.presets import PRESET_TITLES, SCENARIO_PRESETS, preset_scenario
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.presets import PRESET_TITLES, SCENARIO_PRESETS, preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 NAMES = tuple(SCENARIO_PRESETS)
 LABELS = {name: PRESET_TITLES.get(name, name) for name in NAMES}

@@ -5,9 +5,9 @@ import json
 
 import streamlit as st
 
-from rmtllmf_core import uploads
+from rmtllmf_core.serve import uploads
 from rmtllmf_core.errors import InputError, RmtllmfError
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 from . import presets, state
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 from . import codec
 
@@ -26,9 +26,9 @@ PRESENTER = "presenter"              # also a query parameter: presenter=1
 @st.cache_resource(show_spinner=False)
 def default_scenario(zoo: str = "tiny") -> Scenario:
     """The one default, the base of every link: the engine's default preset on all the zoo's tasks
-    (as `rmtllmf_core.presets.default_scenario`, with the tasks read from the zoo's card, so the
+    (as `rmtllmf_core.experiment.presets.default_scenario`, with the tasks read from the zoo's card, so the
     first page does not wait for the weights to load)."""
-    from rmtllmf_core.presets import DEFAULT_PRESET, preset_scenario
+    from rmtllmf_core.experiment.presets import DEFAULT_PRESET, preset_scenario
 
     from . import engine
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
-from rmtllmf_core.work import Work
+from rmtllmf_core.studies.work import Work
 
 from . import engine
 

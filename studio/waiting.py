@@ -1,6 +1,6 @@
 """The app's waiting room for heavy work: a session's place in line, the job's progress, Cancel.
 
-The request itself (caps, key, cache check, the queue) is the core's (`rmtllmf_core.hosting`); this
+The request itself (caps, key, cache check, the queue) is the core's (`rmtllmf_core.serve.hosting`); this
 module only waits for it inside a Streamlit session. A rerun or a closed tab while still in line
 drops the request; a started job finishes and lands in the disk cache.
 """
@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from rmtllmf_core import hosting, jobs
+from rmtllmf_core.serve import hosting, jobs
 
 POLL_S = 0.25
 CANCELLED = "rmtllmf.jobs.cancelled"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.scenario import Scenario
 from rmtllmf_core.units import dbm_to_w, w_to_dbm
 
 from . import ui

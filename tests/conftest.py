@@ -19,7 +19,7 @@ os.environ.setdefault("RMTLLMF_ENGINE_PROCESSES", "false")
 def registered_micro_zoo():
     """The 3-task micro zoo, registered with the engine under its own name (shared by test files)."""
     from micro_zoo import make_micro_zoo
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
 
     zoo = make_micro_zoo(n_tasks=3)
     pipeline.register_zoo(zoo)

@@ -7,10 +7,10 @@ import math
 
 import torch
 
-from rmtllmf_core.fusion import _stack_slices, kth_largest_sliced, layer_gram_sliced, layer_weights_from_gram
-from rmtllmf_core.perturb import (SCALES, _check_choice, _check_mse, _check_vectors, _tensor_sizes,
-                                  reference_squares, tensor_noise_std)
-from rmtllmf_core.taskvec import ParamLayout
+from rmtllmf_core.science.fusion import _stack_slices, kth_largest_sliced, layer_gram_sliced, layer_weights_from_gram
+from rmtllmf_core.science.perturb import (SCALES, _check_choice, _check_mse, _check_vectors, _tensor_sizes,
+    reference_squares, tensor_noise_std)
+from rmtllmf_core.science.taskvec import ParamLayout
 
 
 def layer_gram(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:

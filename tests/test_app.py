@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rmtllmf_core.presets import default_scenario, preset_scenario
+from rmtllmf_core.experiment.presets import default_scenario, preset_scenario
 from studio import codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,7 +311,7 @@ def test_tradeoffs_sweep_runs_and_resumes_from_the_cache(light, default):
 
 
 def test_about_page_shows_the_zoo_equations_and_paper_numbers():
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
 
     at = open_app("about")
     zoo = pipeline.get_zoo("tiny")
@@ -340,7 +340,7 @@ def test_ablation_sweep_runs_and_follows_the_attack(light, default):
 
 
 def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypatch):
-    from rmtllmf_core import leaderboard
+    from rmtllmf_core.studies import leaderboard
 
     real = leaderboard.preset_scenario
     monkeypatch.setattr(leaderboard, "preset_scenario", lambda name, **kw: real(name, **kw).replace(**{
@@ -362,7 +362,7 @@ def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypa
 
 
 def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
-    from rmtllmf_core import story
+    from rmtllmf_core.studies import story
 
     real = story.preset_scenario
     monkeypatch.setattr(story, "preset_scenario", lambda name, **kw: real(name, **kw).replace(**{
@@ -390,7 +390,7 @@ def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
 
 
 def test_a_cached_results_figures_are_built_once_for_every_session(light, default, monkeypatch):
-    from rmtllmf_core import plots as core
+    from rmtllmf_core.studies import plots as core
 
     calls = []
     real = core.accuracy_bars
@@ -418,7 +418,7 @@ def test_the_sidebar_marks_the_active_preset_and_the_fusion_page_says_the_channe
 
 
 def test_a_page_that_stops_early_still_has_the_presets(monkeypatch):
-    from rmtllmf_core import leaderboard
+    from rmtllmf_core.studies import leaderboard
     from rmtllmf_core.errors import InputError
 
     def refuse(*a, **k):

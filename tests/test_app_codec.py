@@ -4,8 +4,8 @@ import json
 import pytest
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import SCENARIO_PRESETS, preset_scenario
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.presets import SCENARIO_PRESETS, preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
 from studio import codec, fields
 
 TASKS = ("digits", "house_numbers", "traffic_signs", "textures")
@@ -151,7 +151,7 @@ def test_a_link_that_sets_only_the_tasks_gets_one_user_per_task(default):
 
 
 def test_from_query_keeping_keeps_the_valid_and_names_the_bad():
-    from rmtllmf_core.presets import default_scenario
+    from rmtllmf_core.experiment.presets import default_scenario
 
     default = default_scenario()
     scn, errs = codec.from_query_keeping({"wireless.attack": "white", "fusion.lambda": "9", "seed": "-3",

@@ -73,8 +73,8 @@ def _sweep_rows(x_key, xs, attacks=("none", "worst_sum_rate"), defenses=("none",
 
 
 def test_snr_curves_show_every_defense_the_references_and_the_paper_conditions():
-    from rmtllmf_core import plots as core_plots
-    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
+    from rmtllmf_core.studies import plots as core_plots
+    from rmtllmf_core.science.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
 
     rows = _sweep_rows("jammer_power_dbm", [-150.0, -130.0, -110.0])
     fig = core_plots.snr_curves(rows + [{**r, "attack": "worst_strongest_user"} for r in rows if r["attack"] != "none"])
@@ -104,7 +104,7 @@ def test_snr_curves_show_every_defense_the_references_and_the_paper_conditions()
 
 
 def test_snr_curves_without_rejection_or_control_still_draw():
-    from rmtllmf_core import plots as core_plots
+    from rmtllmf_core.studies import plots as core_plots
 
     rows = [{k: v for k, v in r.items() if k not in ("rejection_rate", "avg_normalized_clean_realigned")}
             for r in _sweep_rows("jammer_power_dbm", [-140.0, -120.0], attacks=("worst_sum_rate",), defenses=("none",))]
@@ -114,7 +114,7 @@ def test_snr_curves_without_rejection_or_control_still_draw():
 
 
 def test_gain_curves_one_panel_per_channel_with_the_calibrated_mark():
-    from rmtllmf_core import plots as core_plots
+    from rmtllmf_core.studies import plots as core_plots
 
     rows = _sweep_rows("symbol_gain_db", [0.0, 10.0, 20.0], defenses=("none", "rmtllmf"))
     fig = core_plots.gain_curves(rows, fitted_db=12.5)
@@ -134,7 +134,7 @@ def test_exported_csv_rounds_float32_noise_to_six_significant_digits():
 
 
 def test_leaderboard_and_resilience_figures_read_their_rows():
-    from rmtllmf_core import plots as core
+    from rmtllmf_core.studies import plots as core
 
     rows = [{"method": m, "attack": a, "defense": d, "mse_aware": False, "average_normalized": v,
              "clean_normalized": 90.0} for m, v in (("iso_c", 30.0), ("tsv_m", 70.0))
@@ -151,7 +151,7 @@ def test_leaderboard_and_resilience_figures_read_their_rows():
 
 
 def test_sweep_and_tasks_plots_have_fixed_ranges_and_human_labels():
-    from rmtllmf_core import plots as core
+    from rmtllmf_core.studies import plots as core
 
     rows = [{"attack": "worst_sum_rate", "defense": d, "jammer_power_dbm": p, "avg_normalized": 0.96 + 0.001 * p / 100,
              "avg_normalized_clean": 0.97, "mean_mse": 0.1, "rejection_rate": None} for d in ("none", "rmtllmf")

@@ -96,3 +96,43 @@ def test_imports_count_relative_and_lazy_ones(tmp_path):
     mods = {"rmtllmf_core.a": pkg / "a.py", "rmtllmf_core.b": pkg / "b.py"}
     assert _imports("rmtllmf_core.a", mods["rmtllmf_core.a"], mods) == {"rmtllmf_core.b"}
     assert _imports("rmtllmf_core.b", mods["rmtllmf_core.b"], mods) == {"rmtllmf_core.a"}
+
+
+# The floor plan (docs/engine.md): each tier imports only from its own tier or those below it.
+TIERS = ("ground", "zoo", "science", "experiment", "studies", "serve", "commands", "studio")
+GROUND = {"rmtllmf_core", "rmtllmf_core.errors", "rmtllmf_core.units", "rmtllmf_core.validation",
+          "rmtllmf_core.cache", "rmtllmf_core.__main__"}
+
+
+def _tier(module: str) -> str:
+    if module.startswith("studio"):
+        return "studio"
+    if module in GROUND:
+        return "ground" if module != "rmtllmf_core.__main__" else "commands"
+    return module.split(".")[1]
+
+
+def test_no_module_imports_from_a_higher_tier():
+    mods = _modules()
+    top = {m for m in mods if m.startswith("rmtllmf_core.") and m.count(".") == 1
+           and not (ROOT / "rmtllmf_core" / m.split(".")[1]).is_dir()}
+    assert top <= GROUND, f"top-level modules beyond the ground floor: {sorted(top - GROUND)}"
+    assert len(top) <= 8
+    rank = {t: i for i, t in enumerate(TIERS)}
+    unknown = {m for m in mods if _tier(m) not in rank}
+    assert not unknown, f"modules outside the tiers: {sorted(unknown)}"
+    upward = sorted(f"{m} ({_tier(m)}) imports {d} ({_tier(d)})" for m, p in mods.items()
+                    for d in _imports(m, p, mods) if rank[_tier(d)] > rank[_tier(m)]
+                    and not (m == "rmtllmf_core" and d.startswith("rmtllmf_core.")))
+    assert upward == []
+
+
+def test_the_public_face_resolves_lazily():
+    code = ("import sys, rmtllmf_core as r\n"
+            "assert 'torch' not in sys.modules, 'the package alone must not import torch'\n"
+            "names = [n for n in r.__all__]\n"
+            "assert all(getattr(r, n) is not None for n in names)\n"
+            "print(len(names))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) >= 10

@@ -120,9 +120,9 @@ def requests_seen(driver) -> list[str]:
 
 
 def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
-    from rmtllmf_core import pipeline
-    from rmtllmf_core.presets import default_scenario
-    from rmtllmf_core.wireless import evaluate_uplink
+    from rmtllmf_core.experiment import pipeline
+    from rmtllmf_core.experiment.presets import default_scenario
+    from rmtllmf_core.science.wireless import evaluate_uplink
     from selenium.webdriver.common.by import By
     from studio import codec
 
@@ -177,7 +177,8 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
 def test_the_story_in_presenter_mode_in_a_real_browser(server, browser):
     """The guided story as a presenter shows it: step by step with Next, the numbers of each step's
     run, no sharing controls, the key chart above the fold."""
-    from rmtllmf_core import pipeline, story
+    from rmtllmf_core.experiment import pipeline
+    from rmtllmf_core.studies import story
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/story?presenter=1")

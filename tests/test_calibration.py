@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from rmtllmf_core import calibrate, calibration
+from rmtllmf_core.studies import calibrate
+from rmtllmf_core.science import calibration
 from rmtllmf_core.commands import main
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import PRESETS, preset_scenario
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.presets import PRESETS, preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 
 def fake_run(scenario: Scenario) -> SimpleNamespace:
@@ -123,7 +124,7 @@ def test_calibrate_bad_input_exits_2_and_writes_nothing(args, field, capsys, tmp
 
 @pytest.mark.slow
 def test_the_calibrated_default_shows_the_attack_and_the_repair_on_the_tiny_zoo():
-    from rmtllmf_core.pipeline import run
+    from rmtllmf_core.experiment.pipeline import run
 
     r = run(preset_scenario("paper_ideal").replace(**{"evaluation.clean_realign_control": False}))
     avg = r.average_normalized
@@ -133,14 +134,14 @@ def test_the_calibrated_default_shows_the_attack_and_the_repair_on_the_tiny_zoo(
 
 def synthetic_table(**ours):
     """report.main_table's rows with made-up numbers per seed (two seeds)."""
-    from rmtllmf_core.report import TABLE_ROWS
+    from rmtllmf_core.studies.report import TABLE_ROWS
 
     return [{"name": name, "title": title, "ours_per_seed": ours.get(name, [0.5, 0.5])}
             for name, title, _, _ in TABLE_ROWS]
 
 
 def test_orderings_are_checked_at_every_seed_and_name_their_rows():
-    from rmtllmf_core.report import orderings, orderings_markdown
+    from rmtllmf_core.studies.report import orderings, orderings_markdown
 
     story = dict(baseline=[0.95, 0.90], rmtllmf_ideal=[0.94, 0.92], no_protection_ideal=[0.70, 0.72],
                  rmtllmf_worst_sum_rate=[0.57, 0.58], no_protection_worst_sum_rate=[0.16, 0.17],
@@ -160,7 +161,7 @@ def test_orderings_are_checked_at_every_seed_and_name_their_rows():
 
 
 def test_the_report_renders_paper_against_ours():
-    from rmtllmf_core.report import orderings, render_markdown
+    from rmtllmf_core.studies.report import orderings, render_markdown
 
     table = [{**r, "status": "predicted", "paper": 0.5, "paper_share": 0.55, "ours": 0.6, "ours_std": 0.01,
               "share": 0.63, "gap_points": 8.0, "seeds": [0, 1]} for r in synthetic_table()]

@@ -1,4 +1,4 @@
-"""Engine processes (rmtllmf_core/compute.py): a Work computed in a process of its own gives the
+"""Engine processes (rmtllmf_core/serve/compute.py): a Work computed in a process of its own gives the
 result the host expects and stores it in the cache; progress comes back; Cancel, errors of ours and
 a dead process are handled; the queue's park (a sweep's checkpoint) holds the process, not the run."""
 import os
@@ -7,11 +7,12 @@ import threading
 
 import pytest
 
-from rmtllmf_core import compute, jobs, pipeline
+from rmtllmf_core.serve import compute, jobs
+from rmtllmf_core.experiment import pipeline
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.result import Result
-from rmtllmf_core.work import Work
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.experiment.result import Result
+from rmtllmf_core.studies.work import Work
 
 
 def light(**changes):

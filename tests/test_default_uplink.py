@@ -6,9 +6,9 @@ import pytest
 
 from rmtllmf_core.commands import main
 from rmtllmf_core.commands.pipeline import format_result
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.result import Result
-from rmtllmf_core.wireless import evaluate_uplink
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.experiment.result import Result
+from rmtllmf_core.science.wireless import evaluate_uplink
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micro_zoo import make_micro_zoo
-from rmtllmf_core import defense
+from rmtllmf_core.science import defense
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.evaluate import Evaluator, average
-from rmtllmf_core.taskvec import EMBEDDING_GROUPS, ParamLayout, stack
+from rmtllmf_core.science.evaluate import Evaluator, average
+from rmtllmf_core.science.taskvec import EMBEDDING_GROUPS, ParamLayout, stack
 
 
 @pytest.fixture(scope="module")

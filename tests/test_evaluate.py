@@ -6,11 +6,10 @@ import torch
 
 from micro_zoo import IMAGE_SIZE, build_micro_clip, make_micro_zoo
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.evaluate import (
-    Evaluator, _pools_class_token, average, chi2_quantile, disagreement, features, logit_deviation, normalized,
-    rejection_rate, rejection_threshold, rejections, weight_disentanglement_error,
-)
-from rmtllmf_core.taskvec import stack
+from rmtllmf_core.science.evaluate import (Evaluator, _pools_class_token, average, chi2_quantile, disagreement,
+    features, logit_deviation, normalized, rejection_rate, rejection_threshold, rejections,
+    weight_disentanglement_error)
+from rmtllmf_core.science.taskvec import stack
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,11 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.fusion import (
-    LAMBDA_GRID,
-    LAYER_WEIGHT_MAX,
-    METHODS,
-    Recipe,
-    consensus_mask,
-    heuristic_lambda,
-    layer_ids,
-    merge,
-    merge_recipe,
-)
+from rmtllmf_core.science.fusion import (LAMBDA_GRID, LAYER_WEIGHT_MAX, METHODS, Recipe, consensus_mask,
+    heuristic_lambda, layer_ids, merge, merge_recipe)
 from reference import elect_signs, kth_largest, layer_weights, magnitude_mask
-from rmtllmf_core.perturb import stream_seed
-from rmtllmf_core.taskvec import ParamLayout
+from rmtllmf_core.science.perturb import stream_seed
+from rmtllmf_core.science.taskvec import ParamLayout
 
 # Two transformer blocks of three entries each: layer-aware sees two layers.
 LAYOUT = ParamLayout.from_state({"transformer.resblocks.0.w": torch.zeros(3), "transformer.resblocks.1.w": torch.zeros(3)})
@@ -334,7 +325,7 @@ def test_property_finite_and_zero_vectors_merge_to_zero(t, seed, method, lam, de
 
 # ----------------------------------------------------------------------------- slice by slice
 
-from rmtllmf_core.fusion import RECIPES, kth_largest_sliced, merge_slice, plan_merge  # noqa: E402
+from rmtllmf_core.science.fusion import RECIPES, kth_largest_sliced, merge_slice, plan_merge  # noqa: E402
 
 # Several tensors of uneven sizes over three layers (stem, two blocks, head).
 SLICED_LAYOUT = ParamLayout.from_state({

@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from safetensors.torch import save as st_save
 
-from rmtllmf_core import uploads
-from rmtllmf_core.codec import set_path
+from rmtllmf_core.serve import uploads
+from rmtllmf_core.experiment.codec import set_path
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.hosting import HostLimits
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.serve.hosting import HostLimits
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
 
 TASKS = ("digits", "house_numbers", "traffic_signs", "textures", "land_cover", "aerial_scenes", "vehicles", "scenes")
 BASE = preset_scenario("paper_worst_sum_rate", tasks=TASKS[:4])
@@ -318,7 +318,7 @@ def _flip(data: bytes, flips) -> bytearray:
 def test_accepted_wireless_values_evaluate_or_are_refused(changes):
     import warnings
 
-    from rmtllmf_core.wireless import evaluate_uplink
+    from rmtllmf_core.science.wireless import evaluate_uplink
 
     try:
         s = BASE.replace(**changes)

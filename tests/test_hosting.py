@@ -9,15 +9,17 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rmtllmf_core import commands as cli, hosting, jobs, pipeline, sweeps
+from rmtllmf_core import commands as cli
+from rmtllmf_core.serve import hosting, jobs
+from rmtllmf_core.experiment import pipeline
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import CapExceeded, InputError
-from rmtllmf_core.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_work,
-                                  check_scenario, check_sweep, email_allowed, hash_password, load_limits,
-                                  verify_password)
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.scenario import Scenario
-from rmtllmf_core.work import Work
+from rmtllmf_core.serve.hosting import (AccessConfig, FailureWindow, HostLimits, access_config, check_work,
+    check_scenario, check_sweep, email_allowed, hash_password, load_limits, verify_password)
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
+from rmtllmf_core.studies.work import Work
 
 TASKS8 = ("digits", "house_numbers", "traffic_signs", "textures", "land_cover", "aerial_scenes", "vehicles", "scenes")
 
@@ -236,7 +238,7 @@ def micro(registered_micro_zoo):
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
-    from rmtllmf_core import runtime
+    from rmtllmf_core.experiment import runtime
 
     cache = ResultCache(tmp_path / "cache")
     monkeypatch.setattr(runtime, "_default_cache", cache)   # the host's disk cache
@@ -391,7 +393,7 @@ def test_host_check_prints_what_will_be_enforced(monkeypatch, capsys):
 CANCEL_APP = '''
 import time
 import streamlit as st
-from rmtllmf_core import jobs
+from rmtllmf_core.serve import jobs
 from studio import waiting
 
 if st.query_params.get("stats"):
@@ -543,7 +545,7 @@ def test_core_reads_the_secrets_files_with_tomllib(tmp_path):
 
 
 def test_the_host_sends_sweeps_to_a_configured_cluster_only():
-    from rmtllmf_core import hosting
+    from rmtllmf_core.serve import hosting
 
     assert hosting.ray_address({}, {}) is None
     assert hosting.ray_address({"RMTLLMF_RAY_ADDRESS": "head:6379"}, {}) == "head:6379"

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from rmtllmf_core.errors import CapExceeded, InputError, RmtllmfError
-from rmtllmf_core.jobs import (CANCELLED, DONE, RUNNING, JobCancelled, JobFailed, JobQueue,
-                               default_max_running, in_job)
+from rmtllmf_core.serve.jobs import (CANCELLED, DONE, RUNNING, JobCancelled, JobFailed, JobQueue,
+    default_max_running, in_job)
 
 T = 10.0  # seconds: only reached when something is broken
 
@@ -332,8 +332,9 @@ def test_a_parked_sweep_can_be_cancelled():
 
 
 def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked(monkeypatch):
-    from rmtllmf_core import hosting, jobs, work
-    from rmtllmf_core.scenario import Scenario
+    from rmtllmf_core.serve import hosting, jobs
+    from rmtllmf_core.studies import work
+    from rmtllmf_core.experiment.scenario import Scenario
 
     monkeypatch.setattr(work, "execute", lambda w, progress=None: "inner ran")
     q = JobQueue(1)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rmtllmf_core import leaderboard
+from rmtllmf_core.studies import leaderboard
 from rmtllmf_core.commands import main
 from rmtllmf_core.errors import InputError
 
@@ -92,7 +92,8 @@ def test_reading_is_built_from_the_numbers():
 
 
 def test_story_numbers_and_warm(light_presets, monkeypatch, capsys):
-    from rmtllmf_core import pipeline, presets, report, story
+    from rmtllmf_core.experiment import pipeline, presets
+    from rmtllmf_core.studies import report, story
 
     zoo = light_presets
     real = story.preset_scenario

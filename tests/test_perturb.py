@@ -7,21 +7,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.perturb import (
-    GRAY,
-    GRAY_INVERSE,
-    MODELS,
-    SCALES,
-    _gray_decode3,
-    _gray_encode,
-    perturb,
-    q_function,
-    qam64_ber,
-    qam64_ser,
-    reference_squares,
-)
+from rmtllmf_core.science.perturb import (GRAY, GRAY_INVERSE, MODELS, SCALES, _gray_decode3, _gray_encode, perturb,
+    q_function, qam64_ber, qam64_ser, reference_squares)
 from reference import noise_std, noise_std_per_tensor
-from rmtllmf_core.taskvec import ParamLayout
+from rmtllmf_core.science.taskvec import ParamLayout
 # the coded link's BER table is a Sionna simulation: tests/test_resilience.py checks it on a coarse grid
 UNCODED = tuple(m for m in MODELS if m != "coded")
 
@@ -410,7 +399,7 @@ def test_mmse_sic_errors_are_uncorrelated_so_correlated_reduces_to_gaussian():
 
 # ----------------------------------------------------------------------------- slice-wise stages
 
-from rmtllmf_core.perturb import link, perturb_slice_, stream_seed  # noqa: E402
+from rmtllmf_core.science.perturb import link, perturb_slice_, stream_seed  # noqa: E402
 
 COV3 = np.array([[0.1, 0.05j, 0.02], [-0.05j, 0.2, 0.01], [0.02, 0.01, 0.3]])
 

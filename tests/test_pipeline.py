@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from rmtllmf_core import pipeline
+from rmtllmf_core.experiment import pipeline
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.wireless import ATTACKS
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.science.wireless import ATTACKS
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_memoised_results_equal_fresh_ones(zoo, cache):
 
 
 def test_control_is_computed_once_across_seeds_and_channels(zoo, cache, monkeypatch):
-    from rmtllmf_core import defense
+    from rmtllmf_core.science import defense
 
     s = scenario(zoo)
     fresh_engine(zoo)
@@ -151,7 +151,7 @@ def test_control_is_computed_once_across_seeds_and_channels(zoo, cache, monkeypa
 
 
 def test_control_recomputed_when_its_recipe_changes(zoo, cache, monkeypatch):
-    from rmtllmf_core import defense
+    from rmtllmf_core.science import defense
 
     s = scenario(zoo)
     pipeline.run(s, cache=cache)
@@ -161,7 +161,8 @@ def test_control_recomputed_when_its_recipe_changes(zoo, cache, monkeypatch):
 
 
 def test_none_and_rmtllmf_share_the_attacked_evaluation(zoo, cache, monkeypatch):
-    from rmtllmf_core import evaluate, sweeps
+    from rmtllmf_core.science import evaluate
+    from rmtllmf_core.studies import sweeps
 
     s = scenario(zoo, seed=11)
     fresh_engine(zoo)
@@ -198,7 +199,7 @@ def test_subsets_and_defenses_share_one_noise_draw(zoo, cache):
     # Each user's error is drawn per (seed, user, tensor) (perturb.stream_seed), so the points of a task
     # sweep that differ in which users are fused or in the defense receive the very same vectors,
     # without keeping any [users, P] draw in memory.
-    from rmtllmf_core import sweeps
+    from rmtllmf_core.studies import sweeps
 
     s = scenario(zoo, seed=21)
     fresh_engine(zoo)
@@ -219,7 +220,7 @@ def test_engine_holds_no_full_precision_copy_of_any_encoder(zoo):
 
 
 def test_device_choice_is_validated_and_the_cpu_keeps_its_cache_keys(zoo, monkeypatch):
-    from rmtllmf_core import evaluate
+    from rmtllmf_core.science import evaluate
 
     monkeypatch.delenv("RMTLLMF_DEVICE", raising=False)
     assert evaluate.compute_device() == torch.device("cpu")  # the default

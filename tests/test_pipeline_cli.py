@@ -4,7 +4,7 @@ import json
 import pytest
 
 from rmtllmf_core.commands import main
-from rmtllmf_core.presets import preset_dict
+from rmtllmf_core.experiment.presets import preset_dict
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_snr_sweep_rows_carry_the_rejection_rate_and_the_control(scenario_file, 
 
 
 def test_gain_sweep_writes_csv_json_and_html(scenario_file, tmp_path, capsys):
-    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM
+    from rmtllmf_core.science.wireless.presets import PAPER_JAMMER_DBM
 
     out = tmp_path / "out"
     assert main(["sweep", "--kind", "gain", "--scenario", str(scenario_file), "--out", str(out),

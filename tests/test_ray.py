@@ -11,10 +11,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from rmtllmf_core import pipeline, ray_backend, sweeps, work  # noqa: E402
+from rmtllmf_core.experiment import pipeline  # noqa: E402
+from rmtllmf_core.studies import ray_backend, sweeps, work
 from rmtllmf_core.cache import ResultCache  # noqa: E402
 from rmtllmf_core.errors import InputError  # noqa: E402
-from rmtllmf_core.presets import preset_scenario  # noqa: E402
+from rmtllmf_core.experiment.presets import preset_scenario  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-"""Physical-layer protection (rmtllmf_core/phy.py, wireless engine's mismatched receiver) and the
+"""Physical-layer protection (rmtllmf_core/science/phy.py, wireless engine's mismatched receiver) and the
 resilience sweep: repetition's variance, the coded link's bit-error curve, the receiver that does not
 know the jammer, and the sweep end to end on the micro zoo."""
 from __future__ import annotations
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from rmtllmf_core import perturb, phy, sweeps
+from rmtllmf_core.science import perturb, phy
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.taskvec import ParamLayout
-from rmtllmf_core.wireless import WirelessConfig, evaluate_uplink
+from rmtllmf_core.science.taskvec import ParamLayout
+from rmtllmf_core.science.wireless import WirelessConfig, evaluate_uplink
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_failed_codewords_garble_whole_blocks_at_the_same_mean_ber():
 
 
 def test_the_coded_error_field_is_named_when_wrong():
-    from rmtllmf_core.presets import preset_scenario
+    from rmtllmf_core.experiment.presets import preset_scenario
 
     with pytest.raises(InputError, match="perturb.coded_errors"):
         preset_scenario("paper_ideal").replace(**{"perturb.coded_errors": "harq"})
@@ -169,8 +170,8 @@ def test_a_receiver_that_does_not_know_the_jammer_never_does_better():
 
 
 def test_resilience_sweep_end_to_end_on_the_micro_zoo(registered_micro_zoo, quick_tables, monkeypatch, tmp_path):
-    from rmtllmf_core import presets
-    from rmtllmf_core.work import execute
+    from rmtllmf_core.experiment import presets
+    from rmtllmf_core.studies.work import execute
 
     zoo = registered_micro_zoo
     real = presets.preset_scenario
@@ -195,7 +196,7 @@ def test_resilience_sweep_end_to_end_on_the_micro_zoo(registered_micro_zoo, quic
 
 
 def test_resilience_command_writes_its_csv(registered_micro_zoo, quick_tables, monkeypatch, tmp_path, capsys):
-    from rmtllmf_core import presets
+    from rmtllmf_core.experiment import presets
     from rmtllmf_core.commands import main
 
     real = presets.preset_scenario
@@ -229,7 +230,7 @@ def test_our_38901_path_loss_matches_sionnas_within_a_tenth_of_a_db(fc):
     Sionna's UMa / UMi street-canyon NLOS basic path loss. Sionna draws UMa's environment height h_E;
     for users below 13 m (ours stand at 1.5 m) it is 1 m, as in our formula."""
     tr = pytest.importorskip("sionna.phy.channel.tr38901")
-    from rmtllmf_core.wireless.geometry import BS_HEIGHT_M, UT_HEIGHT_M, pathloss_db
+    from rmtllmf_core.science.wireless.geometry import BS_HEIGHT_M, UT_HEIGHT_M, pathloss_db
 
     d = np.array([15.0, 35.0, 60.0, 120.0, 250.0, 500.0, 1000.0])
     for name, cls in (("uma_nlos", tr.UMaScenario), ("umi_nlos", tr.UMiScenario)):

@@ -28,9 +28,10 @@ def worker(cache_dir: str, stall_at: int | None) -> None:
     torch.set_num_threads(1)
     from micro_zoo import make_micro_zoo
 
-    from rmtllmf_core import pipeline, sweeps
+    from rmtllmf_core.experiment import pipeline
+    from rmtllmf_core.studies import sweeps
     from rmtllmf_core.cache import ResultCache
-    from rmtllmf_core.presets import preset_scenario
+    from rmtllmf_core.experiment.presets import preset_scenario
 
     zoo = make_micro_zoo(n_tasks=3)
     pipeline.register_zoo(zoo)

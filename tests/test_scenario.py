@@ -4,8 +4,8 @@ import json
 import pytest
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import SCENARIO_PRESETS, preset_dict
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.experiment.presets import SCENARIO_PRESETS, preset_dict
+from rmtllmf_core.experiment.scenario import Scenario
 
 TASKS = ("a", "b", "c")
 
@@ -39,7 +39,7 @@ def test_users_follow_tasks_unless_wireless_says():
 
 def test_a_scenario_without_wireless_gets_the_default_scenarios_uplink():
     # one default uplink: tasks alone (a file, a link, Python) get the preset's calibrated uplink
-    from rmtllmf_core.wireless import evaluate_uplink
+    from rmtllmf_core.science.wireless import evaluate_uplink
 
     for tasks, mse in [(("digits", "textures"), 0.0167), (tuple(f"t{i}" for i in range(8)), 0.0132)]:
         s = Scenario.parse({"tasks": list(tasks)})
@@ -95,7 +95,8 @@ def test_scenario_is_frozen():
 
 
 def test_freeze_groups_are_the_layouts_embedding_groups():
-    from rmtllmf_core import scenario, taskvec
+    from rmtllmf_core.experiment import scenario
+    from rmtllmf_core.science import taskvec
 
     assert scenario.EMBEDDING_GROUPS == taskvec.EMBEDDING_GROUPS
 
@@ -104,6 +105,6 @@ def test_the_scenario_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, rmtllmf_core.scenario, rmtllmf_core.presets; print('torch' in sys.modules)"
+    code = "import sys, rmtllmf_core.experiment.scenario, rmtllmf_core.experiment.presets; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

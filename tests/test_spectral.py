@@ -1,15 +1,15 @@
-"""The singular-value merges and MSE-aware fusion against direct computations (rmtllmf_core/spectral.py,
+"""The singular-value merges and MSE-aware fusion against direct computations (rmtllmf_core/science/spectral.py,
 fusion.mse_aware_weights), and on the streaming path (fusion.merge)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rmtllmf_core import fusion, spectral
+from rmtllmf_core.science import fusion, spectral
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.fusion import merge
-from rmtllmf_core.methods import METHODS
-from rmtllmf_core.taskvec import ParamLayout
+from rmtllmf_core.science.fusion import merge
+from rmtllmf_core.science.methods import METHODS
+from rmtllmf_core.science.taskvec import ParamLayout
 
 
 def orthonormal(n: int, k: int, gen) -> torch.Tensor:

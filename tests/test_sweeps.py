@@ -7,10 +7,11 @@ import types
 import pytest
 import torch
 
-from rmtllmf_core import pipeline, sweeps, work
+from rmtllmf_core.experiment import pipeline
+from rmtllmf_core.studies import sweeps, work
 from rmtllmf_core.cache import ResultCache
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.presets import preset_scenario
+from rmtllmf_core.experiment.presets import preset_scenario
 
 
 def register_micro_zoo(task_vectors):
@@ -108,7 +109,7 @@ def test_a_worker_error_reaches_the_caller(zoo, tmp_path):
 
 
 def test_fig2_points_batch_each_combination_across_conditions(zoo):
-    from rmtllmf_core.report import fig2_points
+    from rmtllmf_core.studies.report import fig2_points
 
     pts = fig2_points(zoo.name)
     assert len(pts) == 4 * 3                     # C(3,2) + C(3,3) combinations x 3 conditions, R-MTLLMF
@@ -119,7 +120,7 @@ def test_fig2_points_batch_each_combination_across_conditions(zoo):
 
 
 def test_fig2s_no_defense_rows_are_what_runs_without_the_defense_give(zoo, tmp_path):
-    from rmtllmf_core.report import fig2_rows
+    from rmtllmf_core.studies.report import fig2_rows
 
     cache = ResultCache(tmp_path / "c")
     base = light(zoo)
@@ -137,8 +138,8 @@ def test_fig2s_no_defense_rows_are_what_runs_without_the_defense_give(zoo, tmp_p
 
 
 def test_sweep_points_skip_the_control_and_the_main_table_keeps_it(zoo, tmp_path, monkeypatch):
-    from rmtllmf_core import defense
-    from rmtllmf_core.report import CONDITIONS, fig2_points
+    from rmtllmf_core.science import defense
+    from rmtllmf_core.studies.report import CONDITIONS, fig2_points
 
     pts = fig2_points(zoo.name)
     base = preset_scenario("paper_worst_sum_rate", zoo=zoo.name)
@@ -206,7 +207,7 @@ def test_snr_rows_carry_the_rejection_rate_and_the_control(zoo, tmp_path):
 
 
 def test_gain_points_use_the_paper_budgets_and_the_gain(zoo):
-    from rmtllmf_core.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
+    from rmtllmf_core.science.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
 
     pts = sweeps.gain_points(light(zoo), [-10.0, 20.0], ["none", "worst_sum_rate", "worst_strongest_user"], ["none"])
     assert [(r["attack"], r["jammer_power_dbm"], r["symbol_gain_db"]) for r, _ in pts] == [

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rmtllmf_core.taskvec import cosine_matrix
+from rmtllmf_core.science.taskvec import cosine_matrix
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 15])

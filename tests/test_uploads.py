@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save as st_save
 
 from micro_zoo import build_micro_clip
-from rmtllmf_core import uploads
+from rmtllmf_core.serve import uploads
 from rmtllmf_core.errors import CapExceeded, InputError
-from rmtllmf_core.hosting import HostLimits
-from rmtllmf_core.scenario import Scenario
+from rmtllmf_core.serve.hosting import HostLimits
+from rmtllmf_core.experiment.scenario import Scenario
 
 LIM = HostLimits.parse({"max_upload_bytes": 4096, "max_vector_upload_bytes": 2 * 2**20, "max_samples_per_task": 500})
 

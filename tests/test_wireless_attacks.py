@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from rmtllmf_core.wireless import ATTACKS, WirelessConfig, evaluate_uplink
-from rmtllmf_core.wireless.attacks import worst_sum_rate_noise
-from rmtllmf_core.wireless.receiver import sic_order
-from rmtllmf_core.wireless.solver import solve_worst_jammer
+from rmtllmf_core.science.wireless import ATTACKS, WirelessConfig, evaluate_uplink
+from rmtllmf_core.science.wireless.attacks import worst_sum_rate_noise
+from rmtllmf_core.science.wireless.receiver import sic_order
+from rmtllmf_core.science.wireless.solver import solve_worst_jammer
 
 
 def complex_normal(rng, *shape):

@@ -2,8 +2,9 @@
 jammer, with the SINRs and the knobs; silent for the calibrated default and for a jammer's work."""
 import pytest
 
-from rmtllmf_core.wireless import PRESETS, WirelessConfig, channel_warning, evaluate_uplink, unusable_uplink_warning
-from rmtllmf_core.wireless.checks import UNUSABLE_AVERAGE_MSE
+from rmtllmf_core.science.wireless import (PRESETS, WirelessConfig, channel_warning, evaluate_uplink,
+    unusable_uplink_warning)
+from rmtllmf_core.science.wireless.checks import UNUSABLE_AVERAGE_MSE
 
 # the schema's old default uplink: k T B NF of 1 MHz and 7 dB (-107 dBm) against ~-140 dBm received
 OLD_DEFAULT = {"bandwidth_hz": 1e6, "noise_figure_db": 7.0}

@@ -74,9 +74,9 @@ def test_geometry_scenario_table_and_draws(tmp_path, capsys):
 
 
 def test_default_uplink_and_the_unusable_channel_warning(tmp_path, capsys):
-    from rmtllmf_core.presets import preset_dict
-    from rmtllmf_core.scenario import Scenario
-    from rmtllmf_core.wireless import evaluate_uplink
+    from rmtllmf_core.experiment.presets import preset_dict
+    from rmtllmf_core.experiment.scenario import Scenario
+    from rmtllmf_core.science.wireless import evaluate_uplink
 
     # a scenario file with only tasks: the app's default (calibrated) uplink for those users, no warning
     assert main(["channel", "--scenario", write(tmp_path, {"tasks": ["digits", "textures"]}), "--json"]) == 0

@@ -6,9 +6,9 @@ import pytest
 
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.units import thermal_noise_w
-from rmtllmf_core.wireless import PRESETS, WirelessConfig, draw_channels, evaluate_uplink, preset
-from rmtllmf_core.wireless.config import DEFAULT_NOISE_POWER_W
-from rmtllmf_core.wireless.geometry import pathloss_db
+from rmtllmf_core.science.wireless import PRESETS, WirelessConfig, draw_channels, evaluate_uplink, preset
+from rmtllmf_core.science.wireless.config import DEFAULT_NOISE_POWER_W
+from rmtllmf_core.science.wireless.geometry import pathloss_db
 
 CHANNEL = {"re": [[1.0, 0.5], [0.2, 1.0], [0.0, 0.3]], "im": [[0.0, 0.1], [0.3, 0.0], [0.2, 0.0]]}
 

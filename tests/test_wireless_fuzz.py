@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.wireless import WirelessConfig, evaluate_uplink
+from rmtllmf_core.science.wireless import WirelessConfig, evaluate_uplink
 
 FIELDS = list(WirelessConfig.model_fields) + ["tx_power_dbm", "jammer_power_dbm", "noise_power_dbm", "bogus"]
 scalars = st.one_of(

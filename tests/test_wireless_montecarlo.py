@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rmtllmf_core.errors import InputError
-from rmtllmf_core.wireless import ATTACKS, WirelessConfig, draw_channels, evaluate_uplink, monte_carlo, preset
+from rmtllmf_core.science.wireless import ATTACKS, WirelessConfig, draw_channels, evaluate_uplink, monte_carlo, preset
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -54,7 +54,7 @@ def test_bad_draws(draws):
 
 @pytest.mark.parametrize("vary_placement", [False, True])
 def test_chunking_does_not_change_results(monkeypatch, vary_placement):
-    from rmtllmf_core.wireless import engine
+    from rmtllmf_core.science.wireless import engine
 
     cfg = preset("paper", attack="worst_sum_rate", shadowing_std_db=4.0)
     whole = monte_carlo(cfg, 37, vary_placement=vary_placement)

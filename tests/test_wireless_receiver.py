@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from rmtllmf_core.wireless import WirelessConfig, evaluate_uplink
-from rmtllmf_core.wireless.attacks import white, worst_sum_rate
-from rmtllmf_core.wireless.receiver import linear_mmse_error_covariance, sic_mmse, sic_order
+from rmtllmf_core.science.wireless import WirelessConfig, evaluate_uplink
+from rmtllmf_core.science.wireless.attacks import white, worst_sum_rate
+from rmtllmf_core.science.wireless.receiver import linear_mmse_error_covariance, sic_mmse, sic_order
 
 
 def random_psd(rng, n, trace):
@@ -170,7 +170,7 @@ def test_batched_receiver_equals_per_draw():
 @pytest.mark.parametrize("n,q", [(16, 8), (4, 8), (1, 8)])
 def test_extreme_scales_stay_finite_and_exact(attack, noise_w, jammer_w, n, q):
     """Huge or tiny SNR and budgets (Q > N_R too): no LinAlgError, MSE in (0, 1], full budget."""
-    from rmtllmf_core.wireless import monte_carlo, preset
+    from rmtllmf_core.science.wireless import monte_carlo, preset
 
     cfg = preset("paper", num_users=q, num_rx_antennas=n, noise_power_w=noise_w, jammer_power_w=jammer_w,
                  attack=attack, target_user=0)
@@ -194,7 +194,7 @@ def test_largest_accepted_values_compute(attack):
 
 
 def test_qr_fallback_agrees_with_cholesky():
-    from rmtllmf_core.wireless import receiver
+    from rmtllmf_core.science.wireless import receiver
 
     rng = np.random.default_rng(12)
     a = complex_normal(rng, 5, 6, 4) * 30.0  # scale 900 * 6: below the limit, Cholesky path

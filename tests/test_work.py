@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from rmtllmf_core import hosting, jobs, runtime, sweeps
+from rmtllmf_core.serve import hosting, jobs
+from rmtllmf_core.experiment import runtime
+from rmtllmf_core.studies import sweeps
 from rmtllmf_core.cache import ResultCache
-from rmtllmf_core.presets import preset_scenario
-from rmtllmf_core.scenario import Scenario
-from rmtllmf_core.work import Work, execute, spread_control
+from rmtllmf_core.experiment.presets import preset_scenario
+from rmtllmf_core.experiment.scenario import Scenario
+from rmtllmf_core.studies.work import Work, execute, spread_control
 
 
 @pytest.fixture

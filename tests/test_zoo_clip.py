@@ -228,7 +228,7 @@ def test_task_vectors_stay_fp16_and_come_out_fp32_one_at_a_time(built, tmp_path,
     import os
     import shutil
 
-    from rmtllmf_core.taskvec import ParamLayout, stack
+    from rmtllmf_core.science.taskvec import ParamLayout, stack
     from rmtllmf_core.zoo.loader import load_zoo
     from rmtllmf_core.zoo.types import TaskVectors
 
@@ -283,9 +283,9 @@ def test_a_plain_task_vector_mapping_is_wrapped(registered_micro_zoo):
 
 
 def test_pipeline_runs_on_a_real_layout_zoo_selected_by_path(built, tmp_path):
-    from rmtllmf_core import pipeline
+    from rmtllmf_core.experiment import pipeline
     from rmtllmf_core.cache import ResultCache
-    from rmtllmf_core.presets import preset_scenario
+    from rmtllmf_core.experiment.presets import preset_scenario
 
     out, _ = built
     _load(out)
@@ -508,7 +508,7 @@ def test_cli_build_clip_and_import_options(env, tmp_path):
 
 
 def test_loader_workers_default_to_the_available_cores(monkeypatch):
-    from rmtllmf_core import jobs
+    from rmtllmf_core.serve import jobs
     from rmtllmf_core.commands import zoo_clip as clip_cli
 
     args = _parser().parse_args(["build", "clip", "--pretrained", "none", "--datasets", "mnist", "--quiet"])

@@ -29,7 +29,7 @@ def _load(path: str):
     # accept a whole Scenario file too: its wireless part, as `run` would see it (one user per task,
     # the default uplink where the file leaves it out)
     if isinstance(data.get("tasks"), list):
-        from ..scenario import Scenario
+        from ..experiment.scenario import Scenario
 
         return Scenario.parse(data).wireless
     if isinstance(data.get("wireless"), dict) and len(data) > 1 and "channel" not in data:
@@ -49,7 +49,7 @@ def _clean(x):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..wireless import WirelessConfig, channel_warning, evaluate_uplink, monte_carlo
+    from ..science.wireless import WirelessConfig, channel_warning, evaluate_uplink, monte_carlo
 
     cfg = WirelessConfig.parse(_load(args.scenario), field="wireless")
     if args.draws is not None and not 1 <= args.draws <= 1_000_000:

@@ -1,4 +1,4 @@
-"""`hash-password` and `host-check`: setting up a hosted instance (the rules are rmtllmf_core.hosting)."""
+"""`hash-password` and `host-check`: setting up a hosted instance (the rules are rmtllmf_core.serve.hosting)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import InputError
-from .. import hosting
+from ..serve import hosting
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(

@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def method_rows() -> list[dict]:
     """The records with each parameter's default, bounds and help from the schema."""
-    from ..methods import METHOD_RECORDS
-    from ..scenario import FusionConfig
+    from ..science.methods import METHOD_RECORDS
+    from ..experiment.scenario import FusionConfig
 
     fields = FusionConfig.model_fields
     rows = []
@@ -102,9 +102,10 @@ def markdown(rows: list[dict], lines: list[str]) -> str:
 
 
 def cmd_leaderboard(args) -> int:
-    from .. import leaderboard, pipeline, plots
-    from ..methods import METHODS
-    from ..work import execute
+    from ..studies import leaderboard, plots
+    from ..experiment import pipeline
+    from ..science.methods import METHODS
+    from ..studies.work import execute
     from .pipeline import _tqdm_progress, _workers, backend_kw
 
     try:
@@ -144,10 +145,10 @@ def cmd_warm(args) -> int:
     asked for, the leaderboard: one Work, so cached points are skipped and the rest run on workers."""
     import time
 
-    from .. import leaderboard, story
-    from ..presets import default_scenario
-    from ..report import table_points
-    from ..work import Work, execute
+    from ..studies import leaderboard, story
+    from ..experiment.presets import default_scenario
+    from ..studies.report import table_points
+    from ..studies.work import Work, execute
     from .pipeline import _tqdm_progress, _workers, backend_kw
 
     points = [({"part": "story"}, s) for s in story.scenarios(args.zoo)]

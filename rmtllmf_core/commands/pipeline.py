@@ -64,10 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("calibrate", help="fit the error model's reference amplitude and the realignment budget "
-                       "to two of the paper's numbers; writes rmtllmf_core/calibration.json")
+                       "to two of the paper's numbers; writes rmtllmf_core/science/calibration.json")
     c.add_argument("--fit", default=",".join(_default_fit()),
                    help="one or two paper numbers, comma-separated: the first fits perturb.symbol_gain_db, the "
-                   "second (an R-MTLLMF one) the realignment budget; names in rmtllmf_core/calibration.py "
+                   "second (an R-MTLLMF one) the realignment budget; names in rmtllmf_core/science/calibration.py "
                    "(default: %(default)s)")
     c.add_argument("--scale", default="absolute", help="perturb.scale the gain applies to (default: %(default)s)")
     c.add_argument("--seeds", default="0,1,2", help="seeds averaged over (default: %(default)s)")
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="defense.realign_precision the budget is fitted with: float32 (the same numbers on every "
                    "CPU) or bfloat16 (faster only on CPUs with bf16 units; default: %(default)s)")
     c.add_argument("--zoo", default="tiny")
-    c.add_argument("--out", default=None, help="where to write (default: rmtllmf_core/calibration.json)")
+    c.add_argument("--out", default=None, help="where to write (default: rmtllmf_core/science/calibration.json)")
     c.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
     c.set_defaults(func=cmd_calibrate)
 
@@ -99,13 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _preset_names() -> list[str]:
-    from ..presets import PRESETS
+    from ..experiment.presets import PRESETS
 
     return list(PRESETS)
 
 
 def _default_fit() -> tuple[str, ...]:
-    from ..calibration import DEFAULT_FIT
+    from ..science.calibration import DEFAULT_FIT
 
     return DEFAULT_FIT
 
@@ -114,9 +114,9 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
     """A scenario from a JSON file or a preset, then `--set` changes. What a file leaves out is the
     default scenario's (the schema's defaults are the default scenario), and a missing 'tasks' means
     every task of the zoo."""
-    from ..codec import from_query
-    from ..presets import default_scenario, preset_scenario, zoo_tasks
-    from ..scenario import Scenario
+    from ..experiment.codec import from_query
+    from ..experiment.presets import default_scenario, preset_scenario, zoo_tasks
+    from ..experiment.scenario import Scenario
 
     if preset is not None:
         base = preset_scenario(preset, zoo=zoo)
@@ -180,7 +180,7 @@ def _tqdm_progress(total_label: str):
 
 
 def cmd_run(args) -> int:
-    from ..pipeline import run
+    from ..experiment.pipeline import run
 
     scenario = load_scenario(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
     bar, progress = _tqdm_progress("run")
@@ -236,7 +236,7 @@ def backend_kw(args) -> dict:
 
 
 def _workers(value: int | None) -> int:
-    from ..jobs import available_cores
+    from ..serve.jobs import available_cores
 
     if value is None:
         return available_cores()
@@ -246,7 +246,7 @@ def _workers(value: int | None) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .. import plots, sweeps
+    from ..studies import plots, sweeps
 
     base = load_scenario(args.scenario, preset=args.preset, changes=args.set)
     out = Path(args.out)
@@ -295,15 +295,15 @@ def cmd_sweep(args) -> int:
 
 
 def _resilience(args, base, out: Path, workers: int, run_kw: dict) -> int:
-    from .. import plots, sweeps
-    from ..work import execute
+    from ..studies import plots, sweeps
+    from ..studies.work import execute
 
-    from .. import phy
+    from ..science import phy
 
     budgets = _floats(args.airtime, "airtime")
     sweeps.resilience_table([], budgets)  # a bad budget: one line before any run
     work = sweeps.resilience_work(base.zoo, _names(args.attacks))
-    from ..pipeline import default_cache
+    from ..experiment.pipeline import default_cache
 
     for option in sweeps.PHY_OPTIONS:  # each code's table once, here, before the workers need it (shipped: at once)
         if option["perturb.model"] == "coded":
@@ -357,7 +357,8 @@ def format_sweep(rows: list[dict], kind: str) -> str:
 
 
 def cmd_ldpc_tables(args) -> int:
-    from .. import phy, sweeps
+    from ..science import phy
+    from ..studies import sweeps
 
     settings = list(dict.fromkeys((o["perturb.code_rate"], o["perturb.qam_bits"]) for o in sweeps.PHY_OPTIONS
                                   if o["perturb.model"] == "coded"))
@@ -368,7 +369,8 @@ def cmd_ldpc_tables(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .. import calibrate, calibration
+    from ..studies import calibrate
+    from ..science import calibration
 
     record = calibrate.fit(
         _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
@@ -389,7 +391,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_paper(args) -> int:
-    from ..report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
+    from ..studies.report import main_table, orderings, orderings_markdown, reproduce_paper, table_markdown
 
     run_kw = {"workers": _workers(args.workers), **backend_kw(args)}
     if args.table_only:
@@ -403,7 +405,7 @@ def cmd_paper(args) -> int:
         return 0
 
     sizes = [int(x) for x in _floats(args.sizes, "sizes")] if args.sizes else None
-    from ..ray_backend import session
+    from ..studies.ray_backend import session
 
     with session(args.backend, run_kw["workers"], args.address):  # one Ray for all the paper's sweeps
         path = reproduce_paper(args.zoo, Path(args.out), sizes=sizes, **run_kw)

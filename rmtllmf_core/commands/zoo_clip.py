@@ -24,7 +24,7 @@ MAX_DEFAULT_WORKERS = 4  # data-loading processes by default, fewer on a machine
 
 def default_workers() -> int:
     """min(4, available cores): more loader processes than cores only contend (torch warns)."""
-    from ..jobs import available_cores  # stdlib only: the parser is built on every start-up
+    from ..serve.jobs import available_cores  # stdlib only: the parser is built on every start-up
 
     return min(MAX_DEFAULT_WORKERS, available_cores())
 

@@ -24,7 +24,7 @@ from ..errors import InputError
 from . import pretext, tasks as T
 from .data import generator_digest
 from .model import TINY_CONFIG, create, read_config, register_config, to_input, tokenizer
-from .train import (eval_tasks, finetune, flat, pretrain, set_state, zero_shot_heads)
+from .train import eval_tasks, finetune, flat, pretrain, set_state, zero_shot_heads
 from .types import sha256_file
 
 # The recipe of the shipped zoo. `micro` shrinks it to a seconds-long smoke build.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..evaluate import features
+from .model import features
 from .model import to_input
 
 EMBEDDING_NAMES = ("token_embedding", "positional_embedding", "class_embedding")
@@ -44,7 +44,7 @@ def _param_groups(named, wd, stem_lr_scale: float = 1.0):
 
 
 def image_features(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """visual(x) through `evaluate.features`, whose last block works on the class token alone (the
+    """visual(x) through `model.features`, whose last block works on the class token alone (the
     only token the output reads): the same features and gradients for a sixth less training time."""
     return features(visual, dict(visual.named_parameters()), x)
 

@@ -1,0 +1,453 @@
+"""run(scenario) -> result: the one entry point of the engine, memoised on disk.
+
+scenario -> wireless (per-user MSE) -> perturb (received task vectors) -> fuse -> defend ->
+evaluate -> plain JSON data. Each stage is a pure function of its inputs and a seed derived
+from the scenario's seed; the only state is the loaded zoo (weights), the result cache, and memos
+of values that do not depend on the noise: the chosen lambda, the logits of any evaluated encoder
+(by content) and the clean-realigned control (see `compute`), the slow ones also on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from .. import ENGINE_VERSION
+from ..science import defense, evaluate, fusion, perturb, phy
+from ..cache import ResultCache
+from ..errors import InputError
+from ..science.methods import LAMBDA_MAX, METHODS
+from .result import Result
+# the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
+from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, note_run_seconds, register_zoo
+from .scenario import Scenario
+from ..science.taskvec import cosine_from_gram, gram_add
+from ..science.wireless import channel_warning, evaluate_uplink
+from ..zoo.types import Zoo
+
+__all__ = ["CONTROL_REALIGN_SEED", "Engine", "LAMBDA_VALIDATION_SAMPLES", "Progress", "cached", "choose_lambda",
+           "compute", "default_cache", "flat_digest", "get_engine", "get_zoo", "register_zoo", "result_key", "run",
+           "sub_seed"]
+
+Progress = Callable[[float, str], None]
+LAMBDA_VALIDATION_SAMPLES = 50  # per task: enough to rank lambdas, cheap enough for a cold run
+
+
+def sub_seed(seed: int, stage: str) -> int:
+    """Independent, reproducible seed per stage, so adding a stage never shifts another's noise."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stage}".encode()).digest()[:4], "little")
+
+
+# The clean-realigned control realigns the *clean* fusion with the batch order of seed 0 whatever the
+# scenario's seed: it is a property of the clean fusion, not of a noise draw, so it is computed once
+# per (tasks, clean fusion, freeze and realign options, samples) and reused across seeds and channels.
+CONTROL_REALIGN_SEED = sub_seed(0, "realign")
+
+
+def result_key(scenario: Scenario, engine: Engine) -> str:
+    payload = f"{ENGINE_VERSION}\n{engine.fingerprint}\n{scenario.canonical_json()}"
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) -> Result | None:
+    """The stored result, or None; never computes."""
+    scenario = Scenario.parse(scenario)
+    engine = get_engine(scenario.zoo)
+    return stored(cache if cache is not None else default_cache(), result_key(scenario, engine))
+
+
+def stored(cache: ResultCache, key: str) -> Result | None:
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    try:
+        return Result.from_json(hit)
+    except InputError:   # an entry of another shape (hand-edited, truncated): computed again
+        cache.discard(key)
+        return None
+
+
+def run(
+    scenario: Scenario | Mapping,
+    *,
+    cache: ResultCache | None = None,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    key: str | None = None,
+) -> Result:
+    """Validate, look up, and if needed compute the whole pipeline for one scenario. `key`: its
+    `result_key`, when the caller has it already (`work.Work.result_keys`)."""
+    scenario = Scenario.parse(scenario)
+    engine = get_engine(scenario.zoo)
+    _check_tasks(scenario, engine.zoo)
+    cache = cache if cache is not None else default_cache()
+    key = key or result_key(scenario, engine)
+    if use_cache:
+        hit = stored(cache, key)
+        if hit is not None:
+            return hit
+    start = time.perf_counter()
+    with engine.lock:
+        result = compute(scenario, engine, progress=progress or (lambda f, m: None), cache=cache if use_cache else None)
+    note_run_seconds(time.perf_counter() - start)
+    result = result.model_copy(update={"key": key})
+    if use_cache and not cache.set(key, result.to_json()):
+        result = result.with_warning(cache.last_error)
+    return result
+
+
+def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
+    unknown = [t for t in scenario.tasks if t not in zoo.tasks]
+    if unknown:
+        raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
+    # the schema allows up to 10,000 test samples; this zoo's test splits may hold fewer (one source: the zoo)
+    n = scenario.evaluation.samples_per_task
+    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
+    smallest = min(sizes, key=sizes.get)
+    if n > sizes[smallest]:
+        raise InputError("evaluation.samples_per_task", f"at most {sizes[smallest]} with zoo {zoo.name!r} (the test "
+                                                        f"split of {smallest} holds that many); got {n}")
+
+
+def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", cache: ResultCache | None = None) -> float:
+    """The fusion's lambda: fixed, the per-N heuristic, or the best clean fusion on validation data.
+
+    Chosen once on the clean vectors and used for every condition, so conditions differ only in
+    the noise and the defense.
+    """
+    f = scenario.fusion
+    n_tasks = len(scenario.fused_tasks)
+    record = METHODS[f.method]
+    if f.method == "average":
+        return 1.0 / n_tasks
+    if f.lambda_mode == "fixed":
+        return f.lambda_
+    if f.lambda_mode == "heuristic":
+        return record.heuristic_lambda(n_tasks)
+
+    def search():
+        # two [P] buffers: the merged clean vector (lambda 1) and the candidate encoder
+        ev = engine.evaluator(LAMBDA_VALIDATION_SAMPLES, split="val")
+        layout = engine.layout
+        merged = fusion.merge_into(clean, _plan(scenario, engine, clean, 1.0), layout,
+                                   torch.empty(layout.numel, dtype=torch.float32))
+        candidate = torch.empty_like(merged)
+        scores = []
+        for lam in record.lambda_grid:
+            for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+                torch.mul(merged[a:b], lam, out=candidate[a:b]).add_(engine.base_tensor(i))
+            acc = ev.accuracy(candidate, scenario.fused_tasks)
+            scores.append(float(np.mean(list(acc.values()))))
+        return float(record.lambda_grid[int(np.argmax(scores))])
+
+    opts = f.model_dump(exclude={"lambda_mode", "lambda_", "mse_aware"})  # chosen on the clean vectors
+    # only DARE's random drop depends on the seed; other methods share one search across seeds
+    seed = scenario.seed if f.method == "dare" else None
+    memo_key = ("lambda", scenario.fused_tasks, tuple(sorted(opts.items())), seed)
+    if cache is None:
+        return engine.memo(memo_key, search)
+    # persisted too: the search is the slowest part of a cold run and depends only on zoo and fusion
+    disk_key = "lambda/" + hashlib.sha256(f"{ENGINE_VERSION}{engine.fingerprint}{memo_key}".encode()).hexdigest()
+
+    def persisted():
+        stored = cache.get(disk_key)
+        if isinstance(stored, float) and 0.0 <= stored <= LAMBDA_MAX:
+            return stored
+        value = search()
+        cache.set(disk_key, value)
+        return value
+
+    return engine.memo(memo_key, persisted)
+
+
+def _plan(scenario: Scenario, engine: Engine, slices: "fusion.Slices", lam: float,
+          user_weights=None) -> "fusion.MergePlan":
+    f = scenario.fusion
+    return fusion.plan_merge(
+        slices, fusion.RECIPES[f.method], layout=engine.layout, n_tasks=len(scenario.fused_tasks), lambda_=lam,
+        density=f.density, drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
+        tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"), user_weights=user_weights,
+    )
+
+
+class _Gram:
+    """[T, T] float64 Gram matrix accumulated slice by slice (cosine similarities without a [T, P] stack)."""
+
+    def __init__(self, n: int, skip: tuple[bool, ...] = ()):
+        self.gram = torch.zeros(n, n, dtype=torch.float64)
+        self.skip = skip
+
+    def __call__(self, i: int, x: torch.Tensor) -> None:
+        if x.shape[1] and not (self.skip and self.skip[i]):
+            gram_add(self.gram, x)
+
+    def cosine(self) -> np.ndarray:
+        return cosine_from_gram(self.gram)
+
+
+@dataclass
+class _Run:
+    """What every stage of one run reads: the scenario, the engine, the cache of memos, and the clock."""
+    scenario: Scenario
+    engine: Engine
+    cache: ResultCache | None
+    progress: Progress
+    timing: dict
+    clock: float
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.scenario.fused_tasks)  # the base station fuses these users' vectors
+
+    @property
+    def n_eval(self) -> int:
+        return self.scenario.evaluation.samples_per_task
+
+    def lap(self, stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        self.timing[stage] = round(now - self.clock, 4)
+        self.clock = now
+        self.progress(fraction, stage)
+
+    def plan(self, slices: "fusion.Slices", lam: float, user_weights=None) -> "fusion.MergePlan":
+        return _plan(self.scenario, self.engine, slices, lam, user_weights)
+
+
+@dataclass
+class _Clean:
+    """The clean side of a run: the fused users' clean slices, their per-tensor reference squares (the
+    noise scale) and Gram matrix, the lambda and the clean fusion's logits and content digest."""
+    slices: "fusion.Slices"
+    power: torch.Tensor
+    gram: "_Gram"
+    lam: float
+    logits: dict
+    digest: str
+
+
+@dataclass
+class _Received:
+    """The channel's output, slice by slice: `received(i)` adds that tensor's noise to the clean slice;
+    `restored(i)` passes it through the cheap defenses (shrinkage, trim) too."""
+    received: Callable[[int], torch.Tensor]
+    restored: Callable[[int], torch.Tensor]
+    cheap_defenses: bool
+    user_weights: torch.Tensor | None = None  # MSE-aware fusion's [T] weights (fusion.mse_aware), else None
+
+
+def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> Result:
+    """One run, stage by stage: wireless -> clean side (lambda, clean fusion) -> perturb -> fuse the
+    received vectors -> defend -> evaluate. The stages stream the task vectors one parameter tensor at
+    a time ([T, n_i] slices, `fusion.Slices`) and build flat encoders one at a time in a [P] buffer."""
+    run_ = _Run(scenario, engine, cache, progress, {}, time.perf_counter())
+    uplink = _wireless(run_)
+    clean = _clean_side(run_)
+    channel = _perturb(run_, clean, uplink)
+    logits = {"clean": clean.logits}
+    grams = _fuse_and_defend(run_, clean, channel, logits)
+    control = _control(run_, clean)
+    if control is not None:
+        logits["clean_realigned"] = control
+    progress(0.9, "evaluate")
+    out = _evaluate(run_, clean, uplink, logits, grams)
+    run_.lap("evaluate", 1.0)
+    return out
+
+
+def _wireless(run_: _Run):
+    """One drop of the uplink: per-user MSE, SINR and the receiver's cross-user error covariance."""
+    uplink = evaluate_uplink(run_.scenario.wireless)
+    run_.lap("wireless", 0.05)
+    return uplink
+
+
+def _clean_side(run_: _Run) -> _Clean:
+    """The lambda (chosen on the clean vectors, memoised), then the clean fusion in the same pass as the
+    clean statistics (the noise scale and the clean cosine); its logits, and its buffer released."""
+    engine, p, tasks = run_.engine, run_.scenario.perturb, run_.tasks
+    slices = engine.clean_slices(tasks)
+    power = torch.zeros(len(tasks), len(engine.layout.names), dtype=torch.float64)
+    gram = _Gram(len(tasks))
+
+    def stats(i, x):
+        gram(i, x)
+        if p.scale != "absolute":
+            power[:, i] = perturb.reference_square(x, p.scale)
+
+    lam = choose_lambda(run_.scenario, engine, slices, run_.cache)
+    run_.lap("lambda", 0.2)
+    fused = engine.encoder_flat(slices, run_.plan(slices, lam), each=stats)
+    digest = flat_digest(fused)
+    logits = engine.logits(fused, tasks, run_.n_eval, cache=run_.cache)
+    return _Clean(slices=slices, power=power, gram=gram, lam=lam, logits=logits, digest=digest)
+
+
+def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
+    """The fused users' received slices (perturb is seeded per (user, tensor), so a slice recomputed for
+    a second pass is the same), and the cheap defenses that act on each received vector before fusion."""
+    scenario, layout = run_.scenario, run_.engine.layout
+    p, d = scenario.perturb, scenario.defense
+    users = list(scenario.tasks)
+    rows = [users.index(t) for t in run_.tasks]
+    # physical-layer repetition: r combined copies multiply the SINR by r; the MSE is the MMSE there (phy.py)
+    mse, sinr_db = phy.repeated(uplink.mse, uplink.sinr_db, p.repetition)
+    link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
+                        power=clean.power if p.model in ("gaussian", "correlated") else None, users=rows,
+                        error_covariance=np.asarray(uplink.error_covariance), sinr_db=sinr_db,
+                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db,
+                        coded=_coded_links(p, sinr_db, run_.cache) if p.model == "coded" else None)
+
+    def received(i):
+        return perturb.perturb_slice_(clean.slices(i), link, i)
+    run_.lap("perturb", 0.25)
+
+    shrink_var = None
+    if d.shrinkage:
+        std = perturb.tensor_noise_std(clean.power, mse[rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
+        shrink_var = std.square()
+
+    def shrunk(i):
+        x = received(i)
+        return defense.shrink_slice_(x, shrink_var[:, i]) if shrink_var is not None else x
+
+    trim_plan = (defense.plan_trim(shrunk, len(layout.names), len(rows), layout.numel, d.trim_keep_fraction)
+                 if d.trim_keep_fraction < 1.0 else None)
+
+    def restored(i):
+        x = shrunk(i)
+        return defense.trim_slice_(x, trim_plan, i) if trim_plan is not None else x
+
+    weights = None
+    if scenario.fusion.mse_aware:
+        # what the base station knows: each received vector's mean square (measured, one pass) and the
+        # error model's mean variance per entry from the user's MSE (fusion.mse_aware_weights)
+        std = perturb.tensor_noise_std(clean.power, mse[rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
+        sizes = torch.tensor(np.diff(layout.offsets), dtype=torch.float64)
+        received_power = sum(received(i).to(torch.float64).square().sum(1) for i in range(len(layout.names)))
+        weights = fusion.mse_aware_weights(received_power / layout.numel, (std.square() * sizes).sum(1) / layout.numel)
+    return _Received(received=received, restored=restored,
+                     cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0, user_weights=weights)
+
+
+def _coded_links(p, sinr_db, cache: ResultCache | None) -> tuple:
+    """Each user's decoded error rates on the coded link at its SINR (the code's simulated table: shipped,
+    cached or simulated once, phy.ber_table) and how a failed codeword shows (perturb.coded_errors)."""
+    with np.errstate(divide="ignore"):
+        ber, bler = phy.coded_rates(np.asarray(sinr_db, dtype=np.float64), p.code_rate, p.qam_bits,
+                                    cache if cache is not None else default_cache())
+    k = phy.block_bits(p.code_rate)
+    return tuple(perturb.CodedLink(float(b), float(e), k, p.coded_errors) for b, e in zip(ber, bler))
+
+
+def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict) -> dict:
+    """The attacked fusion (the received cosine in the same pass; the defended one too when no cheap
+    defense changes the received vectors), then R-MTLLMF's freeze (in place) and realign on it; adds
+    the attacked and defended logits, returns the received and defended Gram matrices."""
+    engine, d, tasks, layout = run_.engine, run_.scenario.defense, run_.tasks, run_.engine.layout
+    frozen_tensors = defense.frozen_tensors(layout, d.freeze_groups) if d.freeze else ()
+    received_gram = _Gram(len(tasks))
+    defended_gram = _Gram(len(tasks), frozen_tensors)
+
+    def received_stats(i, x):
+        received_gram(i, x)
+        if not channel.cheap_defenses and d.freeze:
+            defended_gram(i, x)
+
+    fused = engine.encoder_flat(channel.received, run_.plan(channel.received, clean.lam, channel.user_weights),
+                                each=received_stats)
+    run_.lap("fuse", 0.3)
+    logits["attacked"] = engine.logits(fused, tasks, run_.n_eval)
+    if channel.cheap_defenses:
+        fused = engine.encoder_flat(channel.restored, run_.plan(channel.restored, clean.lam, channel.user_weights),
+                                    out=fused, each=defended_gram)
+    if d.freeze:
+        defense.freeze_(fused, engine.zoo.base_state, layout, d.freeze_groups)
+    if d.realign:
+        fused = defense.realign(engine.zoo, fused, layout, tasks, **_realign_options(run_), inplace=True,
+                                device=engine.device, progress=lambda f: run_.progress(0.3 + 0.3 * f, "realign"))
+    run_.lap("defend", 0.6)
+    logits["defended"] = (logits["attacked"] if not (channel.cheap_defenses or d.freeze or d.realign)
+                          else engine.logits(fused, tasks, run_.n_eval))
+    return {"received": received_gram,
+            "defended": defended_gram if d.freeze or channel.cheap_defenses else received_gram}
+
+
+def _realign_options(run_: _Run, seed: int | None = None) -> dict:
+    d, layout = run_.scenario.defense, run_.engine.layout
+    frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
+    return dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr, frozen_mask=frozen,
+                precision=d.realign_precision, seed=sub_seed(run_.scenario.seed, "realign") if seed is None else seed)
+
+
+def _control(run_: _Run, clean: _Clean) -> dict | None:
+    """The control: the same realignment on the *clean* fusion (no noise, same frozen parts), with the
+    batch order of seed 0 (CONTROL_REALIGN_SEED): it depends on neither the channel nor the noise
+    seed, so moving a slider or drawing a new seed never recomputes it (memoised, also on disk)."""
+    engine, d, tasks, layout = run_.engine, run_.scenario.defense, run_.tasks, run_.engine.layout
+    if not (d.realign and run_.scenario.evaluation.clean_realign_control):
+        return None
+    ev = engine.evaluator(run_.n_eval)
+
+    def realigned():  # the clean fusion is rebuilt (its buffer was released after its evaluation)
+        start = engine.encoder_flat(clean.slices, run_.plan(clean.slices, clean.lam))
+        if d.freeze:
+            defense.freeze_(start, engine.zoo.base_state, layout, d.freeze_groups)
+        flat = defense.realign(engine.zoo, start, layout, tasks, **_realign_options(run_, CONTROL_REALIGN_SEED),
+                               inplace=True, device=engine.device)
+        return ev.logits(flat, tasks)
+
+    recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr",
+                                   "realign_precision"})
+    key = ("control", tuple(tasks), run_.n_eval, clean.digest, tuple(sorted(recipe.items())), CONTROL_REALIGN_SEED)
+    return engine.logits(torch.empty(0), tasks, run_.n_eval, cache=run_.cache, key=key, compute=realigned)
+
+
+def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> Result:
+    """Accuracy (and normalised), WDE, the H0 rejection rate and cosines: the Result.
+
+    Memoised rather than computed per run (by content, see Engine.logits): the individual and zero-shot
+    predictions, the clean fusion's logits (the same encoder for every seed and channel unless the
+    fusion is DARE) and the control; those persist in the disk cache. The attacked fusion is memoised
+    in memory only (shared by the 'none' and 'R-MTLLMF' points of a sweep)."""
+    engine, scenario, tasks, n_eval, cache = run_.engine, run_.scenario, run_.tasks, run_.n_eval, run_.cache
+    ev = engine.evaluator(n_eval)
+    individual = {t: engine.individual(t, n_eval, cache) for t in tasks}
+    accuracy = {
+        "finetuned": ev.accuracy_from_predictions(individual),
+        "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval, cache) for t in tasks}),
+    }
+    preds = {cond: {t: lg.argmax(dim=1) for t, lg in by_task.items()} for cond, by_task in logits.items()}
+    for cond, pr in preds.items():
+        accuracy[cond] = ev.accuracy_from_predictions(pr)
+    normalized = {cond: evaluate.normalized(acc, accuracy["finetuned"]) for cond, acc in accuracy.items()}
+    alpha = scenario.evaluation.significance
+    cosine = {"clean": clean.gram.cosine(), "received": grams["received"].cosine(),
+              "defended": grams["defended"].cosine()}
+    out = {
+        "engine_version": ENGINE_VERSION,
+        "zoo": {"name": engine.zoo.name, "fingerprint": engine.zoo.fingerprint, "device": str(engine.device)},
+        "scenario": scenario.to_dict(),
+        "tasks": tasks,
+        "wireless": uplink.to_dict(),
+        "lambda": clean.lam,
+        "accuracy": accuracy,
+        "normalized": normalized,
+        "average_normalized": {cond: float(np.mean(list(v.values()))) for cond, v in normalized.items()},
+        "wde": {cond: evaluate.disagreement(individual, preds[cond]) for cond in preds},
+        "rejection_rate": {cond: evaluate.rejection_rate(logits["clean"], logits[cond], alpha)
+                           for cond in ("attacked", "defended")},
+        "cosine": {name: m.tolist() for name, m in cosine.items()},
+        "timing_s": run_.timing,
+        "airtime_factor": phy.airtime_factor(scenario.perturb.model, scenario.perturb.repetition,
+                                             scenario.perturb.bits_per_param, scenario.perturb.code_rate,
+                                             scenario.perturb.qam_bits),
+    }
+    # a channel that leaves the task vectors as noise with no jammer says so (run() may append more)
+    warnings = [w for w in (channel_warning(scenario.wireless, uplink),) if w]
+    return Result.from_json({**out, "warnings": warnings})
