@@ -61,7 +61,8 @@ def ablation_section(base: Scenario) -> None:
         with st.expander("Points (table)"):
             st.dataframe(table.rename(columns={"avg_normalized": "accuracy (%)", "avg_normalized_clean": "clean fusion (%)"}),
                          hide_index=True, width="stretch")
-    ui.export("ablation", tables={"points": table}, data=rows, figures={"ablation": fig})
+    ui.export("ablation", tables={"points": pd.DataFrame(rows).drop(columns=["key"], errors="ignore")}, data=rows,
+              figures={"ablation": fig})
 
 
 ablation_section(base)

@@ -155,7 +155,7 @@ def accuracy_table() -> None:
                            for c in report.orderings(table)])
     st.markdown("**The paper's orderings, checked at every seed**")
     st.dataframe(checks, hide_index=True, width="stretch")
-    ui.export("paper-vs-ours", tables={"normalised accuracy": paper_vs_ours, "orderings": checks}, data=table)
+    ui.export("paper-vs-ours", tables={"normalised accuracy": pd.DataFrame(table), "orderings": checks}, data=table)
 
 
 accuracy_table()

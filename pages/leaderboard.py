@@ -65,7 +65,8 @@ if rows:
                        presenter=presenter, height=420)
     ui.chart(bars, "chart.leaderboard.bars")
 
-    frame_ = pd.DataFrame(shown).rename(columns={"average_normalized": "normalised (%)", "average_absolute": "absolute (%)",
+    percent = ("average_normalized", "average_absolute", "clean_normalized", "drop_from_clean")
+    frame_ = pd.DataFrame(shown).assign(**{c: (lambda c: lambda f: 100 * f[c])(c) for c in percent}).rename(columns={"average_normalized": "normalised (%)", "average_absolute": "absolute (%)",
                                                  "clean_normalized": "clean fusion (%)", "drop_from_clean": "drop (points)"})
     frame_.insert(0, "method", frame_.pop("method").map(TITLES))
     frame_["attack"] = frame_["attack"].map(ATTACK_LABELS)

@@ -66,8 +66,12 @@ def chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config=PLOT_CONFIG, width="stretch", theme=None)
 
 
-def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame) -> bytes:
+def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame, provenance: Mapping[str, str] | None = None) -> bytes:
+    """A table as CSV (accuracies as fractions, as the engine gives them), each row with the `provenance`
+    columns (the link that produced it, the engine's version)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if provenance:
+        frame = frame.assign(**dict(provenance))
     buf = io.StringIO()
     frame.to_csv(buf, index=False, float_format="%.6g")  # 97.0, not 97.00000286102295 (float32 noise)
     return buf.getvalue().encode()
@@ -79,11 +83,16 @@ def json_bytes(data) -> bytes:
 
 def export(name: str, *, tables: Mapping[str, object] | None = None, data: object = None,
            figures: Mapping[str, object] | None = None) -> None:
-    """One 'Export' menu: tables as CSV, the result as JSON, figures as self-contained HTML. Each file is
-    made when its button is clicked, not on every run of every session."""
+    """One 'Export' menu: tables as CSV (machine-readable: fractions, never percent; each row carries the
+    view's share link and the engine version), the result as JSON, figures as self-contained HTML. Each
+    file is made when its button is clicked, not on every run of every session."""
+    from rmtllmf_core import ENGINE_VERSION
+
+    provenance = {"scenario_link": state.share_link(), "engine_version": ENGINE_VERSION}
     with st.popover("Export", icon=":material/download:"):
         for label, rows in (tables or {}).items():
-            st.download_button(f"{label} (CSV)", _later(csv_bytes, rows), file_name=f"{name}-{_slug(label)}.csv",
+            st.download_button(f"{label} (CSV)", _later(lambda r: csv_bytes(r, provenance), rows),
+                               file_name=f"{name}-{_slug(label)}.csv",
                                mime="text/csv", on_click="ignore", key=f"export.{name}.{_slug(label)}.csv")
         if data is not None:
             st.download_button("Result (JSON)", _later(json_bytes, data), file_name=f"{name}.json",

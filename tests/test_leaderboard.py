@@ -38,7 +38,9 @@ def test_leaderboard_command_writes_the_table_the_entries_and_a_reading(light_pr
     assert {"method", "attack", "defense", "average_normalized", "average_absolute"} <= set(rows[0])
     assert {f"acc_{t}" for t in zoo.task_names} <= set(rows[0])
     for r in rows:
-        assert 0.0 <= float(r["average_absolute"]) <= 100.0 and float(r["average_normalized"]) >= 0.0
+        # fractions in every machine-readable output (percent only on screen)
+        assert 0.0 <= float(r["average_absolute"]) <= 1.0 and 0.0 <= float(r["average_normalized"]) <= 1.5
+        assert all(0.0 <= float(r[f"acc_{t}"]) <= 1.0 for t in zoo.task_names)
     # one run gives both defenses: the clean fusion is the same number on both rows
     by = {(r["method"], r["attack"], r["mse_aware"], r["defense"]): r for r in rows}
     for (m, a, w, d), r in by.items():
@@ -79,7 +81,7 @@ def test_methods_command_lists_the_records(capsys):
 
 def test_reading_is_built_from_the_numbers():
     rows = []
-    for m, clean, drop in (("task_arithmetic", 90.0, 50.0), ("iso_c", 95.0, 80.0)):
+    for m, clean, drop in (("task_arithmetic", 0.90, 0.50), ("iso_c", 0.95, 0.80)):
         for a in leaderboard.ATTACKS:
             rows.append({"method": m, "attack": a, "defense": "none", "mse_aware": False,
                          "average_normalized": clean - drop, "clean_normalized": clean, "drop_from_clean": drop})

@@ -96,8 +96,8 @@ def markdown(rows: list[dict], lines: list[str]) -> str:
     out = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['method']} | {'yes' if r['mse_aware'] else 'no'} | {r['attack']} | {r['defense']} | "
-                   f"{r['average_normalized']:.1f} | {r['average_absolute']:.1f} | {r['clean_normalized']:.1f} | "
-                   f"{r['drop_from_clean']:+.1f} |")
+                   f"{100 * r['average_normalized']:.1f} | {100 * r['average_absolute']:.1f} | "
+                   f"{100 * r['clean_normalized']:.1f} | {100 * r['drop_from_clean']:+.1f} |")
     return "\n".join(["# Leaderboard", "", *lines, "", *out, ""])
 
 

@@ -209,8 +209,21 @@ def format_result(result) -> str:
     return "\n".join(lines)
 
 
+def provenance(row: dict) -> dict:
+    """The columns that say what produced a row: the engine's version and, where the row has no scenario
+    of its own (an aggregate), the command line."""
+    from .. import ENGINE_VERSION
+
+    extra = {"engine_version": row.get("engine_version", ENGINE_VERSION)}
+    if "scenario" not in row:
+        extra["command"] = "python -m rmtllmf_core " + " ".join(sys.argv[1:])
+    return extra
+
+
 def write_rows(rows: list[dict], out: Path, stem: str) -> None:
+    """`stem`.json and `stem`.csv (accuracies as fractions; every row with `provenance`)."""
     out.mkdir(parents=True, exist_ok=True)
+    rows = [{**r, **provenance(r)} for r in rows]
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
     if rows:
         with open(out / f"{stem}.csv", "w", newline="") as fh:

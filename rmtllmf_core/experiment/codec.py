@@ -217,3 +217,15 @@ def _users_follow_tasks(data: dict, keys: set[str]) -> None:
             and wireless.get("distances_m") is None and wireless.get("channel") is None
             and not isinstance(wireless.get("tx_power_w", wireless.get("tx_power_dbm")), list)):
         wireless["num_users"] = len(tasks)
+
+
+def link_query(scenario_data: Mapping[str, Any]) -> str:
+    """The query string of a scenario's share link (its differences from its zoo's default scenario), e.g.
+    `wireless.attack=worst_sum_rate&seed=1`: what a machine-readable row carries to say what produced it."""
+    from urllib.parse import urlencode
+
+    from .presets import default_scenario
+    from .scenario import Scenario
+
+    scenario = Scenario.parse(scenario_data)
+    return urlencode(to_query(scenario, default_scenario(scenario.zoo)))

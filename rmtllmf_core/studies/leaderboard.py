@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..experiment import pipeline
+from ..experiment.codec import link_query
 from ..errors import InputError
 from ..science.methods import METHODS
 from ..experiment.presets import preset_scenario
@@ -74,7 +75,8 @@ def _results(w: Work, cache=None) -> list[Result]:
 
 def table(w: Work, cache=None) -> list[dict]:
     """One row per (method, attack, defense, mse_aware), mean over seeds: average normalised and absolute
-    accuracy (%) of that condition, the clean fusion's, the drop, and the per-task accuracies (%)."""
+    accuracy of that condition, the clean fusion's, the drop and the per-task accuracies, all as fractions
+    (percent only on screen)."""
     groups: dict[tuple, list[Result]] = {}
     for (row, _), r in zip(w.points, _results(w, cache)):
         groups.setdefault((row["method"], row["attack"], row["mse_aware"]), []).append(r)
@@ -88,15 +90,16 @@ def table(w: Work, cache=None) -> list[dict]:
             clean = [r.average_normalized["clean"] for r in results]
             rows.append({
                 "method": method, "attack": attack, "defense": defense, "mse_aware": aware,
-                "average_normalized": 100 * float(np.mean(norm)), "average_absolute": 100 * float(np.mean(absolute)),
-                "clean_normalized": 100 * float(np.mean(clean)),
-                "clean_absolute": 100 * float(np.mean([np.mean([r.accuracy["clean"][t] for t in tasks])
-                                                       for r in results])),
-                "drop_from_clean": 100 * float(np.mean(clean) - np.mean(norm)),
-                "sd_over_seeds": 100 * float(np.std(norm)), "seeds": len(results),
+                "average_normalized": float(np.mean(norm)), "average_absolute": float(np.mean(absolute)),
+                "clean_normalized": float(np.mean(clean)),
+                "clean_absolute": float(np.mean([np.mean([r.accuracy["clean"][t] for t in tasks]) for r in results])),
+                "drop_from_clean": float(np.mean(clean) - np.mean(norm)),
+                "sd_over_seeds": float(np.std(norm)), "seeds": len(results),
                 "lambda": float(np.mean([r.lam for r in results])),
                 "mean_mse": float(np.mean([r.mean_mse for r in results])),
-                **{f"acc_{t}": 100 * float(np.mean([r.accuracy[cond][t] for r in results])) for t in tasks},
+                **{f"acc_{t}": float(np.mean([r.accuracy[cond][t] for r in results])) for t in tasks},
+                "engine_version": results[0].engine_version,
+                "scenario": link_query(results[0].scenario),    # the first seed's run (its share link's query)
             })
     return rows
 
@@ -109,11 +112,11 @@ def entries(rows: Sequence[dict], zoo_fingerprint: str, zoo_name: str) -> list[d
         mine = [r for r in rows if r["method"] == method and r["mse_aware"] == aware]
         out.append({
             "method": method, "title": m.title, "reference": m.reference, "mse_aware": aware,
-            "published_clean": [{"value_pct": p.value, "metric": p.metric, "model": p.model, "source": p.source}
+            "published_clean": [{"value": p.value / 100, "metric": p.metric, "model": p.model, "source": p.source}
                                 for p in m.published],
             "ours": {
                 "zoo": zoo_name, "zoo_fingerprint": zoo_fingerprint,
-                "clean_normalized_pct": mine[0]["clean_normalized"], "clean_absolute_pct": mine[0]["clean_absolute"],
+                "clean_normalized": mine[0]["clean_normalized"], "clean_absolute": mine[0]["clean_absolute"],
                 "lambda": mine[0]["lambda"],
                 "conditions": [{k: r[k] for k in ("attack", "defense", "average_normalized", "average_absolute",
                                                   "drop_from_clean", "sd_over_seeds", "seeds")} for r in mine],
@@ -128,7 +131,8 @@ def _best(rows, **where):
 
 
 def _below(drop: float) -> str:
-    return f"{drop:.1f} points below" if drop >= 0 else f"{-drop:.1f} points above"
+    """A drop (a fraction) in points, on screen."""
+    return f"{100 * drop:.1f} points below" if drop >= 0 else f"{-100 * drop:.1f} points above"
 
 
 def reading(rows: Sequence[dict], titles: dict[str, str] | None = None) -> list[str]:
@@ -139,8 +143,8 @@ def reading(rows: Sequence[dict], titles: dict[str, str] | None = None) -> list[
     clean = {r["method"]: r["clean_normalized"] for r in plain}
     if clean:
         order = sorted(clean, key=clean.get, reverse=True)
-        lines.append(f"Without noise, {title(order[0])} fuses best ({clean[order[0]]:.1f}% normalised) and "
-                     f"{title(order[-1])} worst ({clean[order[-1]]:.1f}%).")
+        lines.append(f"Without noise, {title(order[0])} fuses best ({100 * clean[order[0]]:.1f}% normalised) and "
+                     f"{title(order[-1])} worst ({100 * clean[order[-1]]:.1f}%).")
     for attack in ATTACKS:
         attacked = [r for r in plain if r["attack"] == attack and r["defense"] == "none"]
         if not attacked:
@@ -151,10 +155,10 @@ def reading(rows: Sequence[dict], titles: dict[str, str] | None = None) -> list[
         where = {"none": "On the ideal channel", "worst_sum_rate": "Under the worst-case sum-rate jammer",
                  "worst_strongest_user": "Under the worst-case strongest-user jammer"}[attack]
         text = (f"{where}, {title(kept['method'])} loses least without defense ({_below(kept['drop_from_clean'])} "
-                f"its clean fusion) and {title(hurt['method'])} most ({hurt['drop_from_clean']:.1f} points)")
+                f"its clean fusion) and {title(hurt['method'])} most ({100 * hurt['drop_from_clean']:.1f} points)")
         if defended is not None:
             text += (f"; with R-MTLLMF, {title(defended['method'])} ends highest "
-                     f"({defended['average_normalized']:.1f}%)")
+                     f"({100 * defended['average_normalized']:.1f}%)")
         lines.append(text + ".")
     aware = [r for r in rows if r["mse_aware"]]
     if aware:
@@ -163,7 +167,7 @@ def reading(rows: Sequence[dict], titles: dict[str, str] | None = None) -> list[
             twin = next((p for p in plain if (p["method"], p["attack"], p["defense"]) ==
                          (r["method"], r["attack"], r["defense"])), None)
             if twin is not None and r["attack"] != "none":
-                gains.append(r["average_normalized"] - twin["average_normalized"])
+                gains.append(100 * (r["average_normalized"] - twin["average_normalized"]))
         if gains:
             lines.append(f"MSE-aware fusion changes the jammed accuracies by {np.mean(gains):+.1f} points on average "
                          f"(from {min(gains):+.1f} to {max(gains):+.1f}) over methods, the two jammers and both defenses.")

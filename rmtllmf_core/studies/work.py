@@ -22,6 +22,7 @@ from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..experiment import pipeline
+from ..experiment.codec import link_query
 from ..errors import AssetError, CapExceeded, InputError
 from ..experiment.pipeline import run
 from ..experiment.result import Result
@@ -106,6 +107,7 @@ def spread_control(rows: list[dict]) -> list[dict]:
 
 
 def row_of(row: Mapping, result: Result) -> dict:
+    """A sweep row: the point's labels and the run's summary (accuracies as fractions)."""
     avg = result.average_normalized
     rejection = result.rejection_rate
     return {
@@ -121,6 +123,9 @@ def row_of(row: Mapping, result: Result) -> dict:
         # the hypothesis test (H0: the noise does not alter the prediction) against the clean fusion
         "rejection_rate": rejection.get("defended"),
         "rejection_rate_attacked": rejection.get("attacked"),
+        "airtime_factor": result.airtime_factor,
+        "engine_version": result.engine_version,
+        "scenario": link_query(result.scenario),   # what produced the row: its share link's query
         "key": result.key,
     }
 
