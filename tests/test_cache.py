@@ -93,6 +93,7 @@ def _writer(directory, start, n):
     c.close()
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_folder(tmp_path):
     d = tmp_path / "shared"
     ResultCache(d).close()

@@ -57,6 +57,7 @@ def test_errors_of_ours_come_back_by_name(pool):
     assert err.value.field == "evaluation.samples_per_task"
 
 
+@pytest.mark.slow
 def test_a_dead_process_fails_its_job_by_name_and_is_replaced():
     pool = compute.EnginePool(1, torch_threads=1)
     try:
@@ -74,6 +75,7 @@ def test_a_dead_process_fails_its_job_by_name_and_is_replaced():
         pool.close()
 
 
+@pytest.mark.slow
 def test_a_sweep_waits_at_its_checkpoints_for_the_server():
     # the queue parks a sweep inside its progress call: the process waits there (holding no slot)
     # and a single run meanwhile takes another process, even where one process is the most that

@@ -70,6 +70,7 @@ def points(zoo):
     return sweeps.snr_points(base, [-140.0, -130.0], ["worst_sum_rate", "none"], ["none", "rmtllmf"], control=False)
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_rows_resumes_and_keeps_finished_points_when_a_worker_dies(local_ray, tmp_path):
     import torch
 

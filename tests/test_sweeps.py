@@ -44,6 +44,7 @@ def strip(result):
     return {k: v for k, v in result.items() if k != "timing_s"}
 
 
+@pytest.mark.slow
 def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     pts = points(zoo)
     serial_cache, pool_cache = ResultCache(tmp_path / "serial"), ResultCache(tmp_path / "pool")
@@ -72,6 +73,7 @@ def test_pool_gives_the_serial_rows_and_results(zoo, tmp_path):
     assert work.run_points(pts, cache=pool_cache, workers=2, worker_setup=setup) == serial
 
 
+@pytest.mark.slow
 def test_workers_do_not_rerun_the_parents_main_script(zoo, tmp_path, monkeypatch):
     """Streamlit runs a script as a fake `__main__` module naming the script file, and AppTest leaves it
     there; a spawned worker re-runs the script `__main__` names before it starts. After the app tests,
@@ -101,6 +103,7 @@ def test_batches_keep_shared_work_in_one_worker(zoo):
     assert work._batches(range(2), few, workers=2) == [[0], [1]]
 
 
+@pytest.mark.slow
 def test_a_worker_error_reaches_the_caller(zoo, tmp_path):
     # workers that cannot load the (registered, not on disk) micro zoo: the loader's error comes back
     with pytest.raises(InputError) as err:

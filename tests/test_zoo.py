@@ -176,6 +176,7 @@ def test_micro_build_end_to_end(micro_zoo):
     assert x.shape == (10, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_micro_rebuild_is_byte_identical(micro_zoo, tmp_path):
     # same recipe, same seed, same files, byte for byte (the asset headers hold one metadata key:
     # safetensors writes several in a random order)
@@ -186,6 +187,7 @@ def test_micro_rebuild_is_byte_identical(micro_zoo, tmp_path):
     assert {k: v["sha256"] for k, v in card["files"].items()} == {k: v["sha256"] for k, v in first["files"].items()}
 
 
+@pytest.mark.slow
 def test_pretrain_cache_is_reused_until_the_generators_change(tmp_path, monkeypatch):
     # the pretext's concept pictures are drawn by the task generators: editing them must retrain the base
     from rmtllmf_core.zoo import build as B
@@ -202,6 +204,7 @@ def test_pretrain_cache_is_reused_until_the_generators_change(tmp_path, monkeypa
     assert "trained in this build" in pretrain_line("c")
 
 
+@pytest.mark.slow
 def test_recipe_steps_per_task(tmp_path):
     # a task's own iteration count (0 here: its fine-tuned encoder is the base, its vector zero)
     from rmtllmf_core.zoo.build import build
