@@ -31,6 +31,7 @@ PAGES = [
     st.Page("pages/ablations.py", title="Ablations", icon=":material/science:", url_path="ablations"),
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", url_path="leaderboard"),
     st.Page("pages/resilience.py", title="Resilience", icon=":material/shield:", url_path="resilience"),
+    st.Page("pages/arena.py", title="Arena", icon=":material/swords:", url_path="arena"),
     st.Page("pages/about.py", title="About", icon=":material/info:", url_path="about"),
 ]
 page = st.navigation(PAGES)

@@ -56,8 +56,39 @@ with controls:
                            "results differ by a few tenths of a point and are cached apart.")
 
     st.subheader("Other defenses", divider="gray")
+    gaussian = scn.perturb.model in ("gaussian", "correlated")
+    receiver = ed.multiselect(
+        "defense.receiver", "At the receiver, before fusion" if not presenter else "Receiver denoisers",
+        options=fields.choices(Scenario, "defense.receiver"), disabled=not gaussian,
+        format_func={"drop": "drop the vector", "destripe": "destripe (row-periodic jamming)",
+                     "spectral": "spectral shrinkage (Gavish-Donoho)", "norm": "norm calibration"}.get,
+        help="Denoisers of each received task vector at its user's known noise level (docs/arena.md): drop "
+             "leaves it out; destripe removes a row-periodic (rank-one) error; spectral shrinks each matrix's "
+             "singular values; norm rescales each tensor to its estimated clean energy. Gaussian links only.")
+    if receiver and not presenter:
+        c1, c2 = st.columns(2)
+        with c1:
+            ed.select("defense.spectral_shrinker", "Spectral shrinker",
+                      format_func={"frobenius": "Frobenius-optimal", "hard": "hard threshold"}.get)
+        with c2:
+            ed.number("defense.receiver_min_mse", "Only users with MSE at least", step=0.01, format="%.2f",
+                      help="0: every user. 0.1: only the jammed users' vectors (the arena's gate).")
     ed.toggle("defense.shrinkage", "Shrinkage (MMSE)" if presenter else "Shrinkage: MMSE estimate from the known MSE")
     ed.slider("defense.trim_keep_fraction", "Trim: keep this fraction of the largest entries", step=0.05)
+    if not presenter:
+        with st.expander("A jammer that knows the defense"):
+            ed.select("jammer.structure", "In time", disabled=scn.perturb.model != "gaussian", format_func={
+                "white": "white (non-adaptive)", "row_periodic": "replayed every matrix row",
+                "row_signed": "replayed every row, random signs"}.get,
+                help="The same average power; a jammer synchronised to the uplink replays its waveform with the "
+                     "transmission's row period, so its share of each error repeats on every row (docs/arena.md).")
+            ed.select("jammer.allocation", "Over the parameters", disabled=scn.perturb.model != "gaussian",
+                      format_func={"uniform": "the same power throughout",
+                                   "skip_frozen": "silent on what the defense reloads",
+                                   "under_gate": "just under the receiver's gate"}.get,
+                      help="skip_frozen: no power while the embeddings R-MTLLMF reloads are sent, more elsewhere "
+                           "(same average); under_gate: the strongest power that keeps every user's MSE under the "
+                           "receiver's gate, so nothing is denoised.")
 
     st.subheader("Fusion", divider="gray")
     method = ed.select("fusion.method", "Method", format_func=lambda m: METHODS[m].title,
@@ -203,7 +234,8 @@ def draw(res: Result, from_cache: bool) -> None:
         with st.expander("Accuracy per task (table)"):
             st.dataframe(table, hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[1:]})
-    ui.export("fusion", tables={"accuracy per task": table}, data=res.to_json(),
+    fractions = pd.DataFrame({"task": tasks, **{c: [res.accuracy[c][t] for t in tasks] for c in res.accuracy}})
+    ui.export("fusion", tables={"accuracy per task": fractions}, data=res.to_json(),
               figures={"accuracy": fig_acc, "cosine": fig_cos})
 
 

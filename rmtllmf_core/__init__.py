@@ -59,7 +59,7 @@ _PUBLIC = {
     "default_scenario": "rmtllmf_core.experiment.presets",
     "Work": "rmtllmf_core.studies.work", "execute": "rmtllmf_core.studies.work",
     "sweeps": "rmtllmf_core.studies", "leaderboard": "rmtllmf_core.studies", "report": "rmtllmf_core.studies",
-    "METHODS": "rmtllmf_core.science.methods",
+    "arena": "rmtllmf_core.studies", "METHODS": "rmtllmf_core.science.methods",
     "DEFENSES": "rmtllmf_core.science.defenses", "STRATEGIES": "rmtllmf_core.science.jamming",
 }
 

@@ -13,7 +13,7 @@ from studio import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("scenario", "story", "fusion", "tradeoffs", "ablations", "leaderboard", "resilience", "about")
+PAGES = ("scenario", "story", "fusion", "tradeoffs", "ablations", "leaderboard", "resilience", "arena", "about")
 TIMEOUT = 180  # a cold engine run on 2 busy cores, plus the zoo's first load
 
 
@@ -67,7 +67,7 @@ def test_the_app_default_is_the_engine_default(default):
     assert state.default_scenario.__wrapped__() == default  # read from the card, without the weights
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p == "story" else p for p in PAGES])
 def test_every_page_renders_without_exception(page, light, default):
     at = open_app(page, codec.to_query(light, default))
     assert at.title and not errors(at)
@@ -278,6 +278,7 @@ def chart_spec(at, i):
     return json.loads(at.get("plotly_chart")[i].proto.spec)
 
 
+@pytest.mark.slow
 def test_tradeoffs_sweep_runs_and_resumes_from_the_cache(light, default):
     query = codec.to_query(light, default)
     at = _tradeoffs_snr_settings(open_app("tradeoffs", query))
@@ -339,6 +340,7 @@ def test_ablation_sweep_runs_and_follows_the_attack(light, default):
     assert at.dataframe[0].value["accuracy (%)"].tolist() != ideal
 
 
+@pytest.mark.slow
 def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypatch):
     from rmtllmf_core.studies import leaderboard
 
@@ -428,3 +430,27 @@ def test_a_page_that_stops_early_still_has_the_presets(monkeypatch):
     at = open_app("leaderboard")
     assert "no leaderboard today" in " ".join(errors(at))
     assert {b.key for b in at.sidebar.button} >= {"preset.paper_ideal", "preset.reset"}
+
+
+def test_arena_page_computes_on_request_and_links_each_cell_to_the_fusion_page(monkeypatch):
+    from rmtllmf_core.experiment import presets
+    from rmtllmf_core.studies import arena
+
+    real = presets.preset_scenario
+    monkeypatch.setattr(presets, "preset_scenario", lambda name, **kw: real(name, **kw).replace(**{
+        "tasks": ["digits", "textures"], "wireless.num_users": 2, "evaluation.samples_per_task": 20,
+        "defense.realign_steps": 2, "defense.shots_per_class": 1, "fusion.lambda_mode": "heuristic"}))
+    monkeypatch.setattr(arena, "DEFENSES", ("none", "rmtllmf", "spectral+rmtllmf"))
+    monkeypatch.setattr(arena, "ADAPTIVE", ("row_periodic",))
+    at = open_app("arena")
+    at.segmented_control(key="arena.seeds").set_value("0").run()
+    assert not at.get("plotly_chart") and not errors(at)          # nothing computed yet: a button
+    at.button(key="arena.run").click().run()
+    assert not at.exception and not errors(at)
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert len(table) == 3 * 3 and (table["adaptive (%)"] <= table["non-adaptive (%)"] + 1e-9).all()
+    assert table["open adaptive"].str.startswith("fusion?").all()
+    p1 = table[table["channel"].str.contains("sum rate")]
+    assert p1["open non-adaptive"].str.contains("wireless.attack=worst_sum_rate").all()
+    assert any("R-MTLLMF gets" in m.value for m in at.markdown)

@@ -1,6 +1,6 @@
 """`python -m rmtllmf_core <command>`: every command, in this package; one dispatcher, commands
-registered by their modules (channel, zoo and zoo_clip, pipeline: run, sweep, calibrate, paper;
-merge: methods, leaderboard; host).
+registered by their modules (channel, zoo and zoo_clip, pipeline: run, sweep, calibrate, ldpc-tables,
+paper; merge: methods, leaderboard, warm; arena; host).
 
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func(args) -> int``. Errors of ours print one line on stderr and exit 2; nothing else
@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "rmtllmf_core.commands.zoo",
     "rmtllmf_core.commands.pipeline",
     "rmtllmf_core.commands.merge",
+    "rmtllmf_core.commands.arena",
     "rmtllmf_core.commands.host",
 )
 

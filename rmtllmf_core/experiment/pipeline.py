@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import ENGINE_VERSION
-from ..science import defense, evaluate, fusion, perturb, phy
+from ..science import defense, denoise, evaluate, fusion, jamming, perturb, phy
 from ..cache import ResultCache
 from ..errors import InputError
 from ..science.methods import LAMBDA_MAX, METHODS
@@ -297,24 +297,38 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
     rows = [users.index(t) for t in run_.tasks]
     # physical-layer repetition: r combined copies multiply the SINR by r; the MSE is the MMSE there (phy.py)
     mse, sinr_db = phy.repeated(uplink.mse, uplink.sinr_db, p.repetition)
+    tensor_mse, stripes = _shaped_jammer(run_, uplink, mse, rows)
     link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
                         power=clean.power if p.model in ("gaussian", "correlated") else None, users=rows,
                         error_covariance=np.asarray(uplink.error_covariance), sinr_db=sinr_db,
                         bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db,
-                        coded=_coded_links(p, sinr_db, run_.cache) if p.model == "coded" else None)
+                        coded=_coded_links(p, sinr_db, run_.cache) if p.model == "coded" else None,
+                        tensor_mse=tensor_mse, stripes=stripes)
+    # what the base station knows of each user's error: its MSE over the whole transmission (a jammer that
+    # varies its power over the tensors is seen as its average, weighted by the tensors' sizes)
+    known = mse if tensor_mse is None else (tensor_mse * np.diff(layout.offsets)).sum(1) / layout.numel
+    known_std = None
+    if d.shrinkage or d.receiver or scenario.fusion.mse_aware:
+        known_std = perturb.tensor_noise_std(clean.power, known[rows], layout, p.scale,
+                                             p.symbol_gain_db).to(torch.float64)
 
     def received(i):
         return perturb.perturb_slice_(clean.slices(i), link, i)
     run_.lap("perturb", 0.25)
 
-    shrink_var = None
-    if d.shrinkage:
-        std = perturb.tensor_noise_std(clean.power, mse[rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
-        shrink_var = std.square()
+    def denoised(i):
+        x = received(i)
+        if d.receiver:
+            opts = dict(spectral=d.spectral_shrinker if "spectral" in d.receiver else None,
+                        norm="norm" in d.receiver, destripe="destripe" in d.receiver, drop="drop" in d.receiver)
+            for r, q in enumerate(rows):
+                if known[q] >= d.receiver_min_mse:
+                    x[r] = denoise.denoise_tensor(x[r], layout.shapes[i], float(known_std[r, i]), **opts)
+        return x
 
     def shrunk(i):
-        x = received(i)
-        return defense.shrink_slice_(x, shrink_var[:, i]) if shrink_var is not None else x
+        x = denoised(i)
+        return defense.shrink_slice_(x, known_std[:, i].square()) if d.shrinkage else x
 
     trim_plan = (defense.plan_trim(shrunk, len(layout.names), len(rows), layout.numel, d.trim_keep_fraction)
                  if d.trim_keep_fraction < 1.0 else None)
@@ -327,12 +341,48 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
     if scenario.fusion.mse_aware:
         # what the base station knows: each received vector's mean square (measured, one pass) and the
         # error model's mean variance per entry from the user's MSE (fusion.mse_aware_weights)
-        std = perturb.tensor_noise_std(clean.power, mse[rows], layout, p.scale, p.symbol_gain_db).to(torch.float64)
         sizes = torch.tensor(np.diff(layout.offsets), dtype=torch.float64)
         received_power = sum(received(i).to(torch.float64).square().sum(1) for i in range(len(layout.names)))
-        weights = fusion.mse_aware_weights(received_power / layout.numel, (std.square() * sizes).sum(1) / layout.numel)
+        weights = fusion.mse_aware_weights(received_power / layout.numel,
+                                           (known_std.square() * sizes).sum(1) / layout.numel)
     return _Received(received=received, restored=restored,
-                     cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0, user_weights=weights)
+                     cheap_defenses=d.shrinkage or d.trim_keep_fraction < 1.0 or bool(d.receiver),
+                     user_weights=weights)
+
+
+def _shaped_jammer(run_: _Run, uplink, mse: np.ndarray, rows: list[int]):
+    """A jammer shaped over the transmission (science/jamming.py): each user's MSE while each tensor is sent
+    ([Q, n_tensors]; the worst-case covariance for the power spent on that block, from the same uplink
+    engine and channel draw) and the row-periodic share of the fused users' errors; (None, None) for the
+    white, uniform jammer."""
+    scenario, layout = run_.scenario, run_.engine.layout
+    j, p, d = scenario.jammer, scenario.perturb, scenario.defense
+    if j.structure == "white" and j.allocation == "uniform":
+        return None, None
+    cfg = scenario.wireless
+    reloaded = defense.frozen_tensors(layout, d.freeze_groups) if d.freeze else (False,) * len(layout.names)
+    factors = jamming.allocation_factors(np.diff(layout.offsets), reloaded, j.allocation)
+
+    def mse_at(a: float) -> np.ndarray:  # every user's MSE with the jammer at a times its budget
+        if a == 1.0:
+            return mse
+        u = evaluate_uplink(cfg.model_copy(update={"jammer_power_w": cfg.jammer_power_w * a}))
+        return phy.repeated(u.mse, u.sinr_db, p.repetition)[0]
+
+    if j.allocation == "under_gate":   # the whole transmission at the one power that stays under the gate
+        gate = d.receiver_min_mse if d.receiver else 0.0
+        level = jamming.power_under_gate(lambda a: float(np.max(mse_at(a)[rows])), gate)
+        factors = np.full(len(layout.names), level)
+    levels = {a: mse_at(a) for a in sorted(set(factors.tolist()))}
+    tensor_mse = np.stack([levels[a] for a in factors], axis=1)
+    stripes = None
+    if j.structure != "white":
+        quiet = mse_at(0.0)
+        share = jamming.jammer_share(tensor_mse[rows], quiet[rows][:, None])
+        stripes = perturb.stripes_for(share, layout, signed=j.structure == "row_signed")
+    if j.structure != "white" and j.allocation == "uniform":
+        return None, stripes
+    return tensor_mse, stripes
 
 
 def _coded_links(p, sinr_db, cache: ResultCache | None) -> tuple:

@@ -33,6 +33,11 @@ LambdaMode = Literal["fixed", "heuristic", "validation"]
 FreezeGroup = Literal["patch_embedding", "positional_embedding", "class_embedding"]
 # the realignment's matmul arithmetic (defense.PRECISIONS; weights, optimiser and loss stay float32)
 RealignPrecision = Literal["float32", "bfloat16"]
+ReceiverDefense = Literal["drop", "destripe", "spectral", "norm"]
+RECEIVER_DEFENSES: tuple[str, ...] = get_args(ReceiverDefense)  # the order they act in
+SpectralShrinker = Literal["frobenius", "hard"]
+JammerStructure = Literal["white", "row_periodic", "row_signed"]
+JammerAllocation = Literal["uniform", "skip_frozen", "under_gate"]
 # the groups R-MTLLMF reloads (taskvec.EMBEDDING_GROUPS; not imported from there: that pulls in torch)
 EMBEDDING_GROUPS: tuple[str, ...] = get_args(FreezeGroup)
 NOISE_SCALES: tuple[str, ...] = get_args(NoiseScale)
@@ -86,6 +91,13 @@ class DefenseConfig(Config):
     realign_lr: float = Field(_FITTED["realign_lr"], gt=0.0, le=1e-2)
     realign_precision: RealignPrecision = Field(_FITTED["realign_precision"],
                                                 description="matmul arithmetic of the realignment (mixed precision)")
+    # the receiver's denoisers of each received vector before fusion, in this order (science/denoise.py)
+    receiver: tuple[ReceiverDefense, ...] = Field((), description="receiver-side denoisers before fusion: "
+                                                  "drop, destripe, spectral, norm (science/defenses.py)")
+    spectral_shrinker: SpectralShrinker = Field("frobenius", description="spectral: Gavish-Donoho's "
+                                                "Frobenius-optimal shrinker or its optimal hard threshold")
+    receiver_min_mse: float = Field(0.0, ge=0.0, le=1.0, description="the receiver's denoisers act only on the "
+                                    "users whose known MSE is at least this (0: on every user)")
     shrinkage: bool = False  # linear MMSE estimate of each task vector from its known MSE
     trim_keep_fraction: float = Field(1.0, gt=0.0, le=1.0, description="keep this fraction of largest entries")
 
@@ -95,6 +107,26 @@ class DefenseConfig(Config):
         if len(set(groups)) != len(groups):
             raise ValueError("each group at most once")
         return tuple(g for g in EMBEDDING_GROUPS if g in groups)
+
+    @field_validator("receiver")
+    @classmethod
+    def _canonical_receiver(cls, names):
+        if len(set(names)) != len(names):
+            raise ValueError("each denoiser at most once")
+        return tuple(r for r in RECEIVER_DEFENSES if r in names)
+
+
+class JammerConfig(Config):
+    """How the jammer shapes its power over the transmission (science/jamming.py): in time (`structure`)
+    and over the parameters (`allocation`), at the average power of `wireless.jammer_power_w`."""
+
+    structure: JammerStructure = Field("white", description="white: a fresh draw every symbol; row_periodic: "
+                                       "one waveform replayed every matrix row; row_signed: replayed with a "
+                                       "random sign per row")
+    allocation: JammerAllocation = Field("uniform", description="uniform: the same power on every symbol; "
+                                         "skip_frozen: silent on the tensors the defense reloads, louder elsewhere; "
+                                         "under_gate: the strongest power that keeps every MSE under the "
+                                         "receiver's gate (defense.receiver_min_mse)")
 
 
 class EvalConfig(Config):
@@ -113,6 +145,7 @@ class Scenario(Config):
     fusion: FusionConfig = FusionConfig()
     defense: DefenseConfig = DefenseConfig()
     evaluation: EvalConfig = EvalConfig()
+    jammer: JammerConfig = JammerConfig()
     seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @field_validator("tasks")
@@ -155,6 +188,29 @@ class Scenario(Config):
             raise ValueError("fusion.mse_aware: weights each vector by its SNR from the Gaussian error model's "
                              "variance; the digital and coded links have none (use perturb.model gaussian or "
                              "correlated)")
+        return self
+
+    @model_validator(mode="after")
+    def _shaped_noise_needs_the_gaussian_link(self):
+        if self.perturb.model == "gaussian":
+            return self
+        if self.jammer.structure != "white" or self.jammer.allocation != "uniform":
+            raise ValueError(f"jammer.structure: a jammer shaped in time or over the parameters is modelled on "
+                             f"the analogue link only (perturb.model gaussian); got {self.perturb.model!r}")
+        if self.defense.receiver and self.perturb.model != "correlated":
+            raise ValueError("defense.receiver: the receiver's denoisers read the Gaussian error model's variance "
+                             f"(perturb.model gaussian or correlated); got {self.perturb.model!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _canonical_jammer(self):
+        # one physical jammer, one scenario (one cache key): a power allocation that the defense gives no
+        # hold to is the uniform one (nothing reloaded to skip; no gate to stay under)
+        a = self.jammer.allocation
+        idle = ((a == "skip_frozen" and not (self.defense.freeze and self.defense.freeze_groups))
+                or (a == "under_gate" and not (self.defense.receiver and self.defense.receiver_min_mse > 0)))
+        if idle:
+            object.__setattr__(self, "jammer", self.jammer.model_copy(update={"allocation": "uniform"}))
         return self
 
     @property

@@ -20,7 +20,7 @@ class Defense:
 
 
 # every defense off: the starting point that a combination's settings are laid on
-NO_DEFENSE = {"defense.freeze": False, "defense.realign": False, "defense.receiver": [],
+NO_DEFENSE = {"defense.freeze": False, "defense.realign": False, "defense.receiver": [], "defense.receiver_min_mse": 0.0,
               "defense.shrinkage": False, "defense.trim_keep_fraction": 1.0}
 
 DEFENSE_RECORDS: tuple[Defense, ...] = (
@@ -39,12 +39,19 @@ DEFENSE_RECORDS: tuple[Defense, ...] = (
     Defense("destripe", "destriping", "ours: removes the row-periodic (rank-one) error a schedule-aware jammer leaves",
             "each user's error level and the transmission schedule", {"defense.receiver": ["destripe"]},
             help="remove a received matrix's row mean where it is far above what white noise leaves"),
+    Defense("drop", "drop the received vector", "ours: the fusion leaves the vector out (the base weights stay)",
+            "each user's MSE (with the gate: which users are jammed)", {"defense.receiver": ["drop"]},
+            help="discard a received vector; with the gate, only the jammed users' vectors"),
+    Defense("gate", "denoise only jammed users", "ours: a per-user decision from the known noise level",
+            "each user's MSE", {"defense.receiver_min_mse": 0.1},
+            help="the receiver's denoisers act only on users whose MSE is at least 0.1; below it, weight noise "
+                 "is large in weight space but harms the fused model less than the signal a denoiser removes"),
     Defense("shrinkage", "scalar shrinkage (LMMSE)", "ours: the Wiener gain per tensor", "each user's error level",
             {"defense.shrinkage": True}, help="scale each received tensor by its LMMSE gain"),
 )
 DEFENSES: dict[str, Defense] = {d.name: d for d in DEFENSE_RECORDS}
 # the receiver's denoisers in the order they act (the schema's canonical order of defense.receiver)
-RECEIVER_ORDER = ("destripe", "spectral", "norm")
+RECEIVER_ORDER = ("drop", "destripe", "spectral", "norm")
 
 
 def parse(combo: str) -> tuple[str, ...]:

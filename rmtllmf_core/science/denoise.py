@@ -13,6 +13,8 @@ noise level the base station knows (each user's MSE through the error model: `pe
 - **norm** (norm calibration, after DisTaC: task-vector norms decide whether a merge works): each
   tensor rescaled so that its energy is the unbiased estimate of the clean energy,
   ||y||^2 - n sigma^2, measured on what was received: what shrinkage took away comes back as scale.
+- **drop**: the received tensor discarded (zeros: the fused model keeps the base weights there); with
+  a gate on the users' MSE (`defense.receiver_min_mse`), the jammed users' vectors are left out.
 - **destripe**: a jammer whose waveform repeats with the transmission's row period puts the same
   error on every row of a matrix (rank one, 1 e^T), which no shrinker removes (it is a strong
   spike). The row mean of a received matrix carries it whole; under white noise alone its energy
@@ -84,10 +86,13 @@ def wiener_gain(energy: float, n: int, sigma: float) -> float:
 
 
 def denoise_tensor(x: torch.Tensor, shape: tuple[int, ...], sigma: float, *, spectral: str | None = None,
-                   norm: bool = False, destripe: bool = False) -> torch.Tensor:
+                   norm: bool = False, destripe: bool = False, drop: bool = False) -> torch.Tensor:
     """One user's received tensor (flat, of `shape`) through the receiver's denoisers, in order:
-    destripe, spectral (`spectral`: a SHRINKERS name, or None), norm. Returns a new flat tensor."""
+    drop (the vector discarded: zeros, the base model's weights for it), destripe, spectral
+    (`spectral`: a SHRINKERS name, or None), norm. Returns a new flat tensor."""
     out = x.detach().to(torch.float64).clone()
+    if drop:
+        return out.zero_().to(x.dtype)
     if not sigma > 0:
         return out.to(x.dtype)
     n = out.numel()

@@ -14,7 +14,10 @@ frames (it hears them) and can store and replay a waveform:
   random sign per row (s e^T, s = +-1), which survives a receiver that removes row means.
 - `allocation` "uniform": the same power on every symbol; "skip_frozen": silent while the tensors the
   defense reloads from the base model are sent (R-MTLLMF's embeddings: jamming them is wasted), the
-  saved energy spent on the rest, so the average power is the budget.
+  saved energy spent on the rest, so the average power is the budget; "under_gate": against a receiver
+  that denoises only the users whose MSE reaches a gate (`defense.receiver_min_mse`), the strongest
+  power at or below the budget that keeps every user's MSE under the gate, so that nothing is denoised
+  (`power_under_gate`).
 
 The jammer's share of a user's error is what the jammer adds to the MSE over the thermal noise and
 interference (the MSE with the jammer minus the MSE without it, on the same channel draw); the rest
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 STRUCTURES = ("white", "row_periodic", "row_signed")
-ALLOCATIONS = ("uniform", "skip_frozen")
+ALLOCATIONS = ("uniform", "skip_frozen", "under_gate")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ STRATEGY_RECORDS: tuple[Strategy, ...] = (
     Strategy("row_signed", "replayed every row, random signs", "the schedule", "row_signed", "uniform"),
     Strategy("skip_frozen", "silent on what the defense reloads", "the schedule and the defense", "white",
              "skip_frozen"),
+    Strategy("under_gate", "just under the receiver's gate", "the schedule and the defense", "white", "under_gate"),
     Strategy("row_periodic+skip_frozen", "replayed every row, silent on reloaded tensors",
              "the schedule and the defense", "row_periodic", "skip_frozen"),
     Strategy("row_signed+skip_frozen", "replayed every row with random signs, silent on reloaded tensors",
@@ -59,12 +63,27 @@ def allocation_factors(sizes, reloaded, allocation: str) -> np.ndarray:
     the defense reloads tensor i from the base model."""
     sizes = np.asarray(sizes, dtype=np.float64)
     reloaded = np.asarray(reloaded, dtype=bool)
-    if allocation == "uniform" or not reloaded.any() or reloaded.all():
+    if allocation in ("uniform", "under_gate") or not reloaded.any() or reloaded.all():
         return np.ones(len(sizes))
     if allocation != "skip_frozen":
         raise ValueError(f"allocation: one of {', '.join(ALLOCATIONS)}; got {allocation!r}")
     out = np.where(reloaded, 0.0, sizes.sum() / sizes[~reloaded].sum())
     return out
+
+
+def power_under_gate(max_mse_at, gate: float, tolerance: float = 1e-3) -> float:
+    """The largest factor a in [0, 1] on the jammer's budget with max_q MSE_q(a) < `gate`, by bisection
+    (the MSE grows with the jammer's power); 1 where the full budget stays under it, 0 where even
+    silence does not (the thermal noise alone reaches the gate)."""
+    if not gate > 0 or max_mse_at(1.0) < gate:
+        return 1.0
+    if max_mse_at(0.0) >= gate:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while hi - lo > tolerance:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if max_mse_at(mid) < gate else (lo, mid)
+    return lo
 
 
 def average_power_factor(sizes, factors) -> float:

@@ -307,10 +307,13 @@ def leaderboard_heatmap(rows: Sequence[Mapping], titles: Mapping[str, str] | Non
     names = ["clean<br>fusion"] + [f"{LEADERBOARD_SHORT.get(a, a)}<br>{'no defense' if d == 'none' else 'R-MTLLMF'}"
                                    for a, d in cols[1:]]
 
-    def value(m, a, d):
+    def value(m, a, d):  # rows hold fractions; the figure shows percent
         if a == "clean":
-            return next((r["clean_normalized"] for r in rows if r["method"] == m), None)
-        return next((r["average_normalized"] for r in rows if (r["method"], r["attack"], r["defense"]) == (m, a, d)), None)
+            v = next((r["clean_normalized"] for r in rows if r["method"] == m), None)
+        else:
+            v = next((r["average_normalized"] for r in rows if (r["method"], r["attack"], r["defense"]) == (m, a, d)),
+                     None)
+        return None if v is None else 100 * v
 
     z = [[value(m, a, d) for a, d in cols] for m in methods]
     fig = go.Figure(go.Heatmap(z=z, x=names, y=[titles.get(m, m) for m in methods], zmin=0, zmax=100,
@@ -336,8 +339,8 @@ def leaderboard_bars(rows: Sequence[Mapping], attack: str, titles: Mapping[str, 
                               lambda m: pick.get((m, "none"), {}).get("average_normalized")),
                              ("jammed + R-MTLLMF", DEFENSE_COLORS["rmtllmf"],
                               lambda m: pick.get((m, "rmtllmf"), {}).get("average_normalized"))):
-        fig.add_trace(go.Bar(x=x, y=[get(m) for m in methods], name=name, marker_color=color,
-                             hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
+        fig.add_trace(go.Bar(x=x, y=[None if get(m) is None else 100 * get(m) for m in methods], name=name,
+                             marker_color=color, hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", yaxis_range=[0, 105])
     return _layout(fig, f"Clean, jammed and defended: {ATTACK_TITLES.get(attack, attack)}", "merge method",
                    "avg normalised accuracy (%)")
