@@ -22,10 +22,11 @@ presenter = state.presenter()
 zoo = state.scenario().zoo
 
 st.title("Defense arena")
-st.caption("A defense is only as good as the strongest attack that knows it. Each defense faces the paper's "
-           "worst-case jammers as they are (non-adaptive: white in time, the same power on every symbol) and the "
-           "strongest of a few jammers of the same average power that know the transmission schedule and the "
-           "defense, never the data. Average normalised accuracy of the defended model, mean over seeds.")
+st.caption("A defense is only as good as the strongest jammer that knows it." + ("" if presenter else
+           " Each defense faces the paper's worst-case jammers as they are (white in time, the same power on every "
+           "symbol) and the strongest of a few jammers of the same average power that know the transmission schedule "
+           "and the defense, never the data. Average normalised accuracy of the defended model, mean over seeds; "
+           "P1: the worst-case sum-rate jammer, P2: the worst-case strongest-user jammer."))
 
 seeds = st.segmented_control("Seeds", ["0", "0-2"], default="0-2", key="arena.seeds",
                              help="The arena's table averages seeds 0, 1 and 2; one seed is a third of the runs.")
@@ -40,9 +41,14 @@ rows = run_sweep("arena", work, label="Computing the arena", button="Compute the
 if rows:
     cells = arena.arena_cells(rows)
     titles = {c["defense"]: defense_records.title(c["defense"]) for c in cells}
-    fig = plots.style(result_plots.arena_heatmap(cells, titles), presenter=presenter,
+    # presenter mode: the records' names (short) on the rows, so the cells keep the width of a projector
+    shown = {d: (d.replace("rmtllmf", "R-MTLLMF").replace("gate+", "jammed only: ").replace("+", " + ")
+                 if presenter else t) for d, t in titles.items()}
+    fig = plots.style(result_plots.arena_heatmap(cells, shown, short=presenter), presenter=presenter,
                       height=140 + 48 * len(titles))
     fig.update_layout(xaxis_title=None, yaxis_title=None, margin=dict(t=150 if presenter else 110))
+    if presenter:  # the long title ran under the toolbar at 1280 px
+        fig.update_layout(title_text="Defended accuracy (%)")
     ui.chart(fig, "chart.arena.heatmap")
     st.markdown("**What the numbers say**")
     st.markdown("\n".join(f"- {line}" for line in arena.reading(cells)))

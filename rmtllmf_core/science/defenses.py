@@ -39,7 +39,7 @@ DEFENSE_RECORDS: tuple[Defense, ...] = (
     Defense("destripe", "destriping", "ours: removes the row-periodic (rank-one) error a schedule-aware jammer leaves",
             "each user's error level and the transmission schedule", {"defense.receiver": ["destripe"]},
             help="remove a received matrix's row mean where it is far above what white noise leaves"),
-    Defense("drop", "drop the received vector", "ours: the fusion leaves the vector out (the base weights stay)",
+    Defense("drop", "drop vectors", "ours: the fusion leaves the vector out (the base weights stay)",
             "each user's MSE (with the gate: which users are jammed)", {"defense.receiver": ["drop"]},
             help="discard a received vector; with the gate, only the jammed users' vectors"),
     Defense("gate", "denoise only jammed users", "ours: a per-user decision from the known noise level",
@@ -76,4 +76,11 @@ def settings(combo: str) -> dict:
 
 
 def title(combo: str) -> str:
-    return " + ".join(DEFENSES[p].title for p in parse(combo))
+    """A combination's title; with the gate, the receiver's part names whom it acts on."""
+    parts = parse(combo)
+    if "gate" not in parts:
+        return " + ".join(DEFENSES[p].title for p in parts)
+    receiver = [p for p in parts if DEFENSES[p].settings.get("defense.receiver")]
+    rest = [p for p in parts if p != "gate" and p not in receiver]
+    front = " + ".join(DEFENSES[p].title for p in receiver) or "denoise"
+    return " + ".join([f"{front} (jammed users only)", *(DEFENSES[p].title for p in rest)])

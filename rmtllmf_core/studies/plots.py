@@ -417,14 +417,17 @@ ARENA_ATTACKS = {"none": "ideal channel", "worst_sum_rate": "worst-case sum rate
                  "worst_strongest_user": "worst-case strongest user (P2)"}
 
 
-def arena_heatmap(cells: Sequence[Mapping], titles: Mapping[str, str] | None = None) -> go.Figure:
+def arena_heatmap(cells: Sequence[Mapping], titles: Mapping[str, str] | None = None, short: bool = False) -> go.Figure:
     """Defenses x (attack, non-adaptive | adaptive): the defended model's average normalised accuracy (%),
     the adaptive cell beside the non-adaptive one; hover names the strongest strategy and the gap."""
     titles = titles or {}
     defenses = list(dict.fromkeys(c["defense"] for c in cells))
     attacks = list(dict.fromkeys(c["attack"] for c in cells))
     cols = [(a, adaptive) for a in attacks for adaptive in ((False,) if a == "none" else (False, True))]
-    names = [f"{ARENA_ATTACKS.get(a, a)}<br>{'adaptive' if ad else 'non-adaptive'}" for a, ad in cols]
+    # short two-line labels above the cells (P1, P2: the paper's worst-case sum-rate and strongest-user jammers)
+    names = ["ideal<br>no jammer" if a == "none" else
+             f"{LEADERBOARD_SHORT.get(a, a).split()[0] if short else LEADERBOARD_SHORT.get(a, a)}<br>"
+             f"{('knows it' if short else 'knows the defense') if ad else 'as is'}" for a, ad in cols]
     by = {(c["attack"], c["defense"]): c for c in cells}
 
     def value(d, a, adaptive):
@@ -436,8 +439,9 @@ def arena_heatmap(cells: Sequence[Mapping], titles: Mapping[str, str] | None = N
         if c is None:
             return ""
         if not adaptive:
-            return "white jammer (non-adaptive)" if a != "none" else "no jammer"
-        return f"strongest: {c['adaptive_strategy']}; {100 * c['gap']:.1f} points below the non-adaptive cell"
+            return f"{ARENA_ATTACKS.get(a, a)}: white jammer (non-adaptive)" if a != "none" else "no jammer"
+        return (f"{ARENA_ATTACKS.get(a, a)}: the strongest jammer that knows the defense, {c['adaptive_strategy']}; "
+                f"{100 * c['gap']:.1f} points below the jammer as is")
 
     z = [[value(d, a, ad) for a, ad in cols] for d in defenses]
     fig = go.Figure(go.Heatmap(
