@@ -113,7 +113,7 @@ def missing(work: Work) -> int:
 
 
 def _with_progress(label: str, req, done: Callable[[Any, float], str]):
-    """Run heavy work under a status box with a progress bar (`waiting.run_heavy`: caps, queue, Cancel)."""
+    """Run heavy work under a status box with a progress bar (`waiting.wait_for`: the queue, Cancel)."""
     from . import waiting
 
     with st.status(f"{label}...", expanded=True) as status:

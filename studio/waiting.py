@@ -26,17 +26,9 @@ def _session_owner() -> Any:
         return None
 
 
-def run_heavy(work, progress: Callable[[float, str], None] | None = None) -> Any:
-    """Run a `work.Work` within this host's caps and queue; inside a Streamlit session, wait here
-    reporting the place in line and then the job's progress through `progress`, with a Cancel
-    button. Raises CapExceeded / the job's RmtllmfError / JobCancelled."""
-    if jobs.in_job():  # already in a job: it holds a slot
-        return hosting.run_heavy(work, progress)
-    return wait_for(hosting.request(work), progress)
-
-
 def wait_for(req: hosting.HeavyRequest, progress: Callable[[float, str], None] | None = None) -> Any:
-    """`run_heavy` for a request the caller has already checked and looked up (`hosting.request`)."""
+    """Wait for a request the caller has already checked and looked up (`hosting.request`): at once for a
+    cache hit or inside a job, else in line with this session's place, progress and Cancel."""
     if req.cached or jobs.in_job():
         return req.run(progress)
     owner = _session_owner()
