@@ -187,12 +187,19 @@ def _titles(res: Result) -> dict[str, str]:
 def draw(res: Result, from_cache: bool) -> None:
     tasks = res.tasks
     avg = res.average_normalized
+    # labels follow the scenario: no "attacked" without a jammer, no "+ defense" without one
+    d = scn.defense
+    defended_on = d.freeze or d.realign or bool(d.receiver) or d.shrinkage or d.trim_keep_fraction < 1.0
+    received = "Jammed" if scn.wireless.attack != "none" else "Received (no jammer)"
     m = st.columns(3)
     m[0].metric("Clean fusion", f"{100 * avg['clean']:.1f}%", help="average normalised accuracy (fused / individual)")
-    m[1].metric("Attacked, no defense", f"{100 * avg['attacked']:.1f}%",
+    m[1].metric(f"{received}, no defense", f"{100 * avg['attacked']:.1f}%",
                 delta=f"{100 * (avg['attacked'] - avg['clean']):+.1f} pts vs clean")
-    m[2].metric("Attacked + defense", f"{100 * avg['defended']:.1f}%",
-                delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
+    if defended_on:
+        m[2].metric(f"{received} + defense", f"{100 * avg['defended']:.1f}%",
+                    delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
+    else:
+        m[2].metric("Defense", "off", help="every defense is switched off: nothing to compare")
     wde = f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}"
     h0 = f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%"
     if presenter:  # the three numbers that tell the story stay big; these become one line (big, they were cut)

@@ -46,8 +46,9 @@ step = story.step(key)
 try:
     scn = story.scenario(step, zoo)
     res, _ = engine.run(scn, label=f"Computing step {index + 1}")
+    # every later step reads the ideal channel too (what thermal noise alone costs, its MSE)
     ideal = engine.run(story.scenario(story.STEPS[0], zoo), label="Computing the ideal channel")[0] \
-        if step.channel else None
+        if index > 0 else None
 except RmtllmfError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()

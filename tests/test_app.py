@@ -87,11 +87,11 @@ def test_scenario_page_attack_changes_the_numbers(default):
 
 
 def test_fusion_page_attack_changes_the_numbers(light, default):
-    at = open_app("fusion", codec.to_query(light, default))
-    before = metric(at, "Attacked, no defense")
+    at = open_app("fusion", codec.to_query(light.replace(**{"wireless.attack": "none"}), default))
+    before = metric(at, "Received (no jammer), no defense")        # no "attacked" without a jammer
     widget(at, "selectbox", "wireless.attack", "fusion").set_value("worst_sum_rate").run()
     assert not at.exception and not errors(at)
-    assert metric(at, "Attacked, no defense") != before
+    assert metric(at, "Jammed, no defense") != before
     assert len(at.get("plotly_chart")) == 2  # accuracy bars and cosine heatmaps
 
 
@@ -121,13 +121,14 @@ def test_fusion_cold_run_shows_a_status_and_a_cache_hit_redraws_without_one(ligh
 def test_fusion_page_defense_switch_changes_the_defended_numbers(light, default):
     at = open_app("fusion", codec.to_query(light.replace(**{"wireless.attack": "worst_sum_rate"}), default))
     assert light.defense.freeze and light.defense.realign
-    before = metric(at, "Attacked + defense")
+    before = metric(at, "Jammed + defense")
     widget(at, "toggle", "defense.freeze", "fusion").set_value(False)
     widget(at, "toggle", "defense.realign", "fusion").set_value(False).run()
     assert not at.exception
     assert not scenario_of(at).defense.freeze and not scenario_of(at).defense.realign
-    # no defense left: the defended model is the attacked one
-    assert metric(at, "Attacked + defense") == metric(at, "Attacked, no defense") != before
+    # no defense left: no "+ defense" number (it would be the jammed one, shown as a gain of 0)
+    assert metric(at, "Defense") == "off" and metric(at, "Jammed, no defense") != before
+    assert not [m for m in at.metric if m.label.endswith("+ defense")]
     labels = [b.label for b in at.get("download_button")]
     assert any("CSV" in x for x in labels) and any("JSON" in x for x in labels) and any("HTML" in x for x in labels)
 
@@ -384,7 +385,7 @@ def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
     assert seen[2][0] == ["Clean fusion", "Jammed, no defense"]              # the damage
     assert seen[3][0] == ["Clean fusion", "Jammed, no defense", "Jammed + R-MTLLMF"]
     text = " ".join(m.value for m in at.markdown)
-    assert "still" in text and "points below the clean fusion" in text and "{" not in text
+    assert "still" in text and "points below the fusion without noise" in text and "{" not in text and "nan" not in text
     at.button(key="story.back").click().run()
     assert at.session_state["story.step"] == "repair"
     at.button(key="story.explore").click().run()                             # the step, on the Fusion page

@@ -148,7 +148,7 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
 
     # Fusion page, through the sidebar (same session, same scenario): a cold run, then its charts
     browser.find_element(By.CSS_SELECTOR, "a[href*='fusion']").click()
-    wait_for(browser, lambda d: "Attacked + defense" in text(d) and len(charts(d)) >= 2 and idle(d),
+    wait_for(browser, lambda d: "Jammed + defense" in text(d) and len(charts(d)) >= 2 and idle(d),
              what="the Fusion page's plotly charts")
     result = pipeline.cached(scenario)
     assert result is not None, "the run the page showed is in the disk cache"
