@@ -1,5 +1,6 @@
 """`run` and `sweep` commands: JSON out, files written, bad input -> exit 2 and one line."""
 import json
+import sys
 
 import pytest
 
@@ -119,3 +120,16 @@ def test_sweep_rejects_zero_workers(scenario_file, tmp_path, capsys):
     assert main(["sweep", "--kind", "snr", "--scenario", str(scenario_file), "--out", str(tmp_path),
                  "--workers", "0"]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+def test_an_error_starts_on_a_line_of_its_own_after_a_progress_bar(capsys):
+    from tqdm import tqdm
+
+    from rmtllmf_core import commands
+
+    bar = tqdm(total=10, desc="run", file=sys.stderr)
+    bar.update(3)
+    commands._close_progress_bars()
+    print("error: evaluation.samples_per_task: ...", file=sys.stderr)
+    err = capsys.readouterr().err
+    assert "\nerror: evaluation.samples_per_task" in err   # not glued to the bar's last state

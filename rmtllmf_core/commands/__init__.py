@@ -42,12 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_progress_bars() -> None:
+    """Close any open tqdm bar (it ends its line), if tqdm was loaded at all."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except RmtllmfError as exc:
+        _close_progress_bars()  # the error on a line of its own, never inside a bar's line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
