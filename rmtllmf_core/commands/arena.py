@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
-from .pipeline import _ints, _names, _tqdm_progress, _workers, add_backend, backend_kw
+from .pipeline import _ints, _names, _tqdm_progress, _workers, add_backend, backend_kw, write_rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = sub.add_parser("arena", help="every defense x the paper's channels, against the non-adaptive jammer and "
                        "against the strongest jammer that knows the defense (same power); writes arena.csv, "
-                       "arena.md and arena.html")
+                       "arena.json, arena.md and arena.html")
     a.add_argument("--out", default="out/arena", help="output folder (default: %(default)s)")
     a.add_argument("--zoo", default="tiny", help="the zoo (default: %(default)s)")
     a.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, averaged (default: %(default)s)")
@@ -42,14 +41,10 @@ def cmd_arena(args) -> int:
     cells = arena.arena_cells(points)
     rows = arena.arena_rows(points)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "arena.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, out, "arena")   # arena.csv and arena.json (each row says what produced it)
     (out / "arena_cells.json").write_text(json.dumps(cells, indent=1))
     (out / "arena.md").write_text(arena.markdown(cells, seeds))
     plots.arena_heatmap(cells).write_html(out / "arena.html", include_plotlyjs=True)
     print("\n".join(arena.reading(cells)))
-    print(f"wrote {len(rows)} rows to {out}/arena.csv, arena.md and arena.html")
+    print(f"wrote {len(rows)} rows to {out}/arena.csv (and .json), arena.md and arena.html")
     return 0

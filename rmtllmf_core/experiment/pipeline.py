@@ -380,9 +380,7 @@ def _shaped_jammer(run_: _Run, uplink, mse: np.ndarray, rows: list[int]):
         quiet = mse_at(0.0)
         share = jamming.jammer_share(tensor_mse[rows], quiet[rows][:, None])
         stripes = perturb.stripes_for(share, layout, signed=j.structure == "row_signed")
-    if j.structure != "white" and j.allocation == "uniform":
-        return None, stripes
-    return tensor_mse, stripes
+    return (tensor_mse if j.allocation != "uniform" else None), stripes
 
 
 def _coded_links(p, sinr_db, cache: ResultCache | None) -> tuple:

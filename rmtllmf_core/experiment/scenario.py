@@ -194,9 +194,11 @@ class Scenario(Config):
     def _shaped_noise_needs_the_gaussian_link(self):
         if self.perturb.model == "gaussian":
             return self
-        if self.jammer.structure != "white" or self.jammer.allocation != "uniform":
-            raise ValueError(f"jammer.structure: a jammer shaped in time or over the parameters is modelled on "
-                             f"the analogue link only (perturb.model gaussian); got {self.perturb.model!r}")
+        shaped = [f"jammer.{k}" for k, plain in (("structure", "white"), ("allocation", "uniform"))
+                  if getattr(self.jammer, k) != plain]
+        if shaped:
+            raise ValueError(f"{shaped[0]}: a jammer shaped in time or over the parameters is modelled on the "
+                             f"analogue link only (perturb.model gaussian); got {self.perturb.model!r}")
         if self.defense.receiver and self.perturb.model != "correlated":
             raise ValueError("defense.receiver: the receiver's denoisers read the Gaussian error model's variance "
                              f"(perturb.model gaussian or correlated); got {self.perturb.model!r}")

@@ -21,7 +21,7 @@ noise level the base station knows (each user's MSE through the error model: `pe
   is about n sigma^2 / m plus the clean row mean's. The row mean is removed where its energy exceeds
   STRIPE_DETECTION times the white-noise expectation.
 
-Every function is pure (new tensors) unless its name ends in `_`; float64 inside, the input's dtype out.
+Every function is pure (new tensors); float64 inside, the input's dtype out.
 """
 from __future__ import annotations
 
