@@ -193,11 +193,13 @@ def draw(res: Result, from_cache: bool) -> None:
     received = "Jammed" if scn.wireless.attack != "none" else "Received (no jammer)"
     m = st.columns(3)
     m[0].metric("Clean fusion", f"{100 * avg['clean']:.1f}%", help="average normalised accuracy (fused / individual)")
-    m[1].metric(f"{received}, no defense", f"{100 * avg['attacked']:.1f}%",
-                delta=f"{100 * (avg['attacked'] - avg['clean']):+.1f} pts vs clean")
+    # presenter mode: short labels and deltas (the larger text in a narrower column cut the long ones)
+    m[1].metric("No defense" if presenter else f"{received}, no defense", f"{100 * avg['attacked']:.1f}%",
+                delta=f"{100 * (avg['attacked'] - avg['clean']):+.1f} pts" + ("" if presenter else " vs clean"))
     if defended_on:
-        m[2].metric(f"{received} + defense", f"{100 * avg['defended']:.1f}%",
-                    delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts vs no defense")
+        m[2].metric("With defense" if presenter else f"{received} + defense", f"{100 * avg['defended']:.1f}%",
+                    delta=f"{100 * (avg['defended'] - avg['attacked']):+.1f} pts"
+                          + ("" if presenter else " vs no defense"))
     else:
         m[2].metric("Defense", "off", help="every defense is switched off: nothing to compare")
     wde = f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}"

@@ -52,8 +52,8 @@ except RmtllmfError as exc:
 st.caption(f"{len(sweeps.PHY_OPTIONS)} physical-layer options on each of the paper's three channels, each run with "
            "R-MTLLMF (its fusion before the defense is the option without AI). The airtime budget counts channel "
            "uses per parameter (x one analogue symbol); per budget, PHY is the best option that fits it without "
-           "R-MTLLMF and PHY + AI the best with it. A coded link's bit-error table is "
-           "simulated once per code setting (under a minute each) and kept in the disk cache.")
+           "R-MTLLMF and PHY + AI the best with it. The coded links' bit- and block-error tables ship with "
+           "the app (Sionna's 5G LDPC, simulated once); a failed codeword reaches the fusion with its errors.")
 rows = run_sweep("resilience", work, label="Protection versus airtime",
                  button="Run the resilience sweep")
 if rows:

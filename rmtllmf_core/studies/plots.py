@@ -408,8 +408,7 @@ def ber_curves(tables: Mapping[str, Mapping], which: str = "ber") -> go.Figure:
                                      name=f"{name}: bound, no error seen", legendgroup=name, showlegend=False,
                                      line=dict(color=color, dash="dot")))
     fig.update_yaxes(type="log", exponentformat="power", range=[-7, 0.1])
-    title = ("Coded bit-error rate after LDPC decoding (Sionna)" if which == "ber"
-             else "Codeword (block) error rate after LDPC decoding (Sionna)")
+    title = "Bit errors after LDPC decoding" if which == "ber" else "Codeword errors after LDPC decoding"
     return _layout(fig, title, "SINR (dB)", "BER" if which == "ber" else "BLER")
 
 
