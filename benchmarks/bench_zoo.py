@@ -77,8 +77,7 @@ def main() -> int:
     for r in range(max(1, args.repeats // 2)):
         flat = fuse()
         t0 = time.perf_counter()
-        defense.realign(zoo, flat, engine.layout, names, shots_per_class=d.shots_per_class, steps=d.realign_steps,
-                        lr=d.realign_lr, precision=d.realign_precision, frozen_mask=frozen, seed=r,
+        defense.realign(zoo, flat, engine.layout, names, defense.Budget.of(d), frozen_mask=frozen, seed=r,
                         inplace=True)
         realign_times.append(time.perf_counter() - t0)
         del flat

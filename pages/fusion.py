@@ -9,7 +9,7 @@ import streamlit as st
 from rmtllmf_core.studies import plots as result_plots
 from rmtllmf_core.errors import RmtllmfError
 from rmtllmf_core.science.methods import METHODS
-from rmtllmf_core.experiment.result import Result
+from rmtllmf_core.experiment.result import Condition, Result
 from rmtllmf_core.experiment.scenario import Scenario
 from studio import engine, fields, frame, plots, state, ui
 from studio.editor import Editor
@@ -156,7 +156,7 @@ with controls:
 
 scn = ed.commit()
 
-CONDITIONS = ["finetuned", "clean", "attacked", "defended"]
+CONDITIONS = [Condition.FINETUNED, Condition.CLEAN, Condition.ATTACKED, Condition.DEFENDED]
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -220,7 +220,7 @@ def draw(res: Result, from_cache: bool) -> None:
                f"{ui.task_title(scn.tasks[worst])}, {res.users[worst]['mse']:.3f}"
                + (f"; airtime x{res.airtime_factor:g} per parameter" if res.airtime_factor != 1 else "") + ".")
 
-    extra = [c for c in ("zeroshot", "clean_realigned") if c in res.accuracy]
+    extra = [c for c in (Condition.ZEROSHOT, Condition.CLEAN_REALIGNED) if c in res.accuracy]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
     fig_acc = accuracy_figure(res.key, tuple(shown), presenter, res)

@@ -159,7 +159,7 @@ def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Re
     cold run under a status and a progress bar (raises RmtllmfError)."""
     from rmtllmf_core.serve import hosting
 
-    work = Work.run(scn)
+    work = Work.single_run(scn)
     missing(work)                  # the zoo, loaded once per server
     req = hosting.request(work)    # the caps, and one lookup of the key
     if req.cached:

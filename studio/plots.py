@@ -12,13 +12,15 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
+from rmtllmf_core.experiment.result import Condition
+
 CONDITION_LABELS = {
-    "finetuned": "individual fine-tuning",
-    "zeroshot": "base model (zero-shot)",
-    "clean": "clean fusion",
-    "clean_realigned": "clean fusion + realign (control)",
-    "attacked": "attacked, no defense",
-    "defended": "attacked + defense",
+    Condition.FINETUNED: "individual fine-tuning",
+    Condition.ZEROSHOT: "base model (zero-shot)",
+    Condition.CLEAN: "clean fusion",
+    Condition.CLEAN_REALIGNED: "clean fusion + realign (control)",
+    Condition.ATTACKED: "attacked, no defense",
+    Condition.DEFENDED: "attacked + defense",
 }
 
 

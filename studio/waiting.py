@@ -27,17 +27,16 @@ def _session_owner() -> Any:
 
 
 def wait_for(req: hosting.HeavyRequest, progress: Callable[[float, str], None] | None = None) -> Any:
-    """Wait for a request the caller has already checked and looked up (`hosting.request`): at once for a
-    cache hit or inside a job, else in line with this session's place, progress and Cancel."""
-    if req.cached or jobs.in_job():
-        return req.run(progress)
-    owner = _session_owner()
-    if owner is None:  # not in a session: the core's plain wait
-        return hosting.submit(req).result()
+    """Wait for a request the caller has already checked and looked up (`hosting.request`) through the
+    core's one door (`hosting.run_heavy`): at once for a cache hit or inside a job, else in line with
+    this session's place, progress and Cancel."""
+    owner = None if req.cached else _session_owner()
+    if owner is None:  # a cache hit, or not in a session: the core's plain wait
+        return hosting.run_heavy(req, progress)
     if _take_cancelled(req.key):
         # the rerun that a click on Cancel causes: say so instead of starting the same work again
         raise jobs.JobCancelled("cancelled; change a setting or run it again to compute it")
-    return _wait(hosting.submit(req, owner=owner), hosting.compute_queue(), progress)
+    return hosting.run_heavy(req, progress, owner=owner, wait=lambda ticket, queue: _wait(ticket, queue, progress))
 
 
 def _cancel_clicked(queue, key: str) -> None:

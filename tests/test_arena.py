@@ -44,7 +44,7 @@ def test_a_striped_error_keeps_the_variance_and_repeats_on_every_row():
             stripes = perturb.stripes_for(np.full((1, 1), share), layout, signed)
             errors = []
             for seed in range(20):   # a replayed row is 128 draws: its variance is seen over many drops
-                lk = perturb.link([0.2], layout=layout, model="gaussian", scale="absolute", seed=seed, stripes=stripes)
+                lk = perturb.link([0.2], perturb.Spec("gaussian", "absolute"), layout=layout, seed=seed, stripes=stripes)
                 lk = perturb.Link(**{**lk.__dict__, "std": torch.full((1, 1), std)})
                 errors.append(perturb.perturb_slice_(torch.zeros(1, layout.numel), lk, 0)[0].double())
             # the same per-entry variance as white noise, whatever the share (the jammer's power per symbol)

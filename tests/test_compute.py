@@ -31,7 +31,7 @@ def pool():
 def test_a_run_in_an_engine_process_comes_back_and_is_cached(pool):
     pool.warm("tiny", count=5)   # as many as may compute at once, started ahead of the first jobs
     assert len(pool._all) == len(pool._free) == 2
-    work = Work.run(light(seed=11))
+    work = Work.single_run(light(seed=11))
     seen = []
     res = pool.run(work, lambda f, m: seen.append((f, m)))
     assert isinstance(res, Result) and res.key == work.result_keys[0]
@@ -43,17 +43,17 @@ def test_cancel_stops_the_run_and_the_process_serves_the_next(pool):
     def cancel(fraction, message):
         raise jobs.JobCancelled("the computation was cancelled")
 
-    work = Work.run(light(seed=12))
+    work = Work.single_run(light(seed=12))
     with pytest.raises(jobs.JobCancelled):
         pool.run(work, cancel)
     assert pipeline.stored(pipeline.default_cache(), work.result_keys[0]) is None
-    assert isinstance(pool.run(Work.run(light(seed=13))), Result)
+    assert isinstance(pool.run(Work.single_run(light(seed=13))), Result)
 
 
 def test_errors_of_ours_come_back_by_name(pool):
     # the schema accepts it; the zoo refuses it at run time: more test samples than the split holds
     with pytest.raises(InputError) as err:
-        pool.run(Work.run(light(**{"evaluation.samples_per_task": 5000})))
+        pool.run(Work.single_run(light(**{"evaluation.samples_per_task": 5000})))
     assert err.value.field == "evaluation.samples_per_task"
 
 
@@ -69,8 +69,8 @@ def test_a_dead_process_fails_its_job_by_name_and_is_replaced():
                 os.kill(pool._all[0].process.pid, signal.SIGKILL)
 
         with pytest.raises(jobs.JobFailed, match="engine process"):
-            pool.run(Work.run(light(seed=14, **{"defense.realign_steps": 50})), kill)
-        assert isinstance(pool.run(Work.run(light(seed=15))), Result)   # a fresh process
+            pool.run(Work.single_run(light(seed=14, **{"defense.realign_steps": 50})), kill)
+        assert isinstance(pool.run(Work.single_run(light(seed=15))), Result)   # a fresh process
     finally:
         pool.close()
 
@@ -94,7 +94,7 @@ def test_a_sweep_waits_at_its_checkpoints_for_the_server():
         t = threading.Thread(target=lambda: rows.setdefault("rows", pool.run(sweep, checkpoint)))
         t.start()
         assert parked.wait(120)
-        assert isinstance(pool.run(Work.run(light(seed=23))), Result)  # passes the parked sweep
+        assert isinstance(pool.run(Work.single_run(light(seed=23))), Result)  # passes the parked sweep
         resume.set()
         t.join(120)
         assert [r["seed"] for r in rows["rows"]] == [21, 22]

@@ -166,7 +166,7 @@ def test_realign_leaves_frozen_entries_and_inputs_untouched(zoo, flats):
     fused = defense.freeze(_noisy_fused(flats), base, layout, EMBEDDING_GROUPS)
     before = fused.clone()
     mask = layout.mask(EMBEDDING_GROUPS)
-    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=5, steps=10, lr=1e-2,
+    out = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(5, 10, 1e-2),
                           frozen_mask=mask, seed=0)
     assert torch.equal(fused, before)
     assert torch.equal(out[mask], fused[mask])                  # bit for bit, weight decay included
@@ -180,7 +180,7 @@ def test_realign_improves_accuracy(zoo, flats):
     ev = Evaluator(zoo, zoo.task_names, 128)
     fused = _noisy_fused(flats, std=0.05)
     before = average(ev.accuracy(fused))
-    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=10, steps=30, lr=3e-3,
+    out = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(10, 30, 3e-3),
                           frozen_mask=torch.zeros(layout.numel, dtype=torch.bool), seed=0)
     after = average(ev.accuracy(out))
     assert after > before + 0.1, (before, after)
@@ -191,10 +191,10 @@ def test_realign_is_deterministic_from_the_seed(zoo, flats):
     fused = _noisy_fused(flats)
     mask = layout.mask(["positional_embedding"])
     calls = []
-    opts = dict(shots_per_class=3, steps=6, lr=1e-3, frozen_mask=mask, batch_size=8)
-    a = defense.realign(zoo, fused, layout, zoo.task_names, seed=7, progress=calls.append, **opts)
-    b = defense.realign(zoo, fused, layout, zoo.task_names, seed=7, **opts)
-    c = defense.realign(zoo, fused, layout, zoo.task_names, seed=8, **opts)
+    budget = defense.Budget(shots_per_class=3, steps=6, lr=1e-3, batch_size=8)
+    a = defense.realign(zoo, fused, layout, zoo.task_names, budget, frozen_mask=mask, seed=7, progress=calls.append)
+    b = defense.realign(zoo, fused, layout, zoo.task_names, budget, frozen_mask=mask, seed=7)
+    c = defense.realign(zoo, fused, layout, zoo.task_names, budget, frozen_mask=mask, seed=8)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert calls == pytest.approx([(i + 1) / 6 for i in range(6)])
@@ -208,9 +208,9 @@ def test_realign_in_bfloat16_follows_float32_and_leaves_autocast_off(zoo, flats)
     layout, base, _ = flats
     fused = defense.freeze(_noisy_fused(flats, std=0.05), base, layout, EMBEDDING_GROUPS)
     mask = layout.mask(EMBEDDING_GROUPS)
-    opts = dict(shots_per_class=10, steps=30, lr=3e-3, frozen_mask=mask, seed=0)
-    a = defense.realign(zoo, fused, layout, zoo.task_names, precision="float32", **opts)
-    b = defense.realign(zoo, fused, layout, zoo.task_names, precision="bfloat16", **opts)
+    opts = dict(frozen_mask=mask, seed=0)
+    a = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(10, 30, 3e-3, "float32"), **opts)
+    b = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(10, 30, 3e-3, "bfloat16"), **opts)
     assert not torch.is_autocast_enabled("cpu")
     assert torch.equal(b[mask], fused[mask]) and b.dtype == torch.float32
     moved = (a - fused).norm()
@@ -218,32 +218,33 @@ def test_realign_in_bfloat16_follows_float32_and_leaves_autocast_off(zoo, flats)
     ev = Evaluator(zoo, zoo.task_names, 128)
     assert abs(average(ev.accuracy(b)) - average(ev.accuracy(a))) < 0.03
     with pytest.raises(InputError, match="defense.realign_precision"):
-        defense.realign(zoo, fused, layout, zoo.task_names, precision="float8", **opts)
+        defense.Budget(10, 30, 3e-3, "float8")
 
 
 def test_realign_on_a_task_subset_and_bad_input(zoo, flats):
     layout, base, _ = flats
     none = torch.zeros(layout.numel, dtype=torch.bool)
-    out = defense.realign(zoo, base, layout, zoo.task_names[:1], shots_per_class=2, steps=2, lr=1e-3,
+    out = defense.realign(zoo, base, layout, zoo.task_names[:1], defense.Budget(2, 2, 1e-3),
                           frozen_mask=none, seed=0)
     assert out.shape == base.shape and not torch.equal(out, base)
     with pytest.raises(InputError, match="shots_per_class"):
-        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=21, steps=1, lr=1e-3,
+        defense.realign(zoo, base, layout, zoo.task_names, defense.Budget(21, 1, 1e-3),
                         frozen_mask=none, seed=0)  # the micro pool holds 20 per class
     with pytest.raises(InputError, match="tasks"):
-        defense.realign(zoo, base, layout, ["nope"], shots_per_class=1, steps=1, lr=1e-3, frozen_mask=none, seed=0)
+        defense.realign(zoo, base, layout, ["nope"], defense.Budget(1, 1, 1e-3), frozen_mask=none, seed=0)
     with pytest.raises(InputError, match="frozen_mask"):
-        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=1, lr=1e-3,
+        defense.realign(zoo, base, layout, zoo.task_names, defense.Budget(1, 1, 1e-3),
                         frozen_mask=none[:-1], seed=0)
     with pytest.raises(InputError, match="realign_steps"):
-        defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=0, lr=1e-3,
-                        frozen_mask=none, seed=0)
+        defense.Budget(1, 0, 1e-3)
+    with pytest.raises(InputError, match="realign_lr"):
+        defense.Budget(1, 1, float("nan"))
 
 
 def test_realign_with_everything_frozen_is_the_identity(zoo, flats):
     layout, base, _ = flats
     calls = []
-    out = defense.realign(zoo, base, layout, zoo.task_names, shots_per_class=1, steps=3, lr=1e-3,
+    out = defense.realign(zoo, base, layout, zoo.task_names, defense.Budget(1, 3, 1e-3),
                           frozen_mask=torch.ones(layout.numel, dtype=torch.bool), seed=0, progress=calls.append)
     assert torch.equal(out, base) and out is not base and calls == [1.0]
 
@@ -253,7 +254,7 @@ def test_realign_works_under_inference_mode(zoo, flats):
     layout, base, _ = flats
     with torch.inference_mode():
         fused = base + 0.0
-        out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=2, steps=2, lr=1e-3,
+        out = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(2, 2, 1e-3),
                               frozen_mask=torch.zeros(layout.numel, dtype=torch.bool), seed=0)
     assert not torch.equal(out, base)
 
@@ -263,7 +264,7 @@ def test_realign_with_a_partly_frozen_tensor(zoo, flats):
     layout, _, _ = flats
     fused = _noisy_fused(flats)
     mask = torch.arange(layout.numel) % 3 == 0
-    out = defense.realign(zoo, fused, layout, zoo.task_names, shots_per_class=3, steps=4, lr=1e-2,
+    out = defense.realign(zoo, fused, layout, zoo.task_names, defense.Budget(3, 4, 1e-2),
                           frozen_mask=mask, seed=0)
     assert torch.equal(out[mask], fused[mask])
     assert (out[~mask] != fused[~mask]).float().mean() > 0.9

@@ -325,7 +325,7 @@ def test_property_finite_and_zero_vectors_merge_to_zero(t, seed, method, lam, de
 
 # ----------------------------------------------------------------------------- slice by slice
 
-from rmtllmf_core.science.fusion import RECIPES, kth_largest_sliced, merge_slice, plan_merge  # noqa: E402
+from rmtllmf_core.science.fusion import RECIPES, Options, kth_largest_sliced, merge_slice, plan_merge  # noqa: E402
 
 # Several tensors of uneven sizes over three layers (stem, two blocks, head).
 SLICED_LAYOUT = ParamLayout.from_state({
@@ -348,7 +348,8 @@ def test_slice_wise_merge_equals_whole_vector_merge(method, density):
         calls.append(i)
         return x[:, offsets[i]:offsets[i + 1]].clone()
 
-    plan = plan_merge(slices, RECIPES[method], layout=SLICED_LAYOUT, n_tasks=4, lambda_=0.7, density=density, seed=5)
+    plan = plan_merge(slices, RECIPES[method], layout=SLICED_LAYOUT, n_tasks=4, lambda_=0.7, options=Options(density=density),
+                      seed=5)
     out = torch.full((SLICED_LAYOUT.numel,), float("nan"))
     for i in reversed(range(len(SLICED_LAYOUT.names))):
         merge_slice(slices(i), plan, i, out[offsets[i]:offsets[i + 1]])

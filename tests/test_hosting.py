@@ -25,7 +25,7 @@ TASKS8 = ("digits", "house_numbers", "traffic_signs", "textures", "land_cover", 
 
 
 def base(**changes) -> Scenario:
-    # the default scenario's realignment budget (calibrated: 100 steps) is over LIM's 50 below
+    # a fixed budget under LIM's 50 below, whatever the calibrated default
     s = Scenario.parse({"tasks": list(TASKS8[:4]), "defense": {"realign_steps": 30}})
     return s.replace(**changes) if changes else s
 
@@ -94,7 +94,7 @@ def test_sweep_caps_points_and_combinations():
 def test_check_work_knows_runs_and_sweeps_by_value():
     heavy = base(**{"evaluation.samples_per_task": 5000})
     with pytest.raises(CapExceeded):
-        check_work(Work.run(heavy), LIM)
+        check_work(Work.single_run(heavy), LIM)
     with pytest.raises(CapExceeded, match="points per sweep"):
         check_work(sweeps.snr_work(base(), list(range(-140, -98, 2)), ["white"], ["none"]), LIM)
     ablation = sweeps.ablation_work(base(), [1, 5])
@@ -259,7 +259,7 @@ def small(zoo, **changes):
 def test_run_heavy_refuses_over_cap_before_queueing(micro, host):
     cache, queue = host
     with pytest.raises(CapExceeded) as err:
-        hosting.run_heavy(Work.run(small(micro, **{"defense.realign_steps": 80})))
+        hosting.run_heavy(Work.single_run(small(micro, **{"defense.realign_steps": 80})))
     assert err.value.field == "defense.realign_steps"
     assert queue.stats() == {"running": 0, "waiting": 0, "max_running": 1, "completed": 0}
 
@@ -273,7 +273,7 @@ def test_run_heavy_computes_identical_requests_once_and_caches(micro, host, monk
     results = [None] * 4
 
     def session(i):
-        results[i] = hosting.run_heavy(Work.run(s), progress=lambda f, m: None)
+        results[i] = hosting.run_heavy(Work.single_run(s), progress=lambda f, m: None)
 
     threads = [threading.Thread(target=session, args=(i,)) for i in range(4)]
     for t in threads:
@@ -284,15 +284,15 @@ def test_run_heavy_computes_identical_requests_once_and_caches(micro, host, monk
     assert pipeline.cached(s, cache=cache).key == results[0].key
     # a cache hit skips the line entirely
     completed = queue.stats()["completed"]
-    assert hosting.run_heavy(Work.run(s)).key == results[0].key
+    assert hosting.run_heavy(Work.single_run(s)).key == results[0].key
     assert queue.stats()["completed"] == completed
 
 
 def test_work_keys_identify_identical_work(micro):
     s = small(micro)
-    k = Work.run(s).key
-    assert k == Work.run(Scenario.parse(s.to_dict())).key
-    assert k != Work.run(s.replace(seed=1)).key
+    k = Work.single_run(s).key
+    assert k == Work.single_run(Scenario.parse(s.to_dict())).key
+    assert k != Work.single_run(s.replace(seed=1)).key
     assert k != Work.sweep([({}, s)]).key                     # a run answers a result, a sweep rows
     a, b = sweeps.ablation_work(s, [1]), sweeps.ablation_work(s.replace(**{"defense.realign_lr": 1e-3}), [1])
     assert a.key == sweeps.ablation_work(s, [1]).key and a.key != b.key

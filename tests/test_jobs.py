@@ -343,7 +343,7 @@ def test_work_submitted_from_inside_a_job_runs_inline_not_deadlocked(monkeypatch
         def outer(progress):
             assert in_job()
             # a one-slot queue: queueing this would wait forever
-            return hosting.run_heavy(work.Work.run(Scenario.parse({"tasks": ["digits"]})))
+            return hosting.run_heavy(work.Work.single_run(Scenario.parse({"tasks": ["digits"]})))
 
         assert not in_job()
         assert q.run("outer", outer, timeout=T) == "inner ran"

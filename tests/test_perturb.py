@@ -399,7 +399,7 @@ def test_mmse_sic_errors_are_uncorrelated_so_correlated_reduces_to_gaussian():
 
 # ----------------------------------------------------------------------------- slice-wise stages
 
-from rmtllmf_core.science.perturb import link, perturb_slice_, stream_seed  # noqa: E402
+from rmtllmf_core.science.perturb import Spec, link, perturb_slice_, stream_seed  # noqa: E402
 
 COV3 = np.array([[0.1, 0.05j, 0.02], [-0.05j, 0.2, 0.01], [0.02, 0.01, 0.3]])
 
@@ -407,7 +407,7 @@ COV3 = np.array([[0.1, 0.05j, 0.02], [-0.05j, 0.2, 0.01], [0.02, 0.01, 0.3]])
 def sliced(clean, mse, layout, rows, model, scale, seed, order=None):
     """Perturb only `rows` (user indices) tensor by tensor, visiting tensors in `order`."""
     x = clean[list(rows)].clone()
-    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed, users=rows,
+    lk = link(mse, Spec(model, scale), layout=layout, seed=seed, users=rows,
               power=reference_squares(x, layout, scale), error_covariance=COV3, sinr_db=[12.0, 15.0, 9.0])
     for i in (order if order is not None else range(len(layout.names))):
         a, b = layout.offsets[i], layout.offsets[i + 1]
@@ -463,19 +463,19 @@ def test_per_tensor_noise_power_matches_each_tensors_std():
 def test_link_without_noise_leaves_slices_untouched_and_checks_rows():
     layout = make_layout()
     clean = clean_vectors(layout)
-    lk = link(np.zeros(3), layout=layout, model="gaussian", scale="absolute", seed=0)
+    lk = link(np.zeros(3), Spec("gaussian", "absolute"), layout=layout, seed=0)
     x = clean.clone()
     perturb_slice_(x[:, :3000], lk, 0)
     assert torch.equal(x, clean)
-    lk = link(MSE, layout=layout, model="gaussian", scale="absolute", seed=0, users=[1])
+    lk = link(MSE, Spec("gaussian", "absolute"), layout=layout, seed=0, users=[1])
     with pytest.raises(InputError) as e:
         perturb_slice_(x[:, :3000], lk, 0)
     assert e.value.field == "perturb.slice"
     with pytest.raises(InputError) as e:
-        link(MSE, layout=layout, model="gaussian", scale="per_tensor", seed=0)
+        link(MSE, Spec("gaussian", "per_tensor"), layout=layout, seed=0)
     assert e.value.field == "perturb.power"
     with pytest.raises(InputError) as e:
-        link(MSE, layout=layout, model="gaussian", scale="absolute", seed=0, users=[3])
+        link(MSE, Spec("gaussian", "absolute"), layout=layout, seed=0, users=[3])
     assert e.value.field == "perturb.users"
 
 

@@ -39,7 +39,7 @@ def test_repetition_gives_the_mmse_at_r_times_the_sinr(r):
     dead, _ = phy.repeated(np.array([1.0, 0.0]), np.array([-np.inf, np.inf]), r)
     assert dead.tolist() == [1.0, 0.0]                             # a dead link stays dead, an ideal one ideal
     layout = ParamLayout.from_state({"w": torch.zeros(200_000)})
-    lk = perturb.link(eff[1:3], layout=layout, model="gaussian", scale="absolute", seed=3)
+    lk = perturb.link(eff[1:3], perturb.Spec("gaussian", "absolute"), layout=layout, seed=3)
     noisy = perturb.perturb_slice_(torch.zeros(2, layout.numel), lk, 0)
     var = noisy.double().var(dim=1).numpy()
     # the sample variance of n normal draws: relative sd sqrt(2 / n); 5 sigma
@@ -116,7 +116,7 @@ def test_the_coded_error_field_is_named_when_wrong():
         preset_scenario("paper_ideal").replace(**{"perturb.coded_errors": "harq"})
     layout = ParamLayout.from_state({"w": torch.zeros(10)})
     with pytest.raises(InputError, match="perturb.coded_errors.*codeword, erasure, independent"):
-        perturb.link([0.1], layout=layout, model="coded", scale="absolute", seed=0, sinr_db=[5.0],
+        perturb.link([0.1], perturb.Spec("coded", "absolute"), layout=layout, seed=0, sinr_db=[5.0],
                      coded=[perturb.CodedLink(0.1, 0.5, 960, "harq")])
 
 
@@ -147,11 +147,11 @@ def test_coded_ber_falls_with_sinr_and_far_below_the_uncoded(quick_tables, tmp_p
         ber, bler = phy.coded_rates([sinr_db], "1/2", 4, cache=cache)
         return [perturb.CodedLink(float(ber[0]), float(bler[0]), phy.block_bits("1/2"), "codeword")]
 
-    clean = perturb.link([1e-6], layout=layout, model="coded", scale="absolute", seed=0, sinr_db=[40.0],
+    clean = perturb.link([1e-6], perturb.Spec("coded", "absolute"), layout=layout, seed=0, sinr_db=[40.0],
                          coded=coded(40.0))
     assert 0 < clean.ber[0] <= phy.resolved_curve(table)[-1] * (1 + 1e-9)  # error-free: the resolved bound, not 0
     assert torch.allclose(perturb.perturb_slice_(x.clone(), clean, 0), x, atol=2 / 4095)
-    noisy = perturb.link([0.5], layout=layout, model="coded", scale="absolute", seed=0, sinr_db=[-2.0],
+    noisy = perturb.link([0.5], perturb.Spec("coded", "absolute"), layout=layout, seed=0, sinr_db=[-2.0],
                          coded=coded(-2.0))
     assert (perturb.perturb_slice_(x.clone(), noisy, 0) - x).abs().mean() > 0.1
 

@@ -44,13 +44,13 @@ def test_a_cold_run_is_parsed_hashed_and_read_from_the_cache_once(registered_mic
     validations = count(monkeypatch, Scenario, "model_validate")
     hashes = count(monkeypatch, Scenario, "canonical_json")
     reads = count(monkeypatch, ResultCache, "get")
-    work = Work.run(text)
+    work = Work.single_run(text)
     out = hosting.run_heavy(work)                    # caps, cache lookup, queue, the run
     result_reads = lambda: sum(k == (out.key,) for k in reads)  # the stages read their memos too
     assert (len(validations), len(hashes), result_reads()) == (1, 1, 1)
     assert out.key == work.result_keys[0] and work.missing() == 0
     validations.clear(), hashes.clear(), reads.clear()
-    again = Work.run(text)
+    again = Work.single_run(text)
     assert hosting.run_heavy(again).key == out.key   # a hit: one read, no computation
     assert (len(validations), len(hashes), len(reads)) == (1, 1, 1)
 
@@ -80,4 +80,4 @@ def test_a_single_run_has_one_point():
     s = Scenario.parse({"tasks": ["digits"]})
     with pytest.raises(ValueError):
         Work(((({}, s)), ({}, s)), single=True)
-    assert Work.run(s).single and not Work.run(s).preemptible
+    assert Work.single_run(s).single and not Work.single_run(s).preemptible

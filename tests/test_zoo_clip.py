@@ -522,3 +522,55 @@ def test_loader_workers_default_to_the_available_cores(monkeypatch):
     with pytest.raises(InputError) as err:
         clip_cli._common(_parser().parse_args(["build", "clip", "--workers", "-1"]))
     assert err.value.field == "workers"
+
+
+# ------------------------------------------------------------------ a user's own small tasks, with the defaults
+
+@pytest.fixture(scope="module")
+def small_zoo(env):
+    """Two folder tasks of 3 x 40 images with the default splits: 24 test and 10 validation images a task,
+    10 pool images a class (what a researcher's own tasks often hold)."""
+    out = env["root"] / "small-zoo"
+    fast = {k: v for k, v in FAST.items() if k != "split"}
+    C.build_clip(out, model="x", model_config=env["config"], datasets=[], folders=env["folders"],
+                 log=lambda *a: None, **fast)
+    return out
+
+
+def _cli(argv, capsys):
+    from rmtllmf_core.commands import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_run_sweep_and_arena_take_a_small_folder_zoo_with_the_defaults(small_zoo, tmp_path, monkeypatch, capsys):
+    from rmtllmf_core.zoo.loader import load_zoo
+
+    monkeypatch.setenv("RMTLLMF_CACHE_DIR", str(tmp_path / "cache"))
+    zoo = load_zoo(small_zoo)
+    test_n = {t: zoo.split_size(t, "test") for t in zoo.task_names}
+    val_n = {t: zoo.split_size(t, "val") for t in zoo.task_names}
+    assert max(test_n.values()) < 200 and max(val_n.values()) < 50   # the defaults do not fit as they are
+    common = ["--set", "defense.realign_steps=2"]  # the micro model: cheap; every other field its default
+    code, out, err = _cli(["run", "--zoo", str(small_zoo), "--preset", "paper_worst_sum_rate", "--json", *common], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["scenario"]["evaluation"]["samples_per_task"] == min(test_n.values())
+    said = " ".join(result["warnings"])
+    assert "evaluation.samples_per_task" in said and f"lambda chosen on {min(val_n.values())} validation" in said
+    # a value the user did set and that does not fit stays an error naming the field and the bound
+    code, out, err = _cli(["run", "--zoo", str(small_zoo), "--preset", "paper_worst_sum_rate",
+                           "--set", "evaluation.samples_per_task=200", *common], capsys)
+    assert code == 2 and err.startswith("error: evaluation.samples_per_task") and f"at most {min(test_n.values())}" in err
+    code, out, err = _cli(["sweep", "--kind", "snr", "--zoo", str(small_zoo), "--preset", "paper_worst_sum_rate",
+                           "--jammer-dbm=-120", "--attacks", "worst_sum_rate", "--defenses", "rmtllmf", "--workers", "1",
+                           "--out", str(tmp_path / "sweep"), *common], capsys)
+    assert code == 0, err
+    assert err.startswith("note: evaluation.samples_per_task")  # said on a line of its own, before the bar
+    assert (tmp_path / "sweep" / "snr.csv").exists()
+    code, out, err = _cli(["arena", "--zoo", str(small_zoo), "--seeds", "0", "--defenses", "rmtllmf",
+                           "--attacks", "worst_sum_rate", "--workers", "1", "--out", str(tmp_path / "arena")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "arena" / "arena.csv").exists()

@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s_src = s.add_mutually_exclusive_group()
     s_src.add_argument("--scenario", help="base scenario JSON (default: the default scenario on the zoo's tasks)")
     s_src.add_argument("--preset", help="base: a named preset on every zoo task: " + ", ".join(_preset_names()))
+    s.add_argument("--zoo", default="tiny", help="the zoo of --preset or of the default scenario (default: %(default)s)")
     s.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE",
                    help="change one field of the base (repeatable), e.g. --set perturb.symbol_gain_db=20")
     s.add_argument("--out", default="out/sweep", help="output folder (default: %(default)s)")
@@ -71,8 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     c.add_argument("--scale", default="absolute", help="perturb.scale the gain applies to (default: %(default)s)")
     c.add_argument("--seeds", default="0,1,2", help="seeds averaged over (default: %(default)s)")
-    c.add_argument("--steps", default="30,60,100", help="realignment steps tried (default: %(default)s)")
-    c.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="realignment learning rates tried (default: %(default)s)")
+    grid = _default_grid()
+    c.add_argument("--steps", default=",".join(map(str, grid["steps"])),
+                   help="realignment steps tried (default: %(default)s)")
+    c.add_argument("--lrs", default=",".join(f"{v:g}" for v in grid["lrs"]),
+                   help="realignment learning rates tried (default: %(default)s)")
     c.add_argument("--precision", default="float32",
                    help="defense.realign_precision the budget is fitted with: float32 (the same numbers on every "
                    "CPU) or bfloat16 (faster only on CPUs with bf16 units; default: %(default)s)")
@@ -108,6 +112,34 @@ def _default_fit() -> tuple[str, ...]:
     from ..science.calibration import DEFAULT_FIT
 
     return DEFAULT_FIT
+
+
+def _default_grid() -> dict:
+    from ..science.calibration import DEFAULT_LRS, DEFAULT_STEPS
+
+    return {"steps": DEFAULT_STEPS, "lrs": DEFAULT_LRS}
+
+
+def load_fitted(path: str | None, zoo: str = "tiny", preset: str | None = None, changes=()):
+    """`load_scenario`, then the sample counts the user did not give fitted to the zoo's splits
+    (`pipeline.fit_to_zoo`), and a note for each change (the caller says them)."""
+    from ..experiment.pipeline import fit_to_zoo
+
+    scenario = load_scenario(path, zoo=zoo, preset=preset, changes=changes)
+    explicit = set(_parse_sets(changes)) if changes else set()
+    if path is not None and preset is None:
+        explicit |= _dotted_keys(read_json_object(path))
+    return fit_to_zoo(scenario, explicit)
+
+
+def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
+    """Every key of a scenario file as a dotted path ('evaluation', 'evaluation.samples_per_task', ...)."""
+    out = set()
+    for k, v in data.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _dotted_keys(v, f"{prefix}{k}.")
+    return out
 
 
 def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None, changes=()):
@@ -182,10 +214,12 @@ def _tqdm_progress(total_label: str):
 def cmd_run(args) -> int:
     from ..experiment.pipeline import run
 
-    scenario = load_scenario(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
+    scenario, notes = load_fitted(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
     bar, progress = _tqdm_progress("run")
     result = run(scenario, progress=progress, use_cache=not args.no_cache)
     bar.close()
+    for note in notes:
+        result = result.with_warning(note)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         print()
@@ -196,15 +230,16 @@ def cmd_run(args) -> int:
 
 def format_result(result) -> str:
     lines = [f"zoo {result.zoo.name}  lambda {result.lam:.2f}  key {result.key[:12]}"]
-    conds = [c for c in ("finetuned", "zeroshot", "clean", "clean_realigned", "attacked", "defended")
-             if c in result.accuracy]
+    from ..experiment.result import Condition
+
+    conds = [c for c in Condition if c in result.accuracy]
     lines.append(f"{'task':<16}" + "".join(f"{c:>16}" for c in conds))
-    for t in result.accuracy["clean"]:
+    for t in result.accuracy[Condition.CLEAN]:
         lines.append(f"{t:<16}" + "".join(f"{100 * result.accuracy[c][t]:>15.1f}%" for c in conds))
     lines.append(f"{'avg normalised':<16}" + "".join(f"{100 * result.average_normalized[c]:>15.1f}%" for c in conds))
     lines.append("mean MSE {:.4f}   WDE attacked {:.3f} defended {:.3f}   H0 rejected attacked {:.1%} defended {:.1%}".format(
-        result.mean_mse, result.wde["attacked"], result.wde["defended"],
-        result.rejection_rate["attacked"], result.rejection_rate["defended"]))
+        result.mean_mse, result.wde[Condition.ATTACKED], result.wde[Condition.DEFENDED],
+        result.rejection_rate[Condition.ATTACKED], result.rejection_rate[Condition.DEFENDED]))
     lines += [f"warning: {w}" for w in result.warnings]  # an unusable channel, a failed cache write
     return "\n".join(lines)
 
@@ -261,7 +296,9 @@ def _workers(value: int | None) -> int:
 def cmd_sweep(args) -> int:
     from ..studies import plots, sweeps
 
-    base = load_scenario(args.scenario, preset=args.preset, changes=args.set)
+    base, notes = load_fitted(args.scenario, zoo=args.zoo, preset=args.preset, changes=args.set)
+    for note in notes:  # on lines of their own, before any progress bar
+        print(f"note: {note}", file=sys.stderr)
     out = Path(args.out)
     workers = _workers(args.workers)
     run_kw = backend_kw(args)

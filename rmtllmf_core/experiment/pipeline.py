@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 import numpy as np
 import torch
@@ -21,10 +21,10 @@ from ..science import defense, denoise, evaluate, fusion, jamming, perturb, phy
 from ..cache import ResultCache
 from ..errors import InputError
 from ..science.methods import LAMBDA_MAX, METHODS
-from .result import Result
+from .result import Condition, Result
 # the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
 from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, note_run_seconds, register_zoo
-from .scenario import Scenario
+from .scenario import SAMPLES_PER_TASK_MIN, Scenario
 from ..science.taskvec import cosine_from_gram, gram_add
 from ..science.wireless import channel_warning, evaluate_uplink
 from ..zoo.types import Zoo
@@ -35,6 +35,7 @@ __all__ = ["CONTROL_REALIGN_SEED", "Engine", "LAMBDA_VALIDATION_SAMPLES", "Progr
 
 Progress = Callable[[float, str], None]
 LAMBDA_VALIDATION_SAMPLES = 50  # per task: enough to rank lambdas, cheap enough for a cold run
+LAMBDA_VALIDATION_MIN = 5       # fewer validation samples per task than this rank nothing: the heuristic instead
 
 
 def sub_seed(seed: int, stage: str) -> int:
@@ -102,10 +103,14 @@ def run(
     return result
 
 
-def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
+def _check_tasks_known(scenario: Scenario, zoo: Zoo) -> None:
     unknown = [t for t in scenario.tasks if t not in zoo.tasks]
     if unknown:
         raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
+
+
+def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
+    _check_tasks_known(scenario, zoo)
     # the schema allows up to 10,000 test samples; this zoo's test splits may hold fewer (one source: the zoo)
     n = scenario.evaluation.samples_per_task
     sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
@@ -113,6 +118,47 @@ def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
     if n > sizes[smallest]:
         raise InputError("evaluation.samples_per_task", f"at most {sizes[smallest]} with zoo {zoo.name!r} (the test "
                                                         f"split of {smallest} holds that many); got {n}")
+
+
+def fit_to_zoo(scenario: Scenario, explicit: Collection[str] = ()) -> tuple[Scenario, list[str]]:
+    """The scenario with `evaluation.samples_per_task` fitted to the zoo's smallest test split of the fused
+    tasks where the user did not set it (`explicit`: the dotted fields they gave), and a note for the change.
+    A value the user set and that does not fit stays an error (`run` names it)."""
+    field = "evaluation.samples_per_task"
+    zoo = get_engine(scenario.zoo).zoo
+    _check_tasks_known(scenario, zoo)
+    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
+    smallest = min(sizes, key=sizes.get)
+    n = scenario.evaluation.samples_per_task
+    notes = []
+    if not (field in explicit or "evaluation" in explicit) and SAMPLES_PER_TASK_MIN <= sizes[smallest] < n:
+        scenario = scenario.replace(**{field: sizes[smallest]})
+        notes.append(f"{field}: {sizes[smallest]}, what the test split of {smallest} holds (the default {n} does "
+                     f"not fit zoo {zoo.name!r}; --set {field}=N chooses)")
+    _check_tasks(scenario, zoo)  # what still does not fit is named now, before any work starts
+    return scenario, notes
+
+
+def validation_samples(scenario: Scenario, zoo: Zoo) -> int:
+    """Validation samples per task the lambda search reads: 50, or what the smallest validation split of
+    the fused tasks holds (a user's own zoo may have a few dozen images a task)."""
+    return min([LAMBDA_VALIDATION_SAMPLES, *(zoo.split_size(t, "val") for t in scenario.fused_tasks)])
+
+
+def lambda_note(scenario: Scenario, zoo: Zoo) -> str | None:
+    """What a result says when the lambda search had fewer validation samples than it asks for."""
+    f = scenario.fusion
+    if f.method == "average" or f.lambda_mode != "validation":
+        return None
+    n_val = validation_samples(scenario, zoo)
+    if n_val >= LAMBDA_VALIDATION_SAMPLES:
+        return None
+    if n_val < LAMBDA_VALIDATION_MIN:
+        return (f"fusion.lambda_mode: the validation split holds {n_val} samples of a task, too few to rank "
+                f"lambdas; the method's heuristic lambda was used (set fusion.lambda_mode=fixed and fusion.lambda "
+                "to choose it)")
+    return (f"fusion.lambda_mode: lambda chosen on {n_val} validation samples per task (the smallest validation "
+            f"split holds that many; {LAMBDA_VALIDATION_SAMPLES} are read where there are)")
 
 
 def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", cache: ResultCache | None = None) -> float:
@@ -131,9 +177,13 @@ def choose_lambda(scenario: Scenario, engine: Engine, clean: "fusion.Slices", ca
     if f.lambda_mode == "heuristic":
         return record.heuristic_lambda(n_tasks)
 
+    n_val = validation_samples(scenario, engine.zoo)
+    if n_val < LAMBDA_VALIDATION_MIN:  # a user's small zoo: the method's heuristic (lambda_note says so)
+        return record.heuristic_lambda(n_tasks)
+
     def search():
         # two [P] buffers: the merged clean vector (lambda 1) and the candidate encoder
-        ev = engine.evaluator(LAMBDA_VALIDATION_SAMPLES, split="val")
+        ev = engine.evaluator(n_val, split="val")
         layout = engine.layout
         merged = fusion.merge_into(clean, _plan(scenario, engine, clean, 1.0), layout,
                                    torch.empty(layout.numel, dtype=torch.float32))
@@ -171,8 +221,7 @@ def _plan(scenario: Scenario, engine: Engine, slices: "fusion.Slices", lam: floa
     f = scenario.fusion
     return fusion.plan_merge(
         slices, fusion.RECIPES[f.method], layout=engine.layout, n_tasks=len(scenario.fused_tasks), lambda_=lam,
-        density=f.density, drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
-        tall_mask_lambda=f.tall_mask_lambda, seed=sub_seed(scenario.seed, "fusion"), user_weights=user_weights,
+        options=fusion.Options.of(f), seed=sub_seed(scenario.seed, "fusion"), user_weights=user_weights,
     )
 
 
@@ -249,11 +298,11 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     uplink = _wireless(run_)
     clean = _clean_side(run_)
     channel = _perturb(run_, clean, uplink)
-    logits = {"clean": clean.logits}
+    logits = {Condition.CLEAN: clean.logits}
     grams = _fuse_and_defend(run_, clean, channel, logits)
     control = _control(run_, clean)
     if control is not None:
-        logits["clean_realigned"] = control
+        logits[Condition.CLEAN_REALIGNED] = control
     progress(0.9, "evaluate")
     out = _evaluate(run_, clean, uplink, logits, grams)
     run_.lap("evaluate", 1.0)
@@ -298,10 +347,9 @@ def _perturb(run_: _Run, clean: _Clean, uplink) -> _Received:
     # physical-layer repetition: r combined copies multiply the SINR by r; the MSE is the MMSE there (phy.py)
     mse, sinr_db = phy.repeated(uplink.mse, uplink.sinr_db, p.repetition)
     tensor_mse, stripes = _shaped_jammer(run_, uplink, mse, rows)
-    link = perturb.link(mse, layout=layout, model=p.model, scale=p.scale, seed=sub_seed(scenario.seed, "perturb"),
+    link = perturb.link(mse, perturb.Spec.of(p), layout=layout, seed=sub_seed(scenario.seed, "perturb"),
                         power=clean.power if p.model in ("gaussian", "correlated") else None, users=rows,
                         error_covariance=np.asarray(uplink.error_covariance), sinr_db=sinr_db,
-                        bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db,
                         coded=_coded_links(p, sinr_db, run_.cache) if p.model == "coded" else None,
                         tensor_mse=tensor_mse, stripes=stripes)
     # what the base station knows of each user's error: its MSE over the whole transmission (a jammer that
@@ -410,7 +458,7 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
     fused = engine.encoder_flat(channel.received, run_.plan(channel.received, clean.lam, channel.user_weights),
                                 each=received_stats)
     run_.lap("fuse", 0.3)
-    logits["attacked"] = engine.logits(fused, tasks, run_.n_eval)
+    logits[Condition.ATTACKED] = engine.logits(fused, tasks, run_.n_eval)
     if channel.cheap_defenses:
         fused = engine.encoder_flat(channel.restored, run_.plan(channel.restored, clean.lam, channel.user_weights),
                                     out=fused, each=defended_gram)
@@ -420,7 +468,7 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
         fused = defense.realign(engine.zoo, fused, layout, tasks, **_realign_options(run_), inplace=True,
                                 device=engine.device, progress=lambda f: run_.progress(0.3 + 0.3 * f, "realign"))
     run_.lap("defend", 0.6)
-    logits["defended"] = (logits["attacked"] if not (channel.cheap_defenses or d.freeze or d.realign)
+    logits[Condition.DEFENDED] = (logits[Condition.ATTACKED] if not (channel.cheap_defenses or d.freeze or d.realign)
                           else engine.logits(fused, tasks, run_.n_eval))
     return {"received": received_gram,
             "defended": defended_gram if d.freeze or channel.cheap_defenses else received_gram}
@@ -429,8 +477,8 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
 def _realign_options(run_: _Run, seed: int | None = None) -> dict:
     d, layout = run_.scenario.defense, run_.engine.layout
     frozen = layout.mask(d.freeze_groups) if d.freeze else torch.zeros(layout.numel, dtype=torch.bool)
-    return dict(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr, frozen_mask=frozen,
-                precision=d.realign_precision, seed=sub_seed(run_.scenario.seed, "realign") if seed is None else seed)
+    return dict(budget=defense.Budget.of(d), frozen_mask=frozen,
+                seed=sub_seed(run_.scenario.seed, "realign") if seed is None else seed)
 
 
 def _control(run_: _Run, clean: _Clean) -> dict | None:
@@ -467,13 +515,13 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> R
     ev = engine.evaluator(n_eval)
     individual = {t: engine.individual(t, n_eval, cache) for t in tasks}
     accuracy = {
-        "finetuned": ev.accuracy_from_predictions(individual),
-        "zeroshot": ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval, cache) for t in tasks}),
+        Condition.FINETUNED: ev.accuracy_from_predictions(individual),
+        Condition.ZEROSHOT: ev.accuracy_from_predictions({t: engine.zeroshot(t, n_eval, cache) for t in tasks}),
     }
     preds = {cond: {t: lg.argmax(dim=1) for t, lg in by_task.items()} for cond, by_task in logits.items()}
     for cond, pr in preds.items():
         accuracy[cond] = ev.accuracy_from_predictions(pr)
-    normalized = {cond: evaluate.normalized(acc, accuracy["finetuned"]) for cond, acc in accuracy.items()}
+    normalized = {cond: evaluate.normalized(acc, accuracy[Condition.FINETUNED]) for cond, acc in accuracy.items()}
     alpha = scenario.evaluation.significance
     cosine = {"clean": clean.gram.cosine(), "received": grams["received"].cosine(),
               "defended": grams["defended"].cosine()}
@@ -488,8 +536,8 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> R
         "normalized": normalized,
         "average_normalized": {cond: float(np.mean(list(v.values()))) for cond, v in normalized.items()},
         "wde": {cond: evaluate.disagreement(individual, preds[cond]) for cond in preds},
-        "rejection_rate": {cond: evaluate.rejection_rate(logits["clean"], logits[cond], alpha)
-                           for cond in ("attacked", "defended")},
+        "rejection_rate": {cond: evaluate.rejection_rate(logits[Condition.CLEAN], logits[cond], alpha)
+                           for cond in (Condition.ATTACKED, Condition.DEFENDED)},
         "cosine": {name: m.tolist() for name, m in cosine.items()},
         "timing_s": run_.timing,
         "airtime_factor": phy.airtime_factor(scenario.perturb.model, scenario.perturb.repetition,
@@ -497,5 +545,5 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> R
                                              scenario.perturb.qam_bits),
     }
     # a channel that leaves the task vectors as noise with no jammer says so (run() may append more)
-    warnings = [w for w in (channel_warning(scenario.wireless, uplink),) if w]
+    warnings = [w for w in (channel_warning(scenario.wireless, uplink), lambda_note(scenario, run_.engine.zoo)) if w]
     return Result.from_json({**out, "warnings": warnings})

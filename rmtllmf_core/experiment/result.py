@@ -8,11 +8,23 @@ and "zeroshot" (per-task references), and "clean_realigned" (the control, when c
 """
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
+
+
+class Condition(StrEnum):
+    """The conditions a Result reports: the keys of its accuracy, normalized, average_normalized, wde
+    and rejection_rate (a str: `Condition.DEFENDED == "defended"`, and JSON keeps the plain name)."""
+    FINETUNED = "finetuned"              # each task's own fine-tuned encoder (the normalisation's reference)
+    ZEROSHOT = "zeroshot"                # the base encoder
+    CLEAN = "clean"                      # the fusion without noise
+    CLEAN_REALIGNED = "clean_realigned"  # the control: the defense's realignment on the clean fusion
+    ATTACKED = "attacked"                # the received vectors fused, no defense
+    DEFENDED = "defended"                # the received vectors fused, with the scenario's defense
 
 
 class ZooInfo(BaseModel):

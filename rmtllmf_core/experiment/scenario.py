@@ -129,8 +129,11 @@ class JammerConfig(Config):
                                          "receiver's gate (defense.receiver_min_mse)")
 
 
+SAMPLES_PER_TASK_MIN = 10  # evaluation.samples_per_task's floor (pipeline.fit_to_zoo reads it too)
+
+
 class EvalConfig(Config):
-    samples_per_task: int = Field(200, ge=10, le=10_000)
+    samples_per_task: int = Field(200, ge=SAMPLES_PER_TASK_MIN, le=10_000)
     significance: float = Field(0.05, gt=0.0, lt=0.5, description="hypothesis test level alpha")
     clean_realign_control: bool = True  # realign the clean fusion too: how much is repair vs extra training
 

@@ -256,11 +256,39 @@ def mixed_precision(device: torch.device, precision: str):
         yield
 
 
-def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], *, shots_per_class: int,
-            steps: int, lr: float, frozen_mask: torch.Tensor, seed: int, precision: str = "float32",
-            progress: Callable[[float], None] | None = None, batch_size: int = 32,
-            weight_decay: float = 0.01, inplace: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `shots_per_class`
+@dataclass(frozen=True)
+class Budget:
+    """What a realignment spends: `shots_per_class` samples per class, `steps` AdamW steps from `lr`
+    (cosine to 0), in `precision`, `batch_size` samples a step. `Budget.of(scenario.defense)` reads
+    the schema's fields, which the schema has validated; a budget built by hand is checked here once."""
+    shots_per_class: int
+    steps: int
+    lr: float
+    precision: str = "float32"
+    batch_size: int = 32
+    weight_decay: float = 0.01
+
+    def __post_init__(self):
+        for name, value in (("defense.shots_per_class", self.shots_per_class), ("defense.realign_steps", self.steps),
+                            ("batch_size", self.batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise InputError(name, f"an integer >= 1, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError("defense.realign_lr", f"must be > 0, got {self.lr}")
+        check_precision(self.precision)
+
+    @classmethod
+    def of(cls, defense_config) -> "Budget":
+        """The budget a scenario's `defense` section names."""
+        d = defense_config
+        return cls(shots_per_class=d.shots_per_class, steps=d.realign_steps, lr=d.realign_lr,
+                   precision=d.realign_precision)
+
+
+def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[str], budget: Budget, *,
+            frozen_mask: torch.Tensor, seed: int, progress: Callable[[float], None] | None = None,
+            inplace: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Few-shot realignment (R-MTLLMF): fine-tune the fused encoder `flat` on `budget.shots_per_class`
     samples per class of every task's pool split, with each task's frozen head, and return the new
     flat encoder. Entries where `frozen_mask` is True come back bit for bit.
 
@@ -299,13 +327,6 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
     unknown = [t for t in tasks if t not in zoo.heads]
     if unknown:
         raise InputError("tasks", f"unknown task(s) {unknown}; the zoo has {list(zoo.task_names)}")
-    for name, value, low in (("defense.shots_per_class", shots_per_class, 1), ("defense.realign_steps", steps, 1),
-                             ("batch_size", batch_size, 1)):
-        if not isinstance(value, int) or value < low:
-            raise InputError(name, f"an integer >= {low}, got {value!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise InputError("defense.realign_lr", f"must be > 0, got {lr}")
-    check_precision(precision)
     if frozen_mask.shape != (layout.numel,) or frozen_mask.dtype != torch.bool:
         raise InputError("frozen_mask", f"expected a bool tensor of shape [{layout.numel}]")
 
@@ -315,14 +336,15 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
         return flat.detach().clone()
 
     device = torch.device(device)
-    images, labels, task_index, offsets, heads = few_shot_set(zoo, tasks, shots_per_class)  # cached
+    steps, lr, precision = budget.steps, budget.lr, budget.precision
+    images, labels, task_index, offsets, heads = few_shot_set(zoo, tasks, budget.shots_per_class)  # cached
     targets = (labels + offsets[task_index]).to(device)         # column of the true class in `heads`
     column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor([zoo.heads[t].shape[0] for t in tasks]))
     images, task_index, heads, column_task = (v.to(device) for v in (images, task_index, heads, column_task))
     buffers = evaluate.device_buffers(zoo.encoder, device)
     scale = float(zoo.logit_scale)
     n = len(labels)
-    batch = min(batch_size, n)
+    batch = min(budget.batch_size, n)
     gen = torch.Generator().manual_seed(int(seed))
 
     with torch.inference_mode(False), torch.enable_grad():
@@ -332,7 +354,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
                  else flat.detach() if inplace and flat.dtype == torch.float32 else flat.detach().float().clone())
         tensors = _trainable_tensors(layout, fixed, frozen_mask)
         leaves = [leaf for _, _, leaf, _ in tensors if leaf is not None]
-        opt = _adamw(leaves, lr=lr, weight_decay=weight_decay)
+        opt = _adamw(leaves, lr=lr, weight_decay=budget.weight_decay)
         # the parameters as functional_call takes them: constant across steps (the leaves are updated in
         # place) except for partly frozen tensors, rebuilt per step from their leaf (out of place)
         params = {name: view if leaf is None else leaf for name, view, leaf, part in tensors if part is None}

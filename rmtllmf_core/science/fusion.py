@@ -293,6 +293,30 @@ def consensus_mask(vectors: torch.Tensor, tall_mask_lambda: float, min_tasks: in
 
 # ----------------------------------------------------------------------------------- merging
 
+@dataclass(frozen=True)
+class Options:
+    """A recipe's knobs beside lambda: TIES' `density`, DARE's `drop_rate`, consensus' `min_tasks` and
+    `tall_mask_lambda`. `Options.of(scenario.fusion)` reads the schema's section; checked here once."""
+    density: float = 0.2
+    drop_rate: float = 0.9
+    consensus_min_tasks: int = 2
+    tall_mask_lambda: float = 0.4
+
+    def __post_init__(self):
+        _check_number(self.density, "fusion.density", 0.0, 1.0, lo_open=True)
+        _check_number(self.drop_rate, "fusion.drop_rate", 0.0, 1.0, hi_open=True)
+        _check_number(self.tall_mask_lambda, "fusion.tall_mask_lambda", 0.0, 10.0, lo_open=True)
+        m = self.consensus_min_tasks
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+            raise InputError("fusion.consensus_min_tasks", f"must be an integer >= 1; got {m!r}")
+
+    @classmethod
+    def of(cls, fusion_config) -> "Options":
+        f = fusion_config
+        return cls(density=f.density, drop_rate=f.drop_rate, consensus_min_tasks=f.consensus_min_tasks,
+                   tall_mask_lambda=f.tall_mask_lambda)
+
+
 @dataclass(frozen=True, eq=False)
 class MergePlan:
     """What :func:`merge_slice` needs besides the slice: the recipe, the final scale (DARE's rescale
@@ -317,26 +341,20 @@ def plan_merge(
     layout: ParamLayout,
     n_tasks: int,
     lambda_: float,
-    density: float = 0.2,
-    drop_rate: float = 0.9,
-    consensus_min_tasks: int = 2,
-    tall_mask_lambda: float = 0.4,
+    options: Options = Options(),
     seed: int = 0,
     user_weights=None,
 ) -> MergePlan:
-    """Validate the options and make the first pass over ``slices`` if the recipe needs one.
+    """Make the first pass over ``slices`` if the recipe needs one.
     ``user_weights``: one non-negative weight per task vector (MSE-aware fusion), or None."""
     if not isinstance(recipe, Recipe):
         raise InputError("fusion.method", f"must be a method name or a Recipe; got {type(recipe).__name__}")
     if not isinstance(layout, ParamLayout):
         raise InputError("fusion.layout", f"must be a ParamLayout; got {type(layout).__name__}")
     lambda_ = _check_number(lambda_, "fusion.lambda", 0.0, LAMBDA_MAX)
-    density = _check_number(density, "fusion.density", 0.0, 1.0, lo_open=True)
-    drop_rate = _check_number(drop_rate, "fusion.drop_rate", 0.0, 1.0, hi_open=True)
-    tall_mask_lambda = _check_number(tall_mask_lambda, "fusion.tall_mask_lambda", 0.0, 10.0, lo_open=True)
-    if (isinstance(consensus_min_tasks, bool) or not isinstance(consensus_min_tasks, numbers.Integral)
-            or consensus_min_tasks < 1):
-        raise InputError("fusion.consensus_min_tasks", f"must be an integer >= 1; got {consensus_min_tasks!r}")
+    if not isinstance(options, Options):
+        raise InputError("fusion", f"options must be a fusion.Options; got {type(options).__name__}")
+    density, drop_rate = float(options.density), float(options.drop_rate)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
         raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
 
@@ -364,8 +382,8 @@ def plan_merge(
     if drop:
         scale = scale / (1.0 - drop_rate)  # DARE's 1/(1-p) rescale, applied to the sum
     return MergePlan(recipe=recipe, n_tasks=n_tasks, scale=scale, threshold=threshold, weights=weights,
-                     drop_rate=drop_rate if drop else 0.0, tall_mask_lambda=tall_mask_lambda,
-                     min_tasks=int(consensus_min_tasks), seed=int(seed), shapes=tuple(layout.shapes),
+                     drop_rate=drop_rate if drop else 0.0, tall_mask_lambda=float(options.tall_mask_lambda),
+                     min_tasks=int(options.consensus_min_tasks), seed=int(seed), shapes=tuple(layout.shapes),
                      user_weights=user_weights)
 
 
@@ -461,22 +479,22 @@ def merge_recipe(
     *,
     layout: ParamLayout,
     lambda_: float,
-    density: float = 0.2,
-    drop_rate: float = 0.9,
-    consensus_min_tasks: int = 2,
-    tall_mask_lambda: float = 0.4,
     seed: int = 0,
     user_weights=None,
+    **options,
 ) -> torch.Tensor:
     """The generalised task arithmetic for any combination of switches (e.g. DARE + TIES), on an
-    in-memory [T, P] stack: :func:`plan_merge` + :func:`merge_into` over its tensor slices."""
+    in-memory [T, P] stack: :func:`plan_merge` + :func:`merge_into` over its tensor slices.
+    `options`: the fields of :class:`Options` by name (density=..., drop_rate=...)."""
     if not isinstance(recipe, Recipe):
         raise InputError("fusion.method", f"must be a method name or a Recipe; got {type(recipe).__name__}")
+    unknown = sorted(set(options) - set(Options.__dataclass_fields__))
+    if unknown:
+        raise InputError("fusion", f"unknown option(s) {unknown}; known: {', '.join(Options.__dataclass_fields__)}")
     v = _check_vectors(vectors, layout)
     slices = _stack_slices(v, layout)
-    plan = plan_merge(slices, recipe, layout=layout, n_tasks=v.shape[0], lambda_=lambda_, density=density,
-                      drop_rate=drop_rate, consensus_min_tasks=consensus_min_tasks,
-                      tall_mask_lambda=tall_mask_lambda, seed=seed, user_weights=user_weights)
+    plan = plan_merge(slices, recipe, layout=layout, n_tasks=v.shape[0], lambda_=lambda_, options=Options(**options),
+                      seed=seed, user_weights=user_weights)
     return merge_into(slices, plan, layout, torch.empty(v.shape[1], dtype=torch.float32))
 
 

@@ -485,6 +485,28 @@ def stripes_for(share, layout: ParamLayout, signed: bool) -> Stripes:
     return Stripes(torch.as_tensor(np.asarray(share, dtype=np.float64)), rows, bool(signed))
 
 
+@dataclass(frozen=True)
+class Spec:
+    """How a user's MSE becomes an error: the noise `model`, the `scale` it is relative to, the quantiser's
+    `bits_per_param` (digital and coded links) and the transmitter's `gain_db`. `Spec.of(scenario.perturb)`
+    reads the schema's section; checked here once."""
+    model: str
+    scale: str
+    bits_per_param: int = 12
+    gain_db: float = 0.0
+
+    def __post_init__(self):
+        _check_choice(self.model, MODELS, "perturb.model")
+        _check_choice(self.scale, SCALES, "perturb.scale")
+        if isinstance(self.bits_per_param, bool) or self.bits_per_param not in BITS_PER_PARAM:
+            raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {self.bits_per_param!r}")
+
+    @classmethod
+    def of(cls, perturb_config) -> "Spec":
+        p = perturb_config
+        return cls(model=p.model, scale=p.scale, bits_per_param=p.bits_per_param, gain_db=p.symbol_gain_db)
+
+
 @dataclass(frozen=True, eq=False)
 class Link:
     """Everything :func:`perturb_slice_` needs for one drop of the uplink, built once by :func:`link`.
@@ -515,17 +537,14 @@ class Link:
 
 def link(
     mse,
+    spec: Spec,
     *,
     layout: ParamLayout,
-    model: str,
-    scale: str,
     seed: int,
     power: Optional[torch.Tensor] = None,
     users=None,
     error_covariance=None,
     sinr_db=None,
-    bits_per_param: int = 12,
-    gain_db: float = 0.0,
     coded=None,
     tensor_mse=None,
     stripes: Optional[Stripes] = None,
@@ -535,8 +554,8 @@ def link(
     ``mse`` has one entry per user (all users of the drop: the correlated model mixes them all);
     ``users`` lists the users whose vectors the slices will hold (default: all, in order);
     ``power`` is the [R, n_tensors] per-tensor reference square of those users' clean vectors (float64,
-    :func:`reference_square` for ``scale``), needed by every scale but ``absolute``; ``gain_db`` is the
-    transmitter's amplitude gain (:func:`tensor_noise_std`; the digital link keeps its own quantiser).
+    :func:`reference_square` for ``spec.scale``), needed by every scale but ``absolute``; ``spec.gain_db``
+    is the transmitter's amplitude gain (:func:`tensor_noise_std`; the digital link keeps its own quantiser).
     ``tensor_mse`` ([n_users, n_tensors], Gaussian models): each user's MSE while each tensor is sent,
     where a jammer varies its power over the transmission (`jamming.allocation_factors`); ``stripes``
     (the ``gaussian`` model): the row-periodic share of the error (`Stripes`).
@@ -552,15 +571,14 @@ def link(
     users = tuple(range(n_users)) if users is None else tuple(int(q) for q in users)
     if not users or any(not 0 <= q < n_users for q in users):
         raise InputError("perturb.users", f"must be user indices in [0, {n_users}); got {users!r}")
-    model = _check_choice(model, MODELS, "perturb.model")
-    scale = _check_choice(scale, SCALES, "perturb.scale")
+    if not isinstance(spec, Spec):
+        raise InputError("perturb", f"spec must be a perturb.Spec; got {type(spec).__name__}")
+    model, scale, gain_db = spec.model, spec.scale, spec.gain_db
     seed = _check_seed(seed)
     std = factor = sinr = None
     bits = 0
     if model in ("digital", "coded"):
-        if isinstance(bits_per_param, bool) or bits_per_param not in BITS_PER_PARAM:
-            raise InputError("perturb.bits_per_param", f"must be one of {BITS_PER_PARAM}; got {bits_per_param!r}")
-        bits = int(bits_per_param)
+        bits = int(spec.bits_per_param)
         sinr = _sinr_linear(sinr_db, mse)
         if model == "coded":
             coded = tuple(coded) if coded is not None else ()
@@ -647,8 +665,8 @@ def perturb(
     mse = _check_mse(mse, clean.shape[0])
     needs_power = model in ("gaussian", "correlated") and scale != "absolute"
     power = reference_squares(clean, layout, scale) if needs_power else None
-    lk = link(mse, layout=layout, model=model, scale=scale, seed=seed, power=power,
-              error_covariance=error_covariance, sinr_db=sinr_db, bits_per_param=bits_per_param, gain_db=gain_db)
+    lk = link(mse, Spec(model, scale, bits_per_param, gain_db), layout=layout, seed=seed, power=power,
+              error_covariance=error_covariance, sinr_db=sinr_db)
     out = clean.clone()
     if lk.silent:
         return out

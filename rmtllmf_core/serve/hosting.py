@@ -394,13 +394,18 @@ def submit(req: HeavyRequest, owner: Any = None):
     return compute_queue().submit(req.key, req.compute, owner=owner, preemptible=req.work.preemptible)
 
 
-def run_heavy(work, progress: Callable[[float, str], None] | None = None) -> Any:
-    """Run a Work within this host's caps and queue, and wait for it (the app's waiting room, with its
-    place in line and Cancel, is studio/waiting.py). Cache hits and calls from inside a queued job run
-    at once. Raises CapExceeded / the job's RmtllmfError."""
+def run_heavy(work, progress: Callable[[float, str], None] | None = None, *, owner: Any = None,
+              wait: Callable[[Any, "jobs.JobQueue"], Any] | None = None) -> Any:
+    """The one door for heavy work: `work` (a Work, or a HeavyRequest already checked by `request`) runs
+    within this host's caps and queue, and the result comes back. Cache hits and calls from inside a
+    queued job run at once; everything else takes a place in the queue as `owner` (a session) and is
+    waited for by `wait(ticket, queue)` (the app's waiting room, studio/waiting.py: place in line,
+    Cancel) or plainly. Raises CapExceeded / the job's RmtllmfError."""
+    checked = hasattr(work, "cached")  # a HeavyRequest (or the tests' stand-in): caps and cache already looked at
     if jobs.in_job():  # called from inside a queued job: it already holds a slot
-        return HeavyRequest(work, cached=False).run(progress)
-    req = request(work)
+        return (work if checked else HeavyRequest(work, cached=False)).run(progress)
+    req = work if checked else request(work)
     if req.cached:
         return req.run(progress)
-    return submit(req).result()
+    ticket = submit(req, owner=owner)
+    return ticket.result() if wait is None else wait(ticket, compute_queue())

@@ -52,10 +52,11 @@ def check_defenses(names: Sequence[str]) -> tuple[str, ...]:
 
 def scenario(attack: str, defense: str, strategy: str, seed: int, zoo: str = "tiny") -> Scenario:
     """The run behind one arena point: the attack's paper preset, the defense's fields, the jammer's strategy."""
+    from ..experiment.pipeline import fit_to_zoo
     from ..experiment.presets import preset_scenario
 
     s = STRATEGIES[strategy]
-    base = without_control(preset_scenario(RESILIENCE_PRESETS[attack], zoo=zoo))
+    base, _ = fit_to_zoo(without_control(preset_scenario(RESILIENCE_PRESETS[attack], zoo=zoo)))  # a small zoo's test split
     return base.replace(seed=int(seed), **defense_records.settings(defense),
                         **{"jammer.structure": s.structure, "jammer.allocation": s.allocation})
 

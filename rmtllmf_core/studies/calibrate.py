@@ -21,13 +21,13 @@ from ..science.perturb import SCALES
 from ..experiment.pipeline import get_engine
 from ..experiment.pipeline import run as pipeline_run
 from ..experiment.presets import preset_scenario
-from ..experiment.result import Result
+from ..experiment.result import Condition, Result
 
 
 def _share(result: Result, which: str) -> float:
     """A condition's normalised accuracy as a share of the clean fusion's (the paper's numbers read so)."""
     avg = result.average_normalized
-    return avg[which] / avg["clean"]
+    return avg[which] / avg[Condition.CLEAN]
 
 
 def _scenario(number: PaperNumber, seed: int, zoo: str, overrides: dict):
@@ -38,7 +38,7 @@ def _scenario(number: PaperNumber, seed: int, zoo: str, overrides: dict):
 
 def measure(number: PaperNumber, seeds: Sequence[int], zoo: str, overrides: dict, run: Callable) -> list[float]:
     """Our share (condition / clean) for `number`, one per seed."""
-    which = "defended" if number.defense != "none" else "attacked"
+    which = Condition.DEFENDED if number.defense != "none" else Condition.ATTACKED
     return [_share(run(_scenario(number, s, zoo, overrides)), which) for s in seeds]
 
 

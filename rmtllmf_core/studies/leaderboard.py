@@ -20,7 +20,7 @@ from ..experiment.codec import link_query
 from ..errors import InputError
 from ..science.methods import METHODS
 from ..experiment.presets import preset_scenario
-from ..experiment.result import Result
+from ..experiment.result import Condition, Result
 from ..experiment.scenario import Scenario
 from .work import Work
 
@@ -28,7 +28,7 @@ CHANNELS = (("paper_ideal", "none"), ("paper_worst_sum_rate", "worst_sum_rate"),
             ("paper_worst_strongest_user", "worst_strongest_user"))
 ATTACKS = tuple(a for _, a in CHANNELS)
 DEFENSES = ("none", "rmtllmf")
-CONDITION_OF = {"none": "attacked", "rmtllmf": "defended"}
+CONDITION_OF = {"none": Condition.ATTACKED, "rmtllmf": Condition.DEFENDED}
 
 
 def _check_names(values: Iterable[str], allowed: Sequence[str], field: str) -> list[str]:
@@ -87,12 +87,12 @@ def table(w: Work, cache=None) -> list[dict]:
             cond = CONDITION_OF[defense]
             norm = [r.average_normalized[cond] for r in results]
             absolute = [float(np.mean([r.accuracy[cond][t] for t in tasks])) for r in results]
-            clean = [r.average_normalized["clean"] for r in results]
+            clean = [r.average_normalized[Condition.CLEAN] for r in results]
             rows.append({
                 "method": method, "attack": attack, "defense": defense, "mse_aware": aware,
                 "average_normalized": float(np.mean(norm)), "average_absolute": float(np.mean(absolute)),
                 "clean_normalized": float(np.mean(clean)),
-                "clean_absolute": float(np.mean([np.mean([r.accuracy["clean"][t] for t in tasks]) for r in results])),
+                "clean_absolute": float(np.mean([np.mean([r.accuracy[Condition.CLEAN][t] for t in tasks]) for r in results])),
                 "drop_from_clean": float(np.mean(clean) - np.mean(norm)),
                 "sd_over_seeds": float(np.std(norm)), "seeds": len(results),
                 "lambda": float(np.mean([r.lam for r in results])),

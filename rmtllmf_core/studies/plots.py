@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..experiment.result import Result
+from ..experiment.result import Condition, Result
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DASH = {"none": "dot", "rmtllmf": "solid", "freeze": "dash", "realign": "dashdot", "shrinkage": "longdash",
@@ -268,13 +268,15 @@ def short_title(title: str) -> str:
     return title.split(" (")[0]
 
 
-def accuracy_bars(result: Result, conditions: Sequence[str] = ("finetuned", "clean", "attacked", "defended"),
+def accuracy_bars(result: Result, conditions: Sequence[str] = (Condition.FINETUNED, Condition.CLEAN,
+                                                               Condition.ATTACKED, Condition.DEFENDED),
                   task_titles: Mapping[str, str] | None = None) -> go.Figure:
     """Accuracy per task for each condition, side by side; tasks by their titles (`task_titles`)."""
     task_titles = task_titles or {}
-    labels = {"finetuned": "individual fine-tuning", "zeroshot": "base (zero-shot)", "clean": "clean fusion",
-              "clean_realigned": "clean fusion + realign", "attacked": "attacked, no defense",
-              "defended": "attacked + defense"}
+    labels = {Condition.FINETUNED: "individual fine-tuning", Condition.ZEROSHOT: "base (zero-shot)",
+              Condition.CLEAN: "clean fusion", Condition.CLEAN_REALIGNED: "clean fusion + realign",
+              Condition.ATTACKED: "attacked, no defense",
+              Condition.DEFENDED: "attacked + defense"}
     fig = go.Figure()
     for i, cond in enumerate(c for c in conditions if c in result.accuracy):
         acc = result.accuracy[cond]
@@ -303,12 +305,12 @@ def leaderboard_heatmap(rows: Sequence[Mapping], titles: Mapping[str, str] | Non
     titles = titles or {}
     methods = _leaderboard_order(rows)
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    cols = [("clean", None)] + [(a, d) for a in attacks for d in ("none", "rmtllmf")]
+    cols = [(Condition.CLEAN, None)] + [(a, d) for a in attacks for d in ("none", "rmtllmf")]
     names = ["clean<br>fusion"] + [f"{LEADERBOARD_SHORT.get(a, a)}<br>{'no defense' if d == 'none' else 'R-MTLLMF'}"
                                    for a, d in cols[1:]]
 
     def value(m, a, d):  # rows hold fractions; the figure shows percent
-        if a == "clean":
+        if a == Condition.CLEAN:
             v = next((r["clean_normalized"] for r in rows if r["method"] == m), None)
         else:
             v = next((r["average_normalized"] for r in rows if (r["method"], r["attack"], r["defense"]) == (m, a, d)),

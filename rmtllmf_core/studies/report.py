@@ -13,6 +13,7 @@ from ..science import calibration
 from . import plots, sweeps
 from ..experiment.pipeline import run
 from ..experiment.presets import preset_scenario
+from ..experiment.result import Condition
 from .work import Work, execute, run_points
 
 from ..science.calibration import PAPER_BASELINE, PAPER_NUMBERS
@@ -44,13 +45,13 @@ def table_points(zoo: str, seeds=SEEDS) -> list[tuple[dict, object]]:
 
 # the rows of the paper-versus-ours table: (name, title, which run, which accuracy of it)
 TABLE_ROWS = (
-    ("baseline", "fusion without noise", ("paper_ideal", "rmtllmf"), "clean"),
-    *((n.name, n.title, (n.condition, "rmtllmf"), "defended" if n.defense == "rmtllmf" else "attacked")
+    ("baseline", "fusion without noise", ("paper_ideal", "rmtllmf"), Condition.CLEAN),
+    *((n.name, n.title, (n.condition, "rmtllmf"), Condition.DEFENDED if n.defense == "rmtllmf" else Condition.ATTACKED)
       for n in PAPER_NUMBERS.values()),
-    ("freeze_alone_ideal", "freeze alone, ideal channel", ("paper_ideal", "freeze"), "defended"),
-    ("realign_alone_ideal", "realign alone, ideal channel", ("paper_ideal", "realign"), "defended"),
+    ("freeze_alone_ideal", "freeze alone, ideal channel", ("paper_ideal", "freeze"), Condition.DEFENDED),
+    ("realign_alone_ideal", "realign alone, ideal channel", ("paper_ideal", "realign"), Condition.DEFENDED),
     ("clean_realigned", "control: R-MTLLMF's realignment on the clean fusion", ("paper_ideal", "rmtllmf"),
-     "clean_realigned"),
+     Condition.CLEAN_REALIGNED),
 )
 
 
@@ -70,8 +71,8 @@ def table_from_rows(rows: Sequence[dict]) -> list[dict]:
     baseline), labelled fitted (by `calibrate`) or predicted. `rows`: `table_work`'s."""
     by = {(r["seed"], r["condition"], r["defense"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
-    column = {"clean": "avg_normalized_clean", "attacked": "avg_normalized_attacked", "defended": "avg_normalized",
-              "clean_realigned": "avg_normalized_clean_realigned"}
+    column = {Condition.CLEAN: "avg_normalized_clean", Condition.ATTACKED: "avg_normalized_attacked",
+              Condition.DEFENDED: "avg_normalized", Condition.CLEAN_REALIGNED: "avg_normalized_clean_realigned"}
     fitted = {f["name"] for f in (calibration.load().get("provenance") or {}).get("fitted", [])}
     table = []
     for name, title, (cond, defense), which in TABLE_ROWS:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, RmtllmfError
 from ..experiment.presets import PRESETS, preset_scenario
-from ..experiment.result import Result
+from ..experiment.result import Condition, Result
 from ..experiment.scenario import Scenario
 from ..units import w_to_dbm
 
@@ -29,28 +29,32 @@ class Step:
     channel: bool = False       # also show the channel: the users' MSE, against the ideal channel's
 
 
+_REFERENCES = (Condition.FINETUNED, Condition.CLEAN)
+_DAMAGE = (*_REFERENCES, Condition.ATTACKED)
+_REPAIR = (*_DAMAGE, Condition.DEFENDED)
+
 STEPS: tuple[Step, ...] = (
-    Step("ideal", "1. The ideal channel", "paper_ideal", ("finetuned", "clean"),
+    Step("ideal", "1. The ideal channel", "paper_ideal", _REFERENCES,
          "{users} users each fine-tune the same small CLIP-style model (the {zoo} zoo shipped with the app) on "
          "their own task and send what changed, their task vector, to a base station over a MIMO uplink. With no "
          "jammer, thermal noise alone leaves an average MSE of {mse:.3f}. Fused without any noise, the one model "
          "keeps {clean:.1f}% of what the individual models reach on their own tasks (their average accuracy: "
          "{finetuned_abs:.1f}%); fused as received over this channel, {ideal_attacked:.1f}%: thermal noise alone "
          "costs {thermal:.1f} points."),
-    Step("jammer", "2. A worst-case jammer", "paper_worst_sum_rate", ("finetuned", "clean"),
+    Step("jammer", "2. A worst-case jammer", "paper_worst_sum_rate", _REFERENCES,
          "A jammer with {jammer_dbm:.0f} dBm shapes its noise to minimise the users' sum rate. The receiver's "
          "average MSE rises from {ideal_mse:.3f} to {mse:.3f}; the worst user, {worst_title}, is now received at "
          "{worst_sinr_db:.1f} dB SINR (MSE {worst_mse:.2f}).", channel=True),
-    Step("damage", "3. What it does to the fused model", "paper_worst_sum_rate", ("finetuned", "clean", "attacked"),
+    Step("damage", "3. What it does to the fused model", "paper_worst_sum_rate", _DAMAGE,
          "Each received task vector carries its user's error into the fusion. The fused model falls from "
          "{clean:.1f}% (no noise) to {attacked:.1f}%: of those {drop:.1f} points, thermal noise costs "
          "{thermal:.1f} already on the ideal channel (step 1: {ideal_attacked:.1f}%), and the jammer adds "
          "{jammer_loss:.1f}."),
-    Step("repair", "4. R-MTLLMF's repair", "paper_worst_sum_rate", ("finetuned", "clean", "attacked", "defended"),
+    Step("repair", "4. R-MTLLMF's repair", "paper_worst_sum_rate", _REPAIR,
          "R-MTLLMF reloads the base model's embeddings after fusion and realigns the fused model on {shots} "
          "samples per class ({steps} steps). It gives back {repair:.1f} points: {defended:.1f}%, against "
          "{attacked:.1f}% unprotected and {clean:.1f}% for the fusion without any noise."),
-    Step("limits", "5. Its limits", "paper_worst_strongest_user", ("finetuned", "clean", "attacked", "defended"),
+    Step("limits", "5. Its limits", "paper_worst_strongest_user", _REPAIR,
          "Another worst case, with another budget: a jammer of {jammer_dbm:.0f} dBm (the paper's for this attack, "
          "{jammer_db_more:.0f} dB above step 2's) puts its whole power on the strongest user's channel. "
          "Unprotected {attacked:.1f}%, with R-MTLLMF {defended:.1f}%, still {gap:.1f} points below the fusion "
@@ -92,19 +96,22 @@ def numbers(s: Step, result: Result, ideal: Result | None = None) -> dict:
     jammer_w = result.scenario["wireless"].get("jammer_power_w") or 0.0
     here = ideal if ideal is not None else (result if s.preset == "paper_ideal" else None)
     nan = float("nan")
-    ideal_attacked = 100 * here.average_normalized["attacked"] if here is not None else nan
-    thermal = 100 * (here.average_normalized["clean"] - here.average_normalized["attacked"]) if here is not None else nan
+    ideal_attacked = 100 * here.average_normalized[Condition.ATTACKED] if here is not None else nan
+    thermal = (100 * (here.average_normalized[Condition.CLEAN] - here.average_normalized[Condition.ATTACKED])
+               if here is not None else nan)
     p1_w = preset_scenario("paper_worst_sum_rate", zoo=result.scenario["zoo"]).wireless.jammer_power_w
     return {
         "zoo": result.zoo.name, "users": len(users), "mse": result.wireless["average_mse"],
         "ideal_attacked": ideal_attacked, "thermal": thermal,
-        "jammer_loss": ideal_attacked - 100 * avg["attacked"],
+        "jammer_loss": ideal_attacked - 100 * avg[Condition.ATTACKED],
         "worst_title": _task_title(result.zoo.name, tasks[worst]) if worst < len(tasks) else f"user {worst}",
         "jammer_db_more": (float(w_to_dbm(jammer_w)) - float(w_to_dbm(p1_w))) if jammer_w > 0 and p1_w > 0 else nan,
-        "clean": 100 * avg["clean"], "attacked": 100 * avg["attacked"], "defended": 100 * avg["defended"],
-        "finetuned_abs": 100 * float(np.mean(list(result.accuracy["finetuned"].values()))),
-        "drop": 100 * (avg["clean"] - avg["attacked"]), "repair": 100 * (avg["defended"] - avg["attacked"]),
-        "gap": 100 * (avg["clean"] - avg["defended"]),
+        "clean": 100 * avg[Condition.CLEAN], "attacked": 100 * avg[Condition.ATTACKED],
+        "defended": 100 * avg[Condition.DEFENDED],
+        "finetuned_abs": 100 * float(np.mean(list(result.accuracy[Condition.FINETUNED].values()))),
+        "drop": 100 * (avg[Condition.CLEAN] - avg[Condition.ATTACKED]),
+        "repair": 100 * (avg[Condition.DEFENDED] - avg[Condition.ATTACKED]),
+        "gap": 100 * (avg[Condition.CLEAN] - avg[Condition.DEFENDED]),
         "worst_user": tasks[worst] if worst < len(tasks) else f"user {worst}",
         "worst_mse": users[worst]["mse"], "worst_sinr_db": users[worst]["sinr_db"],
         "jammer_dbm": float(w_to_dbm(jammer_w)) if jammer_w > 0 else float("nan"),

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..experiment.scenario import Scenario
 from ..units import dbm_to_w
 from ..science.wireless.presets import PAPER_JAMMER_DBM, PAPER_SU_JAMMER_DBM
-from .work import Progress, Work, execute
+from .work import Progress, Row, Work, execute
 
 # Named defenses, as the DefenseConfig values they set (everything else keeps the base's value).
 OFF = {"freeze": False, "realign": False, "shrinkage": False, "trim_keep_fraction": 1.0}
@@ -143,7 +143,7 @@ def snr_work(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterab
 
 def snr_sweep(base: Scenario, jammer_powers_dbm: Iterable[float], attacks: Iterable[str],
               defenses: Iterable[str], *, control: bool = True, progress: Progress | None = None,
-              **run_kw) -> list[dict]:
+              **run_kw) -> list[Row]:
     """Rows: attack, defense, jammer_power_dbm; avg_normalized (with the defense), _attacked (none),
     _clean, _clean_realigned (the control: the same on every row of the defense it was computed
     for, see `_one_control`, else None); mean_mse, mean_sinr_db; rejection_rate (H0 rejection rate
@@ -177,7 +177,7 @@ def gain_work(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str],
 
 def gain_sweep(base: Scenario, gains_db: Iterable[float], attacks: Iterable[str], defenses: Iterable[str], *,
                jammer_dbm: float | None = None, control: bool = True, progress: Progress | None = None,
-               **run_kw) -> list[dict]:
+               **run_kw) -> list[Row]:
     """The rows of `snr_sweep` with `symbol_gain_db` (jammer_power_dbm: None on the ideal channel)."""
     return execute(gain_work(base, gains_db, attacks, defenses, jammer_dbm=jammer_dbm, control=control), progress,
                    **run_kw)
@@ -219,7 +219,7 @@ def tasks_work(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: 
 
 
 def tasks_sweep(base: Scenario, conditions: Iterable[tuple[str, str]], *, sizes: Iterable[int] | None = None,
-                progress: Progress | None = None, **run_kw) -> list[dict]:
+                progress: Progress | None = None, **run_kw) -> list[Row]:
     return execute(tasks_work(base, conditions, sizes=sizes), progress, **run_kw)
 
 
@@ -240,11 +240,11 @@ def ablation_work(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20)) -> Work
 
 
 def ablation_sweep(base: Scenario, shots: Iterable[int] = (1, 5, 10, 20), *, progress: Progress | None = None,
-                   **run_kw) -> list[dict]:
+                   **run_kw) -> list[Row]:
     return execute(ablation_work(base, shots), progress, **run_kw)
 
 
-def undefended_rows(rows: Sequence[Mapping]) -> list[dict]:
+def undefended_rows(rows: Sequence[Mapping]) -> list[Row]:
     """Each defended row's attacked fusion as a row of defense "none" (the same run, the same key):
     what a run of the same point without the defense gives, without running it."""
     return [{**r, "defense": "none", "avg_normalized": r["avg_normalized_attacked"],

@@ -19,13 +19,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 from multiprocessing import get_context
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypedDict
 
 from ..experiment import pipeline
 from ..experiment.codec import link_query
 from ..errors import AssetError, CapExceeded, InputError
 from ..experiment.pipeline import run
-from ..experiment.result import Result
+from ..experiment.result import Condition, Result
 from ..experiment.scenario import Scenario
 
 Progress = Callable[[float, str], None]
@@ -47,7 +47,8 @@ class Work:
         object.__setattr__(self, "points", points)
 
     @classmethod
-    def run(cls, scenario: Scenario | Mapping) -> "Work":
+    def single_run(cls, scenario: Scenario | Mapping) -> "Work":
+        """The work of one scenario's run (its answer: a Result)."""
         return cls((({}, Scenario.parse(scenario)),), single=True)
 
     @classmethod
@@ -97,7 +98,25 @@ def execute(work: Work, progress: Progress | None = None, *, cache=None, use_cac
     return spread_control(rows) if work.spread_control else rows
 
 
-def spread_control(rows: list[dict]) -> list[dict]:
+class Row(TypedDict, total=False):
+    """A sweep row: the point's own labels (e.g. `attack`, `defense`, `jammer_dbm`: the sweep's axes, str
+    keys of any type) and the run's summary below. Accuracies are fractions in [0, 1]; one row per
+    point, written as one CSV line (`write_rows`)."""
+    avg_normalized: float                    # the defended condition, averaged over the fused tasks
+    avg_normalized_clean: float              # the fusion without noise
+    avg_normalized_attacked: float           # the received fusion without any defense
+    avg_normalized_clean_realigned: Optional[float]  # the control (None where not computed)
+    mean_mse: float                          # the fused users' mean MSE
+    mean_sinr_db: float                      # their mean SINR, dB
+    rejection_rate: Optional[float]          # share of samples rejecting H0, defended
+    rejection_rate_attacked: Optional[float]  # ... and without a defense
+    airtime_factor: float                    # the link's airtime against one analogue symbol per parameter
+    engine_version: str
+    scenario: str                            # the run's share-link query: what produced the row
+    key: str                                 # its cache key
+
+
+def spread_control(rows: list[Row]) -> list[Row]:
     """The clean-realigned control, computed on one point of a defense, on every row of that defense."""
     control = {}
     for r in rows:
@@ -106,23 +125,23 @@ def spread_control(rows: list[dict]) -> list[dict]:
     return [{**r, "avg_normalized_clean_realigned": control.get(r.get("defense"))} for r in rows]
 
 
-def row_of(row: Mapping, result: Result) -> dict:
+def row_of(row: Mapping, result: Result) -> Row:
     """A sweep row: the point's labels and the run's summary (accuracies as fractions)."""
     avg = result.average_normalized
     rejection = result.rejection_rate
     return {
         **row,
-        "avg_normalized": avg["defended"],
-        "avg_normalized_clean": avg["clean"],
+        "avg_normalized": avg[Condition.DEFENDED],
+        "avg_normalized_clean": avg[Condition.CLEAN],
         "mean_mse": result.mean_mse,
         "mean_sinr_db": result.mean_sinr_db,
         # the same run's received fusion without any defense, and the clean fusion realigned (the
         # control; None where the point did not compute it)
-        "avg_normalized_attacked": avg["attacked"],
-        "avg_normalized_clean_realigned": avg.get("clean_realigned"),
+        "avg_normalized_attacked": avg[Condition.ATTACKED],
+        "avg_normalized_clean_realigned": avg.get(Condition.CLEAN_REALIGNED),
         # the hypothesis test (H0: the noise does not alter the prediction) against the clean fusion
-        "rejection_rate": rejection.get("defended"),
-        "rejection_rate_attacked": rejection.get("attacked"),
+        "rejection_rate": rejection.get(Condition.DEFENDED),
+        "rejection_rate_attacked": rejection.get(Condition.ATTACKED),
         "airtime_factor": result.airtime_factor,
         "engine_version": result.engine_version,
         "scenario": link_query(result.scenario),   # what produced the row: its share link's query
@@ -135,7 +154,7 @@ BACKENDS = ("local", "ray")
 
 def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | None = None, *, workers: int = 1,
                worker_setup: Callable[[], Any] | None = None, backend: str = "local", address: str | None = None,
-               gpus_per_point: float = 0.0, **run_kw) -> list[dict]:
+               gpus_per_point: float = 0.0, **run_kw) -> list[Row]:
     """One row per point, in the order of `points`; every point is one cached `run`.
 
     `workers` > 1 runs the points not yet in the cache in that many worker processes (spawned, one
@@ -159,7 +178,7 @@ def run_points(points: Sequence[tuple[dict, Scenario]], progress: Progress | Non
     return _run_pool(points, progress, workers, worker_setup, **run_kw)
 
 
-def _run_serial(points, progress, **run_kw) -> list[dict]:
+def _run_serial(points, progress, **run_kw) -> list[Row]:
     rows = []
     for i, (row, scenario) in enumerate(points):
         rows.append(row_of(row, run(scenario, **run_kw)))
@@ -194,7 +213,7 @@ def _batches(indices: Sequence[int], points, workers: int) -> list[list[int]]:
     return [[i] for i in indices]
 
 
-def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_cache: bool = True) -> list[dict]:
+def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_cache: bool = True) -> list[Row]:
     cache = cache if cache is not None else pipeline.default_cache()
     results: list[dict | None] = [None] * len(points)
     for i, (_, scenario) in enumerate(points):   # validate every point first; take what is stored (resume)
@@ -236,7 +255,7 @@ def _run_pool(points, progress, workers: int, worker_setup, *, cache=None, use_c
 
 
 def _run_ray(points, progress, workers, worker_setup, address, gpus_per_point, *, cache=None,
-             use_cache: bool = True) -> list[dict]:
+             use_cache: bool = True) -> list[Row]:
     from . import ray_backend
 
     cache = cache if cache is not None else pipeline.default_cache()
