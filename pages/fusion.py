@@ -164,7 +164,7 @@ def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, _res: Res
     """The result's figures are built once per (result, view), for every session: building a plotly
     figure costs more than reading the result from the disk cache. Read-only once built."""
     titles = _titles(_res)
-    acc = plots.style(plots.recolor(result_plots.accuracy_bars(_res, list(shown), task_titles=titles)),
+    acc = plots.style(result_plots.accuracy_bars(_res, list(shown), task_titles=titles),
                       presenter=presenter, height=420)
     acc.update_xaxes(title=None)  # the tasks name themselves
     return acc

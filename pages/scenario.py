@@ -149,10 +149,11 @@ with view:
     # presenter mode's larger labels do not fit four abreast: two rows of two
     m1, m2, m3, m4 = [*st.columns(2), *st.columns(2)] if presenter else st.columns(4)
     m1.metric("Average MSE", f"{up['average_mse']:.4f}", help="mean over the users of exp(-rate)")
-    m2.metric("Sum rate (bit/s/Hz)", f"{up['sum_rate_bits_per_hz']:.2f}")
-    m3.metric("Weakest SINR (dB)", f"{min(u['sinr_db'] for u in users):.1f}")
+    m2.metric("Sum rate, b/s/Hz", f"{up['sum_rate_bits_per_hz']:.2f}", help="the users' sum rate in bit/s/Hz")
+    m3.metric("Min SINR, dB", f"{min(u['sinr_db'] for u in users):.1f}", help="the weakest user's SINR after the "
+              "receiver")
     budget = up["jammer_power_w"]
-    m4.metric("Jammer (dBm)", f"{dbm(up['jammer_trace_w']):.1f}" if up["jammer_trace_w"] > 0 else "none",
+    m4.metric("Jammer, dBm", f"{dbm(up['jammer_trace_w']):.1f}" if up["jammer_trace_w"] > 0 else "none",
               help=f"the trace of its noise covariance; its budget is {dbm(budget) or 0} dBm")
 
     target = scn.wireless.target_user if scn.wireless.attack == "targeted" else None

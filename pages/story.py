@@ -18,6 +18,8 @@ zoo = state.scenario().zoo
 KEY = "story.step"
 TITLES = {s.key: s.title for s in story.STEPS}
 METRICS = {"clean": "Clean fusion", "attacked": "Jammed, no defense", "defended": "Jammed + R-MTLLMF"}
+# the chart's traces under the metrics' names (every step that shows them has a jammer)
+TRACE_NAMES = {"attacked, no defense": "jammed, no defense", "attacked + defense": "jammed + R-MTLLMF"}
 
 
 def _go(delta: int) -> None:
@@ -26,15 +28,19 @@ def _go(delta: int) -> None:
     st.session_state[KEY] = keys[max(0, min(len(keys) - 1, keys.index(current) + delta))]
 
 
-st.title("The story in five steps")
-if not presenter:
+SHORT = {s.key: f"{i}. {s.key.capitalize()}" for i, s in enumerate(story.STEPS, 1)}  # a projector's step bar
+
+if presenter:  # a projector's 720 rows: the step bar, the numbers, the sentence and the chart on one screen
+    st.markdown("#### The story in five steps")
+else:
+    st.title("The story in five steps")
     st.caption("A guided tour for a demo: each step is one run of the engine on the paper's presets, read from the "
                "disk cache once warmed (`python -m rmtllmf_core warm`). The numbers in every sentence are this "
                "zoo's own.")
 st.session_state.setdefault(KEY, story.STEP_KEYS[0])
-nav = st.columns([8, 1, 1], vertical_alignment="bottom")
+nav = st.columns([6, 1, 1] if presenter else [8, 1, 1], vertical_alignment="bottom")
 with nav[0]:
-    key = st.segmented_control("Step", story.STEP_KEYS, format_func=TITLES.get, key=KEY,
+    key = st.segmented_control("Step", story.STEP_KEYS, format_func=(SHORT if presenter else TITLES).get, key=KEY,
                                label_visibility="collapsed") or story.STEP_KEYS[0]
 index = story.STEP_KEYS.index(key)
 nav[1].button("Back", icon=":material/arrow_back:", on_click=_go, args=(-1,), disabled=index == 0,
@@ -66,17 +72,35 @@ for col, cond in zip(cols, shown):
 if step.channel:
     cols[-1].metric("Average MSE", f"{n['mse']:.3f}", delta=f"{n['mse'] - n['ideal_mse']:+.3f} vs ideal",
                     delta_color="inverse")
-st.markdown(f"#### {step.title}" if presenter else f"### {step.title}")
-st.markdown(story.narrative(step, res, ideal))
+if presenter:  # the sentence beside the chart: the step bar, the numbers, both above a projector's fold
+    text_col, chart_col = st.columns([2, 3], gap="medium")
+else:
+    text_col = chart_col = st.container()
+with text_col:
+    if not presenter:
+        st.markdown(f"### {step.title}")
+    st.markdown(story.narrative(step, res, ideal))
+NOTE = ("The big numbers: normalised accuracy (each task's accuracy over its own fine-tuned model's, averaged); "
+        "the chart: each task's accuracy itself.")
 
-labels = [ui.task_title(t) for t in res.tasks]
+# a projector's chart names the tasks short ("Digits", not "Digits (MNIST-like)")
+labels = [ui.task_title(t).split(" (")[0] if presenter else ui.task_title(t) for t in res.tasks]
 if step.channel:
     fig = result_plots.user_mse_bars({"ideal channel": ideal, "with the jammer": res}, labels=labels)
 else:
-    fig = plots.recolor(result_plots.accuracy_bars(res, list(step.show), task_titles=dict(zip(res.tasks, labels))))
-fig = plots.style(fig, presenter=presenter, height=300 if presenter else 400)  # above the fold on a projector
+    fig = result_plots.accuracy_bars(res, list(step.show), task_titles=dict(zip(res.tasks, labels)))
+    for trace in fig.data:  # the numbers' own names: "Jammed", as the metrics above say
+        trace.name = TRACE_NAMES.get(trace.name, trace.name)
+fig = plots.style(fig, presenter=presenter, height=250 if presenter else 400)
 fig.update_xaxes(title=None)
-ui.chart(fig, f"chart.story.{key}")
+if presenter:  # no title (the step bar says it), the legend above the bars: below, it ran into the task names
+    fig.update_layout(title=None, legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left",
+                                              entrywidth=0.5, entrywidthmode="fraction", font=dict(size=16)),
+                      margin=dict(t=10))
+with chart_col:
+    ui.chart(fig, f"chart.story.{key}")
+    if not step.channel:
+        st.caption(NOTE)
 
 
 def _explore() -> None:

@@ -80,6 +80,7 @@ class Editor:
     def number(self, path: str, label: str, *, shown: Any = None, to_value: Callable | None = None,
                scale: float = 1.0, use_bounds: bool = True, aliases: Iterable[str] = (), **kwargs) -> Any:
         """A number input; `scale` shows the value in other units (shown = value / scale)."""
+        state.remember(path, label)
         current = self.get(path) if shown is None else shown
         if scale != 1.0:
             current = None if current is None else float(current) / scale
@@ -99,6 +100,7 @@ class Editor:
                           to_value=to_value, aliases=aliases, **kwargs)
 
     def slider(self, path: str, label: str, **kwargs) -> Any:
+        state.remember(path, label)
         current = self.get(path)
         for k, v in fields.bounds(Scenario, path).items():
             kwargs.setdefault(k, type(current)(v))
@@ -113,18 +115,21 @@ class Editor:
         opts = list(options if options is not None else fields.choices(Scenario, path))
         if current not in opts:
             opts.append(current)
+        state.remember(path, label, [str(format_func(o)) for o in opts if o is not None])
         kwargs["compare"] = actual
         draw = (lambda v, **kw: st.radio(label, opts, index=opts.index(v), format_func=format_func, **kw)) if radio \
             else (lambda v, **kw: st.selectbox(label, opts, index=opts.index(v), format_func=format_func, **kw))
         return self._bind(path, draw, current, **kwargs)
 
     def toggle(self, path: str, label: str, **kwargs) -> bool:
+        state.remember(path, label)
         return self._bind(path, lambda v, **kw: st.toggle(label, value=v, **kw), bool(self.get(path)), **kwargs)
 
     def multiselect(self, path: str, label: str, *, options: Iterable, format_func=str,
                     to_value: Callable = lambda v: v, shown: Any = None, **kwargs) -> list:
         current = list(self.get(path) if shown is None else shown)
         opts = list(dict.fromkeys([*options, *current]))
+        state.remember(path, label, [str(format_func(o)) for o in opts])
         return self._bind(path, lambda v, **kw: st.multiselect(label, opts, default=v, format_func=format_func, **kw),
                           current, to_value=to_value, **kwargs)
 
@@ -151,7 +156,8 @@ class Editor:
             state.set_scenario(new)
             self.base = new
         for link_error in state.link_errors():
-            self.show_error(link_error, prefix="The link's value was refused (the rest of the link is kept): ")
+            self.show_error(InputError(link_error.field, state.refusal(link_error)) if isinstance(link_error, InputError)
+                            else link_error, prefix="The link's value was refused (the rest of the link is kept): ")
         return self.base
 
     def slot_for(self, field: str):

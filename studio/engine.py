@@ -64,8 +64,33 @@ def _load_quietly(load: Callable, name: str) -> None:
         lim = hosting.limits()
         if lim.engine_processes:  # the first cold runs find their engine processes ready
             hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)
+        if lim.warm_on_start:
+            _warm_story(name)
     except Exception:  # the page that needs the zoo shows the error when it asks for it
         pass
+
+
+def _warm_story(name: str) -> None:
+    """The landing view's and the Story's runs, computed once on a server whose cache lacks them
+    (`python -m rmtllmf_core warm` fills them beforehand). Each goes through the host's door as the
+    single run a page would ask for, so a visitor asking the same run meanwhile shares it."""
+    from rmtllmf_core.serve import hosting
+    from rmtllmf_core.studies import story
+
+    for scn in story.scenarios(name):
+        work = Work.single_run(scn)
+        if work.missing():
+            hosting.run_heavy(work)
+
+
+def stored(scn: Scenario) -> Result | None:
+    """The scenario's result if the disk cache holds it (one read; never computes)."""
+    from rmtllmf_core.experiment.pipeline import cached
+
+    try:
+        return cached(scn)
+    except RmtllmfError:
+        return None
 
 
 def uplink(cfg) -> dict:
@@ -116,7 +141,10 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
     """Run heavy work under a status box with a progress bar (`waiting.wait_for`: the queue, Cancel)."""
     from . import waiting
 
-    with st.status(f"{label}...", expanded=True) as status:
+    from . import state
+
+    slot = st.empty()  # on a projector the finished status goes: the step's chart stays above the fold
+    with slot.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
         start = time.perf_counter()
@@ -131,6 +159,8 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
             status.update(label=f"{label}: stopped (see the message)", state="error", expanded=False)
             raise
         status.update(label=done(out, time.perf_counter() - start), state="complete", expanded=False)
+    if state.presenter():
+        slot.empty()
     return out
 
 

@@ -24,26 +24,6 @@ CONDITION_LABELS = {
 }
 
 
-# colours by meaning (the engine's builders colour by position): blue = each task's own model,
-# green = clean fusion, red = attacked, orange = defended
-TRACE_COLORS = {
-    "individual fine-tuning": "#4C78A8",
-    "base (zero-shot)": "#BAB0AC",
-    "clean fusion": "#54A24B",
-    "clean fusion + realign": "#88D27A",
-    "attacked, no defense": "#E45756",
-    "attacked + defense": "#F58518",
-}
-
-
-def recolor(fig: go.Figure, colors: dict[str, str] = TRACE_COLORS) -> go.Figure:
-    """Give the traces named in `colors` those colours (others keep theirs)."""
-    for trace in fig.data:
-        if trace.name in colors and hasattr(trace, "marker"):
-            trace.marker.color = colors[trace.name]
-    return fig
-
-
 def side_by_side(fig: go.Figure) -> go.Figure:
     """Subplots in one row sharing their y labels: show them on the first only."""
     for name in fig.layout:
@@ -74,13 +54,15 @@ def placement_map(
     *,
     color_values: Sequence[float] | None = None,
     color_title: str = "MSE",
+    color_range: tuple[float, float] | None = (0.0, 1.0),
     hover: Sequence[str] | None = None,
     highlight: int | None = None,
     ring_m: tuple[float, float] | None = None,
     presenter: bool = False,
 ) -> go.Figure:
-    """Top view: the base station at the origin, one marker per user (coloured by e.g. MSE), numbered
-    1..Q as the page's table is (eight task titles beside their markers piled up); titles on hover."""
+    """Top view: the base station at the origin, one marker per user (coloured by e.g. MSE on the fixed
+    scale `color_range`, so that one colour means one MSE in every scenario), numbered 1..Q as the page's
+    table is (eight task titles beside their markers piled up); titles on hover."""
     fig = go.Figure()
     if ring_m is not None:
         for radius in ring_m:
@@ -99,6 +81,8 @@ def placement_map(
     if color_values is not None:
         marker.update(color=list(color_values), colorscale="RdYlGn_r", showscale=True,
                       colorbar=dict(title=color_title, thickness=12))
+        if color_range is not None:
+            marker.update(cmin=color_range[0], cmax=color_range[1])
     fig.add_trace(go.Scatter(
         x=list(x_m), y=list(y_m), mode="markers+text", name="users", text=[str(i + 1) for i in range(len(x_m))],
         textposition="top right", textfont=dict(color="black", size=13), marker=marker,

@@ -66,10 +66,29 @@ def init_session() -> None:
             params.pop("zoo")
     # every valid parameter is kept; each refused one is said beside its control
     scn, bad = codec.from_query_keeping(params, default)
+    if scn != default:  # what only the zoo can refuse (e.g. more test samples than it holds), refused alike
+        scn, bad = _fitting(scn, params, default, bad)
     ss[SCENARIO] = scn
     ss[LINK_ERROR] = [*refused, *bad] or None
     ss[REVISION] = 0
     ss[PRESENTER] = params.get(PRESENTER) in ("1", "true")
+
+
+def _fitting(scn: Scenario, params: dict, default: Scenario, bad: list) -> tuple[Scenario, list]:
+    """The link's scenario without the parameters the zoo refuses (each one named, the rest kept)."""
+    from rmtllmf_core.experiment.pipeline import check_fits
+
+    params, refused = dict(params), []
+    for _ in range(len(params)):
+        try:
+            check_fits(scn)
+            break
+        except InputError as exc:
+            if exc.field not in params:  # not one parameter's doing: the link's values stand, the run will say
+                break
+            refused.append(InputError(exc.field, f"{str(params.pop(exc.field))[:60]!r} refused ({exc.reason})"))
+            scn, bad = codec.from_query_keeping(params, default)
+    return scn, [*bad, *refused]
 
 
 def scenario() -> Scenario:
@@ -117,3 +136,24 @@ def share_link() -> str:
 
 def link_errors() -> list[InputError]:
     return list(st.session_state.get(LINK_ERROR) or [])
+
+
+LABELS = "studio.labels"  # dotted field -> (the control's label, its choices in its own words, or None)
+
+
+def remember(path: str, label: str, choices: list[str] | None = None) -> None:
+    """What the control bound to `path` is called on screen (the bad-link summary names fields so)."""
+    st.session_state.setdefault(LABELS, {})[path] = (label, choices)
+
+
+def control_of(path: str) -> tuple[str, list[str] | None] | None:
+    return (st.session_state.get(LABELS) or {}).get(path)
+
+
+def refusal(exc: InputError) -> str:
+    """A refused link value's reason, with a choice's allowed values in its control's own words."""
+    reason = getattr(exc, "reason", str(exc))
+    control = control_of(getattr(exc, "field", None) or "")
+    if control and control[1] and "Input should be" in reason:
+        return reason.split(" refused")[0] + " refused; allowed: " + ", ".join(control[1])
+    return reason

@@ -42,6 +42,7 @@ PRESENTER_CSS = """
 [data-testid="stMetricLabel"] p { font-size: 1.35rem; }
 [data-testid="stMetricDelta"] { font-size: 1.2rem; }
 .stMarkdown p, .stMarkdown li { font-size: 1.3rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; padding-bottom: 1rem; }
 </style>
 """
 
@@ -116,3 +117,17 @@ def _slug(text: str) -> str:
 
 def presenter() -> bool:
     return state.presenter()
+
+
+def link_summary(slot, errors) -> None:
+    """At the top of the page: every parameter the link had and the app refused, by its name in the link and
+    its control's label, with the allowed values in the control's own words where it offers choices."""
+    if not errors:
+        return
+    lines = []
+    for exc in errors:
+        field = getattr(exc, "field", None) or "link"
+        control = state.control_of(field)
+        lines.append(f"- `{field}`" + (f" ({control[0]})" if control else "") + f": {state.refusal(exc)}")
+    slot.warning("**This link had values the app refused** (dropped from the link; the rest of it is kept):\n"
+                 + "\n".join(lines), icon=":material/link_off:")

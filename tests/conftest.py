@@ -13,6 +13,9 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as rmtllmf_core sets it: a s
 # The app's runs compute in this process, where tests can count and patch them (and registered test
 # zoos exist); the engine processes have their own tests (test_compute.py).
 os.environ.setdefault("RMTLLMF_ENGINE_PROCESSES", "false")
+# ... and a test server does not compute the Story's runs in the background on its start (the tests that
+# want them cached compute them)
+os.environ.setdefault("RMTLLMF_WARM_ON_START", "false")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from studio import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = ("scenario", "story", "fusion", "tradeoffs", "ablations", "leaderboard", "resilience", "arena", "about")
+PAGES = ("home", "scenario", "story", "fusion", "tradeoffs", "ablations", "leaderboard", "resilience", "arena", "about")
 TIMEOUT = 180  # a cold engine run on 2 busy cores, plus the zoo's first load
 
 
@@ -36,7 +36,7 @@ def open_app(page="scenario", query=None):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update(query or {})
     at.run()
-    if page != "scenario":
+    if page != "home":  # the app opens on Home
         at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.message for e in at.exception]
     return at
@@ -76,10 +76,10 @@ def test_every_page_renders_without_exception(page, light, default):
 
 def test_scenario_page_attack_changes_the_numbers(default):
     at = open_app()
-    before = (metric(at, "Average MSE"), metric(at, "Sum rate (bit/s/Hz)"))
+    before = (metric(at, "Average MSE"), metric(at, "Sum rate, b/s/Hz"))
     widget(at, "selectbox", "wireless.attack").set_value("worst_sum_rate").run()
     assert not at.exception
-    after = (metric(at, "Average MSE"), metric(at, "Sum rate (bit/s/Hz)"))
+    after = (metric(at, "Average MSE"), metric(at, "Sum rate, b/s/Hz"))
     assert after != before and float(after[0]) > float(before[0])
     assert scenario_of(at).wireless.attack == "worst_sum_rate"
     assert at.query_params.get("wireless.attack") == "worst_sum_rate"
@@ -194,7 +194,8 @@ def test_a_partly_bad_link_keeps_its_valid_parameters_and_names_each_bad_one(def
 
 def test_a_bad_link_error_sits_with_the_controls():
     at = open_app(query={"wireless.jammer_power_w": "-1"})
-    assert [e.value for e in at.columns[0].error] == errors(at)  # the controls' column, by the jammer input
+    controls = next(c for c in at.columns if len(c.multiselect))  # the column of the users' control
+    assert [e.value for e in controls.error] == errors(at)  # the controls' column, by the jammer input
 
 
 def test_a_bad_widget_value_shows_an_error_and_keeps_the_last_valid_scenario():
@@ -365,6 +366,7 @@ def test_leaderboard_page_computes_on_request_then_draws_from_the_cache(monkeypa
 
 
 def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
+    from rmtllmf_core.experiment import pipeline
     from rmtllmf_core.studies import story
 
     real = story.preset_scenario
@@ -390,6 +392,13 @@ def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
     assert at.session_state["story.step"] == "repair"
     at.button(key="story.explore").click().run()                             # the step, on the Fusion page
     assert not at.exception and scenario_of(at).wireless.attack == "worst_sum_rate"
+    home = open_app("home")                                                  # the first view: the same runs
+    repair = story.numbers(story.HEADLINE, *[pipeline.cached(story.scenario(s)) for s in (story.HEADLINE,
+                                                                                          story.STEPS[0])])
+    assert [m.label for m in home.metric] == ["Fusion without noise", "Jammed (P1), no defense",
+                                              "Jammed (P1) + R-MTLLMF"]
+    assert [m.value for m in home.metric] == [f"{repair[c]:.1f}%" for c in ("clean", "attacked", "defended")]
+    assert len(home.get("plotly_chart")) == 1 and home.button(key="home.story")
 
 
 def test_a_cached_results_figures_are_built_once_for_every_session(light, default, monkeypatch):

@@ -32,13 +32,23 @@ def test_figure_html_is_self_contained():
     assert b'<script src="http' not in html and b"<script src='http" not in html  # opens offline
 
 
-def test_engine_figures_get_colours_by_meaning_and_shared_labels():
-    from plotly.subplots import make_subplots
-    import plotly.graph_objects as go
+def test_a_condition_has_one_colour_in_every_figure():
+    from types import SimpleNamespace
 
-    fig = go.Figure([go.Bar(name="attacked, no defense", y=[1]), go.Bar(name="other", y=[2], marker_color="#123456")])
-    plots.recolor(fig)
-    assert fig.data[0].marker.color == plots.TRACE_COLORS["attacked, no defense"] and fig.data[1].marker.color == "#123456"
+    from plotly.subplots import make_subplots
+    from rmtllmf_core.experiment.result import Condition
+    from rmtllmf_core.studies import plots as core
+
+    acc = {c: {"digits": 0.5} for c in Condition}
+    res = SimpleNamespace(accuracy=acc, average_normalized={c: 0.5 for c in Condition})
+    bars = {t.name: t.marker.color for t in core.accuracy_bars(res, list(Condition)).data}
+    assert bars["clean fusion"] == core.CLEAN_COLOR and len(set(bars.values())) == len(Condition)
+    assert bars["attacked, no defense"] == core.DEFENSE_COLORS["none"]           # as in the sweeps' curves
+    assert bars["attacked + defense"] == core.DEFENSE_COLORS["rmtllmf"]
+    channels = {t.name: t.marker.color if t.type == "bar" else t.line.color
+                for t in core.channel_bars({"ideal": res, "P1": res}).data}
+    assert channels == {"no defense": core.DEFENSE_COLORS["none"], "R-MTLLMF": core.DEFENSE_COLORS["rmtllmf"],
+                        "fusion without noise (50.0%)": core.CLEAN_COLOR}
     grid = make_subplots(rows=1, cols=3)
     plots.side_by_side(grid)
     assert grid.layout.yaxis.showticklabels is not False and grid.layout.yaxis3.showticklabels is False

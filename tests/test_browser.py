@@ -133,7 +133,7 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     scenario = default.replace(**{"wireless.attack": "worst_sum_rate", "evaluation.samples_per_task": 60,
                                   "defense.realign_steps": 10, "fusion.lambda_mode": "heuristic",
                                   "evaluation.clean_realign_control": False})
-    link = f"{server}/?{urlencode(codec.to_query(scenario, default))}"
+    link = f"{server}/scenario?{urlencode(codec.to_query(scenario, default))}"
 
     # Scenario page: the placement map and the jammer's eigenmodes, and the engine's numbers
     browser.get(link)
@@ -141,7 +141,7 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     uplink = evaluate_uplink(scenario.wireless)
     page = text(browser)
     assert "Average MSE" in page and f"{uplink.average_mse:.4f}" in page
-    assert "Sum rate (bit/s/Hz)" in page and f"{uplink.sum_rate_nats / 0.6931471805599453:.2f}" in page
+    assert "Sum rate, b/s/Hz" in page and f"{uplink.sum_rate_nats / 0.6931471805599453:.2f}" in page
     assert "worst_sum_rate" in browser.current_url
     time.sleep(1.0)  # let plotly finish its transitions
     browser.save_screenshot(str(SHOTS / "scenario.png"))
@@ -174,29 +174,92 @@ def test_scenario_and_fusion_pages_in_a_real_browser(server, browser):
     assert not outside, outside
 
 
-def test_the_story_in_presenter_mode_in_a_real_browser(server, browser):
-    """The guided story as a presenter shows it: step by step with Next, the numbers of each step's
-    run, no sharing controls, the key chart above the fold."""
+def _viewport(browser, width: int, height: int) -> None:
+    """The page's own size (a window's size includes the browser's frame)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def _visible(el, width: int, height: int) -> bool:
+    r = el.rect
+    return r["x"] >= 0 and r["y"] >= 0 and r["x"] + r["width"] <= width + 1 and r["y"] + r["height"] <= height + 1
+
+
+def test_the_story_in_presenter_mode_on_a_projector_then_the_first_view(server, browser):
+    """The guided story as a presenter shows it on a 1280x720 projector: every step's bar, buttons, numbers
+    and chart on one screen without scrolling, the sidebar folded; then Home, the first view, with the
+    harm-and-repair numbers of the same runs."""
     from rmtllmf_core.experiment import pipeline
     from rmtllmf_core.studies import story
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{server}/story?presenter=1")
-    wait_for(browser, lambda d: "individual models" in text(d) and len(charts(d)) >= 1 and idle(d),
-             what="the story's first step")
-    assert "Share this view" not in text(browser)          # presenter mode hides the plumbing
-    for _ in range(3):                                      # to step 4, R-MTLLMF's repair
-        before = text(browser)
-        next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Next" in b.text).click()
-        wait_for(browser, lambda d: text(d) != before and idle(d) and len(charts(d)) >= 1, what="the next step")
-    wait_for(browser, lambda d: "Jammed + R-MTLLMF" in text(d) and idle(d), what="the repair step")
-    result = pipeline.cached(story.scenario(story.step("repair")))
-    assert result is not None
-    page = text(browser)
-    assert f"{100 * result.average_normalized['defended']:.1f}%" in page
-    assert story.narrative(story.step("repair"), result).split(":")[0] in page
-    chart = charts(browser)[0].rect
-    assert chart["y"] < 1500, "the step's chart is below the fold"
-    time.sleep(1.0)
-    browser.save_screenshot(str(SHOTS / "story-presenter.png"))
-    assert "Traceback" not in text(browser)
+    W, H = 1280, 720
+    _viewport(browser, W, H)
+    try:
+        browser.get(f"{server}/story?presenter=1")
+        wait_for(browser, lambda d: "individual models" in text(d) and len(charts(d)) >= 1 and idle(d),
+                 what="the story's first step")
+        assert "Share this view" not in text(browser)          # presenter mode hides the plumbing
+        sidebar = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar']")
+        assert not sidebar or sidebar[0].rect["x"] + sidebar[0].rect["width"] <= 1, "presenter mode folds the sidebar"
+        for i, step in enumerate(story.STEPS):
+            if i:
+                before = text(browser)
+                next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Next" in b.text).click()
+                wait_for(browser, lambda d: text(d) != before and "Computing" not in text(d) and idle(d)
+                         and len(charts(d)) >= 1, what="the next step")
+            time.sleep(1.5)  # plotly's transitions, and a last rerun's redraw
+            wait_for(browser, lambda d: "Computing" not in text(d) and idle(d), what="the step, drawn")
+            chart = charts(browser)[0]
+            assert _visible(chart, W, H), f"step {i + 1}: the chart {chart.rect} is not on the {W}x{H} screen"
+            for b in browser.find_elements(By.TAG_NAME, "button"):
+                if b.text in ("Back", "Next"):
+                    assert _visible(b, W, H), f"step {i + 1}: {b.text} off screen"
+            for label in (f"{j}. {s.key.capitalize()}" for j, s in enumerate(story.STEPS, 1)):
+                el = next(e for e in browser.find_elements(By.XPATH, f"//*[text()='{label}']"))
+                assert _visible(el, W, H), f"step {i + 1}: the step bar's {label!r} is clipped"
+            for m in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricValue']"):
+                assert _visible(m, W, H) and "…" not in m.text and "..." not in m.text, m.text
+            if step.key == "repair":
+                browser.save_screenshot(str(SHOTS / "story-presenter.png"))
+        result = pipeline.cached(story.scenario(story.step("repair")))
+        assert result is not None
+        browser.find_element(By.XPATH, "//button[contains(., 'Back')]").click()
+        wait_for(browser, lambda d: "Jammed + R-MTLLMF" in text(d) and idle(d), what="the repair step")
+        page = text(browser)
+        assert f"{100 * result.average_normalized['defended']:.1f}%" in page
+        assert story.narrative(story.step("repair"), result).split(":")[0] in page
+        assert "Traceback" not in page
+
+        # Home, the first view: the same runs' harm and repair, from the cache, with the way into the story
+        start = time.monotonic()
+        browser.get(f"{server}/?presenter=1")
+        wait_for(browser, lambda d: "Jammed (P1) + R-MTLLMF" in text(d) and len(charts(d)) >= 1 and idle(d),
+                 timeout=60, what="the first view's numbers")
+        assert time.monotonic() - start < 30
+        page = text(browser)
+        for cond in ("clean", "attacked", "defended"):
+            assert f"{100 * result.average_normalized[cond]:.1f}%" in page
+        assert "Tell the story" in page and _visible(charts(browser)[0], W, H)
+        time.sleep(1.0)
+        browser.save_screenshot(str(SHOTS / "home-presenter.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_a_hostile_link_is_summarised_at_the_top_and_still_answers(server, browser):
+    """A link with a bad choice and a value the zoo cannot hold: both named at the top of the page by their
+    name in the link and their control's label, dropped from the link, the rest kept, a result shown;
+    the Scenario page's own address opens it."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/fusion?wireless.attack=nope&evaluation.samples_per_task=5000&seed=3")
+    wait_for(browser, lambda d: "This link had values the app refused" in text(d) and idle(d), what="the summary")
+    summary = browser.find_element(By.CSS_SELECTOR, "[data-testid='stAlertContainer']").text
+    assert "wireless.attack (Attack)" in summary and "allowed: none (ideal channel)" in summary
+    assert "evaluation.samples_per_task (Test samples per task)" in summary and "at most" in summary
+    assert "samples_per_task" not in browser.current_url and "attack=nope" not in browser.current_url
+    assert "seed=3" in browser.current_url                                # the valid part is kept
+    browser.get(f"{server}/scenario?wireless.attack=worst_sum_rate")
+    wait_for(browser, lambda d: "Placement" in text(d) and idle(d), what="the Scenario page at its own address")
+    assert "Page not found" not in text(browser) and "worst_sum_rate" in browser.current_url

@@ -103,6 +103,12 @@ def run(
     return result
 
 
+def check_fits(scenario: Scenario) -> None:
+    """What only the zoo can refuse in a scenario the schema accepted (unknown tasks, more test samples than
+    its splits hold): an InputError naming the field, before any work starts."""
+    _check_tasks(scenario, get_engine(scenario.zoo).zoo)
+
+
 def _check_tasks_known(scenario: Scenario, zoo: Zoo) -> None:
     unknown = [t for t in scenario.tasks if t not in zoo.tasks]
     if unknown:

@@ -60,6 +60,8 @@ class HostLimits(Config):
     max_queued_per_session: int = Field(4, ge=1, le=1000, description="jobs waiting in line, one session")
     engine_processes: bool = Field(True, description="compute in engine processes of their own, at a lower "
                                    "priority than the pages (False: in the server's threads)")
+    warm_on_start: bool = Field(True, description="compute the landing view's and the Story's runs when the "
+                                "server starts with a cache that lacks them")
 
 
 def default_concurrent_jobs(cores: int | None = None) -> int:

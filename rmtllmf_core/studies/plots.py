@@ -29,6 +29,11 @@ ATTACK_TITLES = {"none": "ideal channel (no jammer)", "white": "white noise",
 ATTACK_SYMBOLS = {"none": "diamond", "white": "circle", "worst_sum_rate": "square",
                   "worst_strongest_user": "triangle-up", "targeted": "x", "worst_max_user_numeric": "star"}
 CLEAN_COLOR, CONTROL_COLOR, MARK_COLOR = "#2ca02c", "#00441b", "#555555"
+# one colour per condition in every figure of the app and the CLI: green the fusion without noise, red the
+# received fusion without a defense, blue with R-MTLLMF (as DEFENSE_COLORS), greys the references
+CONDITION_COLORS = {Condition.FINETUNED: "#7f7f7f", Condition.ZEROSHOT: "#c7c7c7", Condition.CLEAN: CLEAN_COLOR,
+                    Condition.CLEAN_REALIGNED: CONTROL_COLOR, Condition.ATTACKED: DEFENSE_COLORS["none"],
+                    Condition.DEFENDED: DEFENSE_COLORS["rmtllmf"]}
 
 
 def _pct(v):
@@ -281,11 +286,29 @@ def accuracy_bars(result: Result, conditions: Sequence[str] = (Condition.FINETUN
     for i, cond in enumerate(c for c in conditions if c in result.accuracy):
         acc = result.accuracy[cond]
         fig.add_trace(go.Bar(x=[short_title(task_titles.get(t, t)) for t in acc], y=[100 * v for v in acc.values()],
-                             name=labels.get(cond, cond), marker_color=PALETTE[i % len(PALETTE)],
+                             name=labels.get(cond, cond),
+                             marker_color=CONDITION_COLORS.get(cond, PALETTE[i % len(PALETTE)]),
                              customdata=[task_titles.get(t, t) for t in acc],
                              hovertemplate="%{customdata}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_range=[0, 100])
     return _layout(fig, "Accuracy per task", "task", "accuracy (%)")
+
+
+def channel_bars(results: Mapping[str, Result]) -> go.Figure:
+    """Average normalised accuracy (%) on each channel (name -> its R-MTLLMF run): without a defense and
+    with R-MTLLMF, beside the fusion without noise (a line: it does not depend on the channel)."""
+    names = list(results)
+    fig = go.Figure()
+    for cond, label in ((Condition.ATTACKED, "no defense"), (Condition.DEFENDED, "R-MTLLMF")):
+        y = [100 * results[n].average_normalized[cond] for n in names]
+        fig.add_trace(go.Bar(x=names, y=y, name=label, marker_color=CONDITION_COLORS[cond], text=[f"{v:.1f}" for v in y],
+                             textposition="outside", hovertemplate="%{x}, " + label + ": %{y:.1f}%<extra></extra>"))
+    clean = 100 * float(np.mean([results[n].average_normalized[Condition.CLEAN] for n in names]))
+    fig.add_trace(go.Scatter(x=names, y=[clean] * len(names), mode="lines", name=f"fusion without noise ({clean:.1f}%)",
+                             line=dict(color=CLEAN_COLOR, dash="dash", width=2), hoverinfo="skip"))
+    fig.update_layout(barmode="group", yaxis_range=[0, 110])
+    fig.update_xaxes(tickangle=0)
+    return _layout(fig, "Average normalised accuracy by channel", "", "normalised accuracy (%)")
 
 
 LEADERBOARD_SHORT = {"none": "ideal", "worst_sum_rate": "P1 jammer", "worst_strongest_user": "P2 jammer"}

@@ -64,6 +64,13 @@ STEPS: tuple[Step, ...] = (
 )
 STEP_KEYS = tuple(s.key for s in STEPS)
 
+# the landing view's one sentence: the harm and the repair, each loss to its cause (reads the ideal channel too)
+HEADLINE = Step("headline", "The point", "paper_worst_sum_rate", _REPAIR,
+                "A {jammer_dbm:.0f} dBm jammer shaped against the users' sum rate (the paper's worst case). Of the "
+                "fused model's {clean:.1f}% without noise, thermal noise takes {thermal:.1f} points and the jammer "
+                "{jammer_loss:.1f} more ({attacked:.1f}% left); R-MTLLMF gives back {repair:.1f} ({defended:.1f}%). "
+                "Normalised accuracy of the {zoo} zoo's {users} tasks, seed 0.")
+
 
 def step(key: str) -> Step:
     for s in STEPS:
