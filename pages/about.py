@@ -122,7 +122,7 @@ def accuracy_table() -> None:
     if missing:
         ask = st.empty()  # cleared once computing starts: no stale count above the table
         with ask.container():
-            guess = engine.estimate(missing)
+            guess = engine.estimate(missing, table_work)
             clicked = st.button(f"Compute our numbers ({missing} of {len(table_work.points)} runs not cached yet)",
                                 key="about.compute", icon=":material/play_arrow:")
             st.caption("Each run lands in the disk cache; once computed, this table shows at once."
@@ -146,7 +146,9 @@ def accuracy_table() -> None:
     st.caption(f"Normalised average accuracy over all tasks, mean over seeds {', '.join(map(str, report.SEEDS))}. "
                "*Fitted*: the reference amplitude and realignment budget were fitted to make these match (`python -m "
                "rmtllmf_core calibrate`); *predicted*: everything else. Each side is compared as a share of its own "
-               "clean fusion. The paper's worst-case rows without protection are given as 4-6%; shown as 5%.")
+               "clean fusion. The paper's worst-case rows without protection are given as 4-6%; shown as 5%. Home, "
+               "the Story and the Fusion page show one run each (seed 0), so their numbers differ from these means "
+               "by the seeds' spread (the sd column).")
     notes = report.gap_notes(table)
     if notes:  # the predictions that miss by more than 10 points, and why
         st.markdown("\n".join(notes))

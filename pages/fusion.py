@@ -160,12 +160,16 @@ CONDITIONS = [Condition.FINETUNED, Condition.CLEAN, Condition.ATTACKED, Conditio
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, _res: Result):
+def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, received: str, _res: Result):
     """The result's figures are built once per (result, view), for every session: building a plotly
-    figure costs more than reading the result from the disk cache. Read-only once built."""
+    figure costs more than reading the result from the disk cache. Read-only once built. `received`:
+    what the scenario's received fusion is called ("jammed", or "received (no jammer)")."""
     titles = _titles(_res)
     acc = plots.style(result_plots.accuracy_bars(_res, list(shown), task_titles=titles),
                       presenter=presenter, height=420)
+    names = {"attacked, no defense": f"{received}, no defense", "attacked + defense": f"{received} + defense"}
+    for trace in acc.data:  # the legend says what the scenario has: no "attacked" without a jammer
+        trace.name = names.get(trace.name, trace.name)
     acc.update_xaxes(title=None)  # the tasks name themselves
     return acc
 
@@ -205,14 +209,14 @@ def draw(res: Result, from_cache: bool) -> None:
     wde = f"{res.wde['attacked']:.3f} / {res.wde['defended']:.3f}"
     h0 = f"{100 * res.rejection_rate['attacked']:.1f}% / {100 * res.rejection_rate['defended']:.1f}%"
     if presenter:  # the three numbers that tell the story stay big; these become one line (big, they were cut)
-        st.markdown(f"WDE attacked / defended **{wde}** · H0 rejection attacked / defended **{h0}** · "
+        st.markdown(f"WDE without / with defense **{wde}** · H0 rejection without / with defense **{h0}** · "
                     f"lambda **{res.lam:.2f}**")
     else:
         m = st.columns(3)
-        m[0].metric("WDE attacked / defended", wde,
+        m[0].metric("WDE without / with defense", wde,
                     help="weight-disentanglement error: disagreement with the individual models (clean: "
                          f"{res.wde.get('clean', float('nan')):.3f})")
-        m[1].metric("H0 rejection attacked / defended", h0,
+        m[1].metric("H0 rejection without / with defense", h0,
                     help=f"share of test inputs where |z_u/z_d - 1| > T at alpha = {scn.evaluation.significance}")
         m[2].metric("Lambda", f"{res.lam:.2f}", help=f"fusion scaling ({scn.fusion.lambda_mode})")
     worst = max(range(len(res.users)), key=lambda q: res.users[q]["mse"])
@@ -223,7 +227,9 @@ def draw(res: Result, from_cache: bool) -> None:
     extra = [c for c in (Condition.ZEROSHOT, Condition.CLEAN_REALIGNED) if c in res.accuracy]
     shown = CONDITIONS + (st.pills("Also show", extra, selection_mode="multi", format_func=plots.CONDITION_LABELS.get,
                                    key="fusion.extra") or [] if extra else [])
-    fig_acc = accuracy_figure(res.key, tuple(shown), presenter, res)
+    if not defended_on:  # the same model as the received fusion: one bar, not two
+        shown = [c for c in shown if c != Condition.DEFENDED]
+    fig_acc = accuracy_figure(res.key, tuple(shown), presenter, received.lower(), res)
     ui.chart(fig_acc, "chart.accuracy")
     minus_clean = st.toggle("Cosines: show received and defended minus clean", key="fusion.cos_minus_clean",
                             help="The three heatmaps often look alike: their difference from the clean cosines shows "

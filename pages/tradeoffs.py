@@ -65,7 +65,7 @@ def snr_section(base: Scenario) -> None:
         lo, hi = st.slider("Jammer power range (dBm)", -170, -60, (-140, -120), step=5, key="snr.range",
                            help="Each power is one run per channel and defense; widen the range for the whole "
                                 f"curve (the paper's jammers: {PAPER_MARKS}).")
-        step = st.select_slider("Step (dB)", [5, 10, 20], value=20, key="snr.step")
+        step = st.select_slider("Step (dB)", [5, 10, 20], value=5, key="snr.step")  # a curve of 5 points, not 2
     with c2:
         attacks = st.multiselect("Channels", ATTACK_CHOICES, default=["none", "worst_sum_rate"],
                                  format_func=lambda a: ui.ATTACK_LABELS.get(a, a), key="snr.attacks",

@@ -139,19 +139,17 @@ def missing(work: Work) -> int:
 
 def _with_progress(label: str, req, done: Callable[[Any, float], str]):
     """Run heavy work under a status box with a progress bar (`waiting.wait_for`: the queue, Cancel)."""
-    from . import waiting
-
-    from . import state
+    from . import state, waiting
 
     slot = st.empty()  # on a projector the finished status goes: the step's chart stays above the fold
     with slot.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
-
         start = time.perf_counter()
+        pace = Pace(start)
 
         def progress(fraction: float, message: str) -> None:
             fraction = min(max(float(fraction), 0.0), 1.0)
-            bar.progress(fraction, text=f"{label}: {message}{remaining(time.perf_counter() - start, fraction)}")
+            bar.progress(fraction, text=f"{label}: {message}{pace.left(time.perf_counter(), fraction)}")
 
         try:
             out = waiting.wait_for(req, progress)
@@ -164,24 +162,51 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
     return out
 
 
-def remaining(elapsed_s: float, fraction: float) -> str:
-    """' · about 40 s left' once a tenth of the work is done (the pace so far, extrapolated), else ''."""
-    if fraction < 0.1 or fraction >= 1.0 or elapsed_s < 2.0:
-        return ""
-    left = elapsed_s / fraction * (1.0 - fraction)
-    return f" · about {duration(left)} left"
+class Pace:
+    """The time left of a job from its pace since it started computing: the progress that arrives within
+    the first second (the cached points of a resumed sweep, reported at once) is not pace, and no
+    estimate is said before a tenth of the rest is done and two seconds have passed."""
+
+    INSTANT_S = 1.0
+
+    def __init__(self, start_s: float):
+        self.start_s, self.base_s, self.base = start_s, start_s, 0.0
+
+    def left(self, now_s: float, fraction: float) -> str:
+        if now_s - self.start_s <= self.INSTANT_S:   # what arrives at once: the baseline
+            self.base_s, self.base = now_s, fraction
+            return ""
+        done, spent = fraction - self.base, now_s - self.base_s
+        if fraction >= 1.0 or spent < 2.0 or done < 0.1 * (1.0 - self.base):
+            return ""
+        return f" · about {duration(spent / done * (1.0 - fraction))} left"
 
 
 def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def estimate(runs: int) -> str:
-    """How long `runs` cold runs take on this server, from its recent ones ('' before the first)."""
+def estimate(runs: int, work: Work | None = None) -> str:
+    """How long `runs` cold runs take on this server: from its recent runs (the engine processes report
+    theirs), else from the seconds the cached points of `work` took, else from the Home page's runs."""
     from rmtllmf_core.experiment.runtime import typical_run_seconds
+    from rmtllmf_core.studies import story
 
-    typical = typical_run_seconds()
-    return f"about {duration(runs * typical)} at {typical:.1f} s a run on this server" if typical and runs else ""
+    if not runs:
+        return ""
+    typical, source = typical_run_seconds(), "this server's recent runs"
+    if typical is None and work is not None:
+        typical, source = work.measured_seconds(), "its points already computed"
+    if typical is None:
+        try:
+            typical = Work.sweep([({}, s) for s in story.scenarios(work.scenarios[0].zoo if work else "tiny")]
+                                 ).measured_seconds()
+        except RmtllmfError:
+            typical = None
+        source = "the Home page's runs"
+    if typical is None:
+        return "no run measured on this server yet: the first ones will tell"
+    return f"about {duration(runs * typical)} ({typical:.1f} s a run, from {source})"
 
 
 def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Result, bool]:

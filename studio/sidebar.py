@@ -7,6 +7,7 @@ import streamlit as st
 
 from rmtllmf_core.serve import uploads
 from rmtllmf_core.errors import InputError, RmtllmfError
+from rmtllmf_core.experiment import codec
 from rmtllmf_core.experiment.scenario import Scenario
 
 from . import presets, state
@@ -75,7 +76,7 @@ def share(slot) -> None:
         st.markdown("**Share this view**")
         st.code(state.share_link() or "?", language=None, wrap_lines=True)
         st.caption("The link holds the whole scenario: copy it with the button at the box's right.")
-        st.download_button("Download the scenario (JSON)", json.dumps(scn.to_dict(), indent=2, sort_keys=True),
+        st.download_button("Download the scenario (JSON)", json.dumps(codec.file_dict(scn), indent=2, sort_keys=True),
                            file_name="scenario.json", mime="application/json", on_click="ignore",
                            key="download.scenario", width="stretch")
         st.file_uploader("Load a scenario (JSON)", type=["json"], key=UPLOAD_KEY, on_change=_upload,

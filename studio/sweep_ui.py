@@ -32,7 +32,7 @@ def run_sweep(name: str, work: Work, *, label: str, button: str = "Run the sweep
     if done < total:
         waiting = st.empty()  # cleared once the sweep has run: no stale counts above its result
         with waiting.container():
-            guess = engine.estimate(total - done)
+            guess = engine.estimate(total - done, work)
             st.caption(f"{total} runs; {done} already in the disk cache" + (f"; {guess}" if guess else "")
                        + (" (resuming where it stopped)" if pending else ""))
             start = st.button(button, key=f"{name}.run", icon=":material/play_arrow:", type="primary")

@@ -186,6 +186,20 @@ def test_scenario_file_round_trip_and_result_files():
     assert uploads.load_scenario_json(io.BytesIO(result_file), lim=LIM) == s
 
 
+def test_a_scenario_file_without_tasks_takes_every_task_of_its_embedded_zoo_as_the_cli_does(tmp_path):
+    from rmtllmf_core.commands.pipeline import load_scenario
+    from rmtllmf_core.experiment.presets import zoo_tasks
+
+    data = {"seed": 4, "wireless": {"attack": "worst_sum_rate"}}
+    s = uploads.load_scenario_json(json.dumps(data).encode(), lim=LIM)
+    assert s.tasks == zoo_tasks("tiny") and s.seed == 4
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    assert load_scenario(str(path)) == s                      # one rule: the app reads the file as the CLI
+    with pytest.raises(InputError):                           # another zoo is never opened to list its tasks
+        uploads.load_scenario_json(json.dumps({"zoo": "/etc"}).encode(), lim=LIM)
+
+
 @pytest.mark.parametrize("data, field, match", [
     (b'{"tasks": ["digits"], "seed": NaN}', "file", "NaN"),
     (b'{"tasks": ["digits"], "fusion": {"lambda": Infinity}}', "file", "Infinity"),
@@ -210,3 +224,23 @@ def test_scenario_file_size_and_caps():
     with pytest.raises(CapExceeded) as err:
         uploads.load_scenario_json(scn_bytes(evaluation={"samples_per_task": 600}), lim=LIM)
     assert err.value.field == "evaluation.samples_per_task" and "at most 500" in str(err.value)
+
+
+def test_a_downloaded_scenario_speaks_dbm_and_reopens_to_the_same_scenario():
+    from rmtllmf_core.experiment.codec import file_dict
+    from rmtllmf_core.experiment.presets import PRESETS, preset_scenario
+
+    from rmtllmf_core.science.wireless.config import dbm_to_w
+
+    for name in PRESETS:  # powers as the app's controls set them: from dBm
+        s = preset_scenario(name)
+        for changes in ({}, {"wireless.tx_power_w": [dbm_to_w(20.0), dbm_to_w(-7.35)]},
+                        {"wireless.jammer_power_w": dbm_to_w(-117.3)}):
+            scn = s.replace(**changes) if "tx_power_w" not in str(changes) else s.replace(
+                **{"tasks": list(s.tasks[:2]), "wireless.num_users": 2, **changes})
+            data = file_dict(scn)
+            assert "jammer_power_dbm" in data["wireless"] and "jammer_power_w" not in data["wireless"]
+            assert "tx_power_dbm" in data["wireless"]
+            assert uploads.load_scenario_json(json.dumps(data).encode(), lim=LIM) == scn   # the same scenario
+    odd = preset_scenario("paper_ideal").replace(**{"wireless.jammer_power_w": 3.3e-17})  # no dBm reads back to it
+    assert file_dict(odd)["wireless"]["jammer_power_w"] == 3.3e-17                     # kept in watts, exact

@@ -81,3 +81,16 @@ def test_a_single_run_has_one_point():
     with pytest.raises(ValueError):
         Work(((({}, s)), ({}, s)), single=True)
     assert Work.single_run(s).single and not Work.single_run(s).preemptible
+
+
+def test_a_sweep_is_estimated_from_the_seconds_its_cached_points_took(host, registered_micro_zoo):
+    from rmtllmf_core.experiment import pipeline
+
+    points = [({"seed": s}, small(registered_micro_zoo, seed=s)) for s in (0, 1, 2)]
+    w = Work.sweep(points)
+    assert w.measured_seconds() is None                      # nothing computed yet: nothing measured
+    r0 = pipeline.run(points[0][1])
+    r1 = pipeline.run(points[1][1])
+    took = sorted(sum(r.timing_s.values()) for r in (r0, r1))
+    assert w.measured_seconds() == pytest.approx(sum(took) / 2)   # the median of the two stored runs
+    assert w.missing() == 1

@@ -147,16 +147,13 @@ def load_scenario(path: str | None, zoo: str = "tiny", preset: str | None = None
     default scenario's (the schema's defaults are the default scenario), and a missing 'tasks' means
     every task of the zoo."""
     from ..experiment.codec import from_query
-    from ..experiment.presets import default_scenario, preset_scenario, zoo_tasks
+    from ..experiment.presets import default_scenario, preset_scenario, with_zoo_tasks
     from ..experiment.scenario import Scenario
 
     if preset is not None:
         base = preset_scenario(preset, zoo=zoo)
     elif path is not None:
-        data = read_json_object(path)
-        if "tasks" not in data:
-            data = {**data, "tasks": list(zoo_tasks(data["zoo"] if isinstance(data.get("zoo"), str) else zoo))}
-        base = Scenario.parse(data)
+        base = Scenario.parse(with_zoo_tasks(read_json_object(path), zoo))
     else:
         base = default_scenario(zoo)
     if not changes:

@@ -116,6 +116,19 @@ def _as_dbm(watts: Any) -> Any:
     return None
 
 
+def file_dict(scenario) -> dict:
+    """A scenario as a downloaded file holds it: the powers in dBm, as the app shows them, wherever a dBm
+    number reads back to the very same watts (else in watts); the file reopens to the same scenario."""
+    data = scenario.to_dict()
+    wireless = data["wireless"]
+    for dbm_name, w_name in DBM_ALIASES.items():
+        dbm = _as_dbm(wireless.get(w_name))
+        if dbm is not None:
+            del wireless[w_name]
+            wireless[dbm_name] = dbm
+    return data
+
+
 def _decoded(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """(dotted key, value) per parameter, each checked for size and form (InputError names the key)."""
     items = [(k, v) for k, v in params.items() if k not in UI_PARAMS]

@@ -58,6 +58,14 @@ def zoo_tasks(zoo: str) -> tuple[str, ...]:
     return get_zoo(zoo).task_names
 
 
+def with_zoo_tasks(data: dict, zoo: str = "tiny") -> dict:
+    """A scenario file's data, with 'tasks' (when it has none) every task of its zoo (its own 'zoo', else
+    `zoo`), one user each: the one rule of the CLI and the app."""
+    if "tasks" in data:
+        return data
+    return {**data, "tasks": list(zoo_tasks(data["zoo"] if isinstance(data.get("zoo"), str) else zoo))}
+
+
 def preset_dict(name: str, tasks: tuple[str, ...], zoo: str = "tiny") -> dict:
     if name not in PRESETS:
         raise InputError("preset", f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")

@@ -344,7 +344,13 @@ class HeavyRequest:
         """What the queue runs: in an engine process (`compute.py`) when the host has them, so the
         computation does not share the pages' interpreter; else `run`."""
         if not self.cached and limits().engine_processes and (self.work.single or not ray_address()):
-            return engine_pool().run(self.work, progress)
+            from ..experiment.runtime import note_run_seconds
+
+            todo, start = self.work.missing(), time.perf_counter()
+            out = engine_pool().run(self.work, progress)
+            for _ in range(min(todo, 8)):  # the engine process's runs, as this server's estimates read them
+                note_run_seconds((time.perf_counter() - start) / todo)
+            return out
         return self.run(progress)
 
 

@@ -65,7 +65,9 @@ def _limits(lim):
 def load_scenario_json(data: Any, *, lim=None, field: str = "file"):
     """A Scenario from an uploaded JSON file (within the host's size limit and caps)."""
     from .hosting import check_scenario
+    from ..experiment.presets import with_zoo_tasks
     from ..experiment.scenario import Scenario
+    from ..zoo import BUILTIN
 
     lim = _limits(lim)
     raw = _bytes_of(data, lim.max_upload_bytes, field)
@@ -78,6 +80,8 @@ def load_scenario_json(data: Any, *, lim=None, field: str = "file"):
         raise InputError(field, f"a scenario file holds one JSON object (got {type(payload).__name__})")
     if isinstance(payload.get("scenario"), dict) and "tasks" not in payload:
         payload = payload["scenario"]  # a result file exported from the app carries its scenario
+    if "tasks" not in payload and payload.get("zoo", "tiny") in BUILTIN:  # every task of an embedded zoo, as
+        payload = with_zoo_tasks(payload)                                  # the CLI reads such a file
     scenario = Scenario.parse(payload)
     check_scenario(scenario, lim)
     return scenario

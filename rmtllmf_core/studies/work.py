@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import statistics
 import sys
 import traceback
 import types
@@ -85,6 +86,20 @@ class Work:
         """How many points the disk cache does not hold yet (no result is read)."""
         cache = cache if cache is not None else pipeline.default_cache()
         return sum(k not in cache for k in self.result_keys)
+
+    def measured_seconds(self, cache=None, limit: int = 8) -> float | None:
+        """The median compute time of this work's points that the disk cache holds (each result keeps the
+        seconds of the run that computed it), from at most `limit` of them; None when none is cached."""
+        cache = cache if cache is not None else pipeline.default_cache()
+        seconds = []
+        for k in self.result_keys:
+            hit = cache.get(k) if k in cache else None
+            timing = hit.get("timing_s") if isinstance(hit, dict) else None
+            if isinstance(timing, dict) and timing:
+                seconds.append(float(sum(v for v in timing.values() if isinstance(v, (int, float)))))
+            if len(seconds) >= limit:
+                break
+        return float(statistics.median(seconds)) if seconds else None
 
 
 def execute(work: Work, progress: Progress | None = None, *, cache=None, use_cache: bool = True, workers: int = 1,
