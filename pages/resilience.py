@@ -38,7 +38,7 @@ for col, preset in zip(cols, ("paper_worst_sum_rate", "paper_worst_strongest_use
         st.markdown(f"**{ui.ATTACK_LABELS.get(scn.wireless.attack)}**: average MSE {sensed['average_mse']:.3f} "
                     f"sensed, {blind['average_mse']:.3f} blind")
         fig = result_plots.user_mse_bars({"receiver knows the jammer": sensed, "receiver designed for thermal noise":
-                                          blind}, labels=list(scn.tasks))
+                                          blind}, labels=[ui.task_title(t) for t in scn.tasks])
         fig = plots.style(fig, presenter=presenter, height=340)
         fig.update_layout(title=None, legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"))
         ui.chart(fig, f"chart.resilience.blind.{preset}")

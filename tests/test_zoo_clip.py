@@ -574,3 +574,21 @@ def test_run_sweep_and_arena_take_a_small_folder_zoo_with_the_defaults(small_zoo
                            "--attacks", "worst_sum_rate", "--workers", "1", "--out", str(tmp_path / "arena")], capsys)
     assert code == 0, err
     assert (tmp_path / "arena" / "arena.csv").exists()
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["run", "--set", "evaluation.samples_per_task=100"], "evaluation.samples_per_task"),
+    (["run", "--set", "defense.shots_per_class=15"], "defense.shots_per_class"),   # the pool holds 10 a class
+    (["run", "--set", "tasks=stripes,nope"], "tasks"),
+    (["run", "--set", "fusion.lambda_mode=fixed", "--set", "fusion.lambda=9"], "fusion.lambda"),
+    (["sweep", "--kind", "snr", "--jammer-dbm=-120,oops"], "jammer-dbm"),
+    (["sweep", "--kind", "ablation", "--shots", "1,15"], "defense.shots_per_class"),
+])
+def test_errors_on_a_small_zoo_name_what_the_user_can_set(small_zoo, tmp_path, monkeypatch, capsys, argv, field):
+    """Every error a user meets on their own small zoo names a field they can set (or the command's option)
+    and what is allowed, on a line of its own; never an internal argument."""
+    monkeypatch.setenv("RMTLLMF_CACHE_DIR", str(tmp_path / "cache"))
+    extra = ["--workers", "1", "--out", str(tmp_path / "o")] if argv[0] == "sweep" else []
+    code, out, err = _cli([*argv, "--zoo", str(small_zoo), "--set", "defense.realign_steps=2", *extra], capsys)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith(f"error: {field}:"), err

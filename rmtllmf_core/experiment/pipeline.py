@@ -527,6 +527,11 @@ def _evaluate(run_: _Run, clean: _Clean, uplink, logits: dict, grams: dict) -> R
     preds = {cond: {t: lg.argmax(dim=1) for t, lg in by_task.items()} for cond, by_task in logits.items()}
     for cond, pr in preds.items():
         accuracy[cond] = ev.accuracy_from_predictions(pr)
+    unusable = [t for t, a in accuracy[Condition.FINETUNED].items() if not a > 0]
+    if unusable:  # normalised accuracy divides by it: a user's zoo with a task its own model never gets right
+        raise InputError("tasks", f"the zoo's fine-tuned model of {', '.join(map(repr, unusable))} gets none of its "
+                         f"{n_eval} test samples right, so its normalised accuracy is undefined; leave it out "
+                         f"(--set tasks=...) or fine-tune it longer (zoo build clip --steps N)")
     normalized = {cond: evaluate.normalized(acc, accuracy[Condition.FINETUNED]) for cond, acc in accuracy.items()}
     alpha = scenario.evaluation.significance
     cosine = {"clean": clean.gram.cosine(), "received": grams["received"].cosine(),
