@@ -51,10 +51,11 @@ nav[2].button("Next", icon=":material/arrow_forward:", on_click=_go, args=(1,), 
 step = story.step(key)
 try:
     scn = story.scenario(step, zoo)
-    res, _ = engine.run(scn, label=f"Computing step {index + 1}")
+    # on a projector the finished status goes: the step's chart stays above the fold
+    res, _ = engine.run(scn, label=f"Computing step {index + 1}", keep_status=not presenter)
     # every later step reads the ideal channel too (what thermal noise alone costs, its MSE)
-    ideal = engine.run(story.scenario(story.STEPS[0], zoo), label="Computing the ideal channel")[0] \
-        if index > 0 else None
+    ideal = engine.run(story.scenario(story.STEPS[0], zoo), label="Computing the ideal channel",
+                       keep_status=not presenter)[0] if index > 0 else None
 except RmtllmfError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()

@@ -137,11 +137,12 @@ def missing(work: Work) -> int:
     return work.missing()
 
 
-def _with_progress(label: str, req, done: Callable[[Any, float], str]):
-    """Run heavy work under a status box with a progress bar (`waiting.wait_for`: the queue, Cancel)."""
-    from . import state, waiting
+def _with_progress(label: str, req, done: Callable[[Any, float], str], keep_status: bool = True):
+    """Run heavy work under a status box with a progress bar (`waiting.wait_for`: the queue, Cancel); the
+    finished status stays ("done in 12 s") unless `keep_status` is False (a projector's story)."""
+    from . import waiting
 
-    slot = st.empty()  # on a projector the finished status goes: the step's chart stays above the fold
+    slot = st.empty()
     with slot.status(f"{label}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
         start = time.perf_counter()
@@ -157,7 +158,7 @@ def _with_progress(label: str, req, done: Callable[[Any, float], str]):
             status.update(label=f"{label}: stopped (see the message)", state="error", expanded=False)
             raise
         status.update(label=done(out, time.perf_counter() - start), state="complete", expanded=False)
-    if state.presenter():
+    if not keep_status:
         slot.empty()
     return out
 
@@ -209,7 +210,7 @@ def estimate(runs: int, work: Work | None = None) -> str:
     return f"about {duration(runs * typical)} ({typical:.1f} s a run, from {source})"
 
 
-def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Result, bool]:
+def run(scn: Scenario, *, label: str = "Computing the fused models", keep_status: bool = True) -> tuple[Result, bool]:
     """One scenario's result and whether the disk cache answered it: a hit at once (one read), a
     cold run under a status and a progress bar (raises RmtllmfError)."""
     from rmtllmf_core.serve import hosting
@@ -219,7 +220,7 @@ def run(scn: Scenario, *, label: str = "Computing the fused models") -> tuple[Re
     req = hosting.request(work)    # the caps, and one lookup of the key
     if req.cached:
         return req.run(), True
-    return _with_progress(label, req, done=lambda out, s: f"{label}: done in {s:.1f} s"), False
+    return _with_progress(label, req, done=lambda out, s: f"{label}: done in {s:.1f} s", keep_status=keep_status), False
 
 
 def sweep(work: Work, *, label: str) -> list[dict]:

@@ -270,7 +270,8 @@ def test_placement_table_edits_move_the_users():
 
 
 def _tradeoffs_snr_settings(at):
-    at.slider(key="snr.range").set_value((-140, -120)).run()  # the default step (20 dB): two powers
+    at.slider(key="snr.range").set_value((-140, -120)).run()
+    at.select_slider(key="snr.step").set_value(20).run()       # two powers (the default 5 dB step draws five)
     at.multiselect(key="snr.attacks").set_value(["none", "worst_sum_rate"]).run()
     assert at.multiselect(key="snr.defenses").value == ["none", "freeze", "realign", "rmtllmf"]  # the default
     return at

@@ -253,7 +253,8 @@ def test_a_hostile_link_is_summarised_at_the_top_and_still_answers(server, brows
     the Scenario page's own address opens it."""
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{server}/fusion?wireless.attack=nope&evaluation.samples_per_task=5000&seed=3")
+    cheap = "&defense.realign_steps=5&fusion.lambda_mode=heuristic&evaluation.clean_realign_control=false"
+    browser.get(f"{server}/fusion?wireless.attack=nope&evaluation.samples_per_task=5000&seed=3{cheap}")
     wait_for(browser, lambda d: "This link had values the app refused" in text(d) and idle(d), what="the summary")
     summary = browser.find_element(By.CSS_SELECTOR, "[data-testid='stAlertContainer']").text
     assert "wireless.attack (Attack)" in summary and "allowed: none (ideal channel)" in summary
