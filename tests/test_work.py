@@ -94,3 +94,14 @@ def test_a_sweep_is_estimated_from_the_seconds_its_cached_points_took(host, regi
     took = sorted(sum(r.timing_s.values()) for r in (r0, r1))
     assert w.measured_seconds() == pytest.approx(sum(took) / 2)   # the median of the two stored runs
     assert w.missing() == 1
+
+
+def test_a_built_in_zoos_cache_keys_need_no_weights():
+    """A fresh server answers Home from the cache before the zoo has loaded: the key's fingerprint comes
+    from the card, and equals the loaded zoo's."""
+    from rmtllmf_core.experiment import pipeline
+
+    fresh = runtime.result_fingerprint("tiny")
+    assert fresh == runtime.get_engine("tiny").fingerprint
+    s = preset_scenario("paper_ideal")
+    assert pipeline.result_key(s, fresh) == pipeline.result_key(s, runtime.get_engine("tiny"))

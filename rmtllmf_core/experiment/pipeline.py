@@ -23,7 +23,8 @@ from ..errors import InputError
 from ..science.methods import LAMBDA_MAX, METHODS
 from .result import Condition, Result
 # the per-process state lives in runtime.py; these names stay reachable as pipeline.* for callers
-from .runtime import Engine, default_cache, flat_digest, get_engine, get_zoo, note_run_seconds, register_zoo
+from .runtime import (Engine, default_cache, flat_digest, get_engine, get_zoo, note_run_seconds, register_zoo,
+    result_fingerprint)
 from .scenario import SAMPLES_PER_TASK_MIN, Scenario
 from ..science.taskvec import cosine_from_gram, gram_add
 from ..science.wireless import channel_warning, evaluate_uplink
@@ -49,8 +50,10 @@ def sub_seed(seed: int, stage: str) -> int:
 CONTROL_REALIGN_SEED = sub_seed(0, "realign")
 
 
-def result_key(scenario: Scenario, engine: Engine) -> str:
-    payload = f"{ENGINE_VERSION}\n{engine.fingerprint}\n{scenario.canonical_json()}"
+def result_key(scenario: Scenario, engine: Engine | str) -> str:
+    """The disk cache's key of a scenario's result on an engine (or that engine's fingerprint)."""
+    fp = engine if isinstance(engine, str) else engine.fingerprint
+    payload = f"{ENGINE_VERSION}\n{fp}\n{scenario.canonical_json()}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -59,8 +62,8 @@ def result_key(scenario: Scenario, engine: Engine) -> str:
 def cached(scenario: Scenario | Mapping, *, cache: ResultCache | None = None) -> Result | None:
     """The stored result, or None; never computes."""
     scenario = Scenario.parse(scenario)
-    engine = get_engine(scenario.zoo)
-    return stored(cache if cache is not None else default_cache(), result_key(scenario, engine))
+    key = result_key(scenario, result_fingerprint(scenario.zoo))  # a built-in zoo's weights are not loaded
+    return stored(cache if cache is not None else default_cache(), key)
 
 
 def stored(cache: ResultCache, key: str) -> Result | None:

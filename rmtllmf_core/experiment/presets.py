@@ -53,8 +53,12 @@ DEFAULT_PRESET = "paper_ideal"
 
 
 def zoo_tasks(zoo: str) -> tuple[str, ...]:
-    from .runtime import get_zoo
+    """A zoo's tasks: a built-in zoo's from its card (no weights loaded), any other's from the loaded zoo."""
+    from .runtime import get_zoo, loaded
+    from ..zoo import BUILTIN, builtin_card
 
+    if zoo in BUILTIN and not loaded(zoo):
+        return tuple(builtin_card(zoo)["tasks"])
     return get_zoo(zoo).task_names
 
 

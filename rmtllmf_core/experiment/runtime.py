@@ -187,6 +187,25 @@ def register_zoo(zoo: Zoo, device: str | None = None) -> Engine:
         return _engines[zoo.name]
 
 
+def loaded(zoo_name: str) -> bool:
+    """Whether this process has the zoo (a registered one, or a built-in one already loaded)."""
+    with _engines_lock:
+        return zoo_name in _engines
+
+
+def result_fingerprint(zoo_name: str = "tiny") -> str:
+    """What a zoo's results are keyed by (`Engine.fingerprint`), for a built-in zoo from its card alone: a
+    cache lookup on a fresh server need not wait for the weights to load."""
+    from ..zoo import BUILTIN, builtin_fingerprint
+
+    with _engines_lock:
+        engine = _engines.get(zoo_name)
+    if engine is not None or zoo_name not in BUILTIN:
+        return (engine or get_engine(zoo_name)).fingerprint
+    tag = evaluate.device_tag(evaluate.compute_device())
+    return builtin_fingerprint(zoo_name) + (f"@{tag}" if tag else "")
+
+
 def get_engine(zoo_name: str = "tiny") -> Engine:
     """The engine of a zoo, loaded once per process."""
     with _engines_lock:

@@ -11,13 +11,14 @@ the commands' business (`python -m rmtllmf_core zoo ...`); the app never imports
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from ..errors import AssetError
 from .types import SPLITS, TaskInfo, Zoo
 
-__all__ = ["BUILTIN", "CARD", "builtin_card", "sample_sheets", "load_zoo", "Zoo", "TaskInfo", "SPLITS",
+__all__ = ["BUILTIN", "CARD", "builtin_card", "builtin_fingerprint", "fingerprint", "sample_sheets", "load_zoo", "Zoo", "TaskInfo", "SPLITS",
            "TASK_NAMES"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -37,6 +38,28 @@ def builtin_card(name: str) -> dict:
         raise AssetError(str(path), f"the zoo card is missing or unreadable ({type(exc).__name__}); "
                                     f"rebuild the zoo: python -m rmtllmf_core zoo build {name}") from None
     return card
+
+
+def fingerprint(parts: list[bytes]) -> str:
+    """A zoo's fingerprint from the bytes that define it (a zoo directory's: its card, which holds every
+    file's hash): it joins every cache key."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:16]
+
+
+def builtin_fingerprint(name: str) -> str:
+    """A built-in zoo's fingerprint from its card alone, without loading any weights (the loader gives the
+    same value; a card whose files do not match it fails when the zoo loads)."""
+    if name not in BUILTIN:
+        raise AssetError(name, f"not a built-in zoo; the built-in zoos are {', '.join(BUILTIN)}")
+    path = BUILTIN[name] / CARD
+    try:
+        return fingerprint([path.read_bytes()])
+    except OSError as exc:
+        raise AssetError(str(path), f"the zoo card is unreadable ({type(exc).__name__}); "
+                                    f"rebuild the zoo: python -m rmtllmf_core zoo build {name}") from None
 
 
 def sample_sheets(name: str, card) -> dict[str, Path]:

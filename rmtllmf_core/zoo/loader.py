@@ -19,7 +19,6 @@ zoo loaded. Smaller files (the embedded tiny zoo) are read into private memory.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Mapping
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from ..errors import AssetError, InputError
 from . import tasks as T
 from .data import ProceduralData
-from . import BUILTIN, CARD
+from . import BUILTIN, CARD, fingerprint
 from .model import create, register_config, tokenizer
 from .types import TaskInfo, TaskVectors, Zoo, sha256_file
 
@@ -146,11 +145,7 @@ def _task_infos(card: Mapping) -> dict[str, TaskInfo]:
     return {n: TaskInfo(n, t["title"], t["description"], tuple(t["class_names"])) for n, t in card["tasks"].items()}
 
 
-def _fingerprint(parts: list[bytes]) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
-    return h.hexdigest()[:16]
+_fingerprint = fingerprint  # one definition: the package's, which keys the cache without loading weights
 
 
 def load_zoo(source: str | Path = "tiny", *, pretrained: str | None = None,
