@@ -39,6 +39,8 @@ def _point() -> None:
                 icon=":material/hourglass_top:")
         return
     results = {name: r for name, r in results.items() if r is not None}
+    if len(results) == len(CHANNELS) and not _ready:  # all landed: one last rerun of the page stops the polling
+        st.rerun()
     n = story.numbers(story.HEADLINE, p1, ideal)
     cols = st.columns(3)
     cols[0].metric("Fusion without noise", f"{n['clean']:.1f}%", help="average normalised accuracy: each task's "
