@@ -165,11 +165,10 @@ def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, received:
     figure costs more than reading the result from the disk cache. Read-only once built. `received`:
     what the scenario's received fusion is called ("jammed", or "received (no jammer)")."""
     titles = _titles(_res)
-    acc = plots.style(result_plots.accuracy_bars(_res, list(shown), task_titles=titles),
+    # the legend says what the scenario has: no "attacked" without a jammer
+    names = {Condition.ATTACKED: f"{received}, no defense", Condition.DEFENDED: f"{received} + defense"}
+    acc = plots.style(result_plots.accuracy_bars(_res, list(shown), task_titles=titles, labels=names),
                       presenter=presenter, height=420)
-    names = {"attacked, no defense": f"{received}, no defense", "attacked + defense": f"{received} + defense"}
-    for trace in acc.data:  # the legend says what the scenario has: no "attacked" without a jammer
-        trace.name = names.get(trace.name, trace.name)
     acc.update_xaxes(title=None)  # the tasks name themselves
     return acc
 

@@ -18,8 +18,8 @@ zoo = state.scenario().zoo
 KEY = "story.step"
 TITLES = {s.key: s.title for s in story.STEPS}
 METRICS = {"clean": "Clean fusion", "attacked": "Jammed, no defense", "defended": "Jammed + R-MTLLMF"}
-# the chart's traces under the metrics' names (every step that shows them has a jammer)
-TRACE_NAMES = {"attacked, no defense": "jammed, no defense", "attacked + defense": "jammed + R-MTLLMF"}
+# the chart's conditions under the metrics' names (every step that shows them has a jammer)
+TRACE_NAMES = {"attacked": "jammed, no defense", "defended": "jammed + R-MTLLMF"}
 
 
 def _go(delta: int) -> None:
@@ -89,9 +89,8 @@ labels = [ui.task_title(t).split(" (")[0] if presenter else ui.task_title(t) for
 if step.channel:
     fig = result_plots.user_mse_bars({"ideal channel": ideal, "with the jammer": res}, labels=labels)
 else:
-    fig = result_plots.accuracy_bars(res, list(step.show), task_titles=dict(zip(res.tasks, labels)))
-    for trace in fig.data:  # the numbers' own names: "Jammed", as the metrics above say
-        trace.name = TRACE_NAMES.get(trace.name, trace.name)
+    fig = result_plots.accuracy_bars(res, list(step.show), task_titles=dict(zip(res.tasks, labels)),
+                                     labels=TRACE_NAMES)
 fig = plots.style(fig, presenter=presenter, height=250 if presenter else 400)
 fig.update_xaxes(title=None)
 if presenter:  # no title (the step bar says it), the legend above the bars: below, it ran into the task names

@@ -8,9 +8,9 @@ import math
 import torch
 
 from rmtllmf_core.science.fusion import _stack_slices, kth_largest_sliced, layer_gram_sliced, layer_weights_from_gram
-from rmtllmf_core.science.perturb import (SCALES, _check_choice, _check_mse, _check_vectors, _tensor_sizes,
+from rmtllmf_core.science.perturb import (SCALES, _check_choice, _check_mse, _tensor_sizes,
     reference_squares, tensor_noise_std)
-from rmtllmf_core.science.taskvec import ParamLayout
+from rmtllmf_core.science.taskvec import ParamLayout, check_stack
 
 
 def layer_gram(vectors: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
@@ -60,7 +60,7 @@ def noise_std(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db
 
 def noise_std_per_tensor(clean: torch.Tensor, mse, layout: ParamLayout, scale: str, gain_db: float = 0.0) -> torch.Tensor:
     """[T, n_tensors] float32: the error std of every element of tensor i of tau_q (see :func:`noise_std`)."""
-    clean = _check_vectors(clean, layout)
+    clean = check_stack(clean, layout, "perturb.clean")
     mse = _check_mse(mse, clean.shape[0])
     scale = _check_choice(scale, SCALES, "perturb.scale")
     power = reference_squares(clean, layout, scale) if scale != "absolute" else None

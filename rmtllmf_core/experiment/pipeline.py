@@ -112,39 +112,41 @@ def check_fits(scenario: Scenario) -> None:
     _check_tasks(scenario, get_engine(scenario.zoo).zoo)
 
 
-def _check_tasks_known(scenario: Scenario, zoo: Zoo) -> None:
+def _smallest_test_split(scenario: Scenario, zoo: Zoo) -> tuple[str, int]:
+    """The fused task whose test split holds the fewest samples, and how many (unknown tasks refused)."""
     unknown = [t for t in scenario.tasks if t not in zoo.tasks]
     if unknown:
         raise InputError("tasks", f"unknown task {unknown[0]!r}; zoo {zoo.name!r} has {', '.join(zoo.task_names)}")
+    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
+    smallest = min(sizes, key=sizes.get)
+    return smallest, sizes[smallest]
+
+
+def _check_samples(n: int, smallest: str, size: int, zoo: Zoo) -> None:
+    # the schema allows up to 10,000 test samples; this zoo's test splits may hold fewer (one source: the zoo)
+    if n > size:
+        raise InputError("evaluation.samples_per_task", f"at most {size} with zoo {zoo.name!r} (the test "
+                                                        f"split of {smallest} holds that many); got {n}")
 
 
 def _check_tasks(scenario: Scenario, zoo: Zoo) -> None:
-    _check_tasks_known(scenario, zoo)
-    # the schema allows up to 10,000 test samples; this zoo's test splits may hold fewer (one source: the zoo)
-    n = scenario.evaluation.samples_per_task
-    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
-    smallest = min(sizes, key=sizes.get)
-    if n > sizes[smallest]:
-        raise InputError("evaluation.samples_per_task", f"at most {sizes[smallest]} with zoo {zoo.name!r} (the test "
-                                                        f"split of {smallest} holds that many); got {n}")
+    _check_samples(scenario.evaluation.samples_per_task, *_smallest_test_split(scenario, zoo), zoo)
 
 
 def fit_to_zoo(scenario: Scenario, explicit: Collection[str] = ()) -> tuple[Scenario, list[str]]:
     """The scenario with `evaluation.samples_per_task` fitted to the zoo's smallest test split of the fused
     tasks where the user did not set it (`explicit`: the dotted fields they gave), and a note for the change.
-    A value the user set and that does not fit stays an error (`run` names it)."""
+    A value the user set and that does not fit stays an error, raised here, before any work starts."""
     field = "evaluation.samples_per_task"
     zoo = get_engine(scenario.zoo).zoo
-    _check_tasks_known(scenario, zoo)
-    sizes = {t: zoo.split_size(t, "test") for t in scenario.fused_tasks}
-    smallest = min(sizes, key=sizes.get)
+    smallest, size = _smallest_test_split(scenario, zoo)
     n = scenario.evaluation.samples_per_task
     notes = []
-    if not (field in explicit or "evaluation" in explicit) and SAMPLES_PER_TASK_MIN <= sizes[smallest] < n:
-        scenario = scenario.replace(**{field: sizes[smallest]})
-        notes.append(f"{field}: {sizes[smallest]}, what the test split of {smallest} holds (the default {n} does "
+    if not (field in explicit or "evaluation" in explicit) and SAMPLES_PER_TASK_MIN <= size < n:
+        scenario = scenario.replace(**{field: size})
+        notes.append(f"{field}: {size}, what the test split of {smallest} holds (the default {n} does "
                      f"not fit zoo {zoo.name!r}; --set {field}=N chooses)")
-    _check_tasks(scenario, zoo)  # what still does not fit is named now, before any work starts
+    _check_samples(scenario.evaluation.samples_per_task, smallest, size, zoo)
     return scenario, notes
 
 
@@ -477,8 +479,8 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
         fused = defense.realign(engine.zoo, fused, layout, tasks, **_realign_options(run_), inplace=True,
                                 device=engine.device, progress=lambda f: run_.progress(0.3 + 0.3 * f, "realign"))
     run_.lap("defend", 0.6)
-    logits[Condition.DEFENDED] = (logits[Condition.ATTACKED] if not (channel.cheap_defenses or d.freeze or d.realign)
-                          else engine.logits(fused, tasks, run_.n_eval))
+    undefended = not (channel.cheap_defenses or d.freeze or d.realign)
+    logits[Condition.DEFENDED] = logits[Condition.ATTACKED] if undefended else engine.logits(fused, tasks, run_.n_eval)
     return {"received": received_gram,
             "defended": defended_gram if d.freeze or channel.cheap_defenses else received_gram}
 

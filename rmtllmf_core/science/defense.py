@@ -321,12 +321,7 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
     `inplace`; plus the activations of one batch.
     """
     _check_flat("flat", flat, layout)
-    tasks = tuple(tasks)
-    if not tasks:
-        raise InputError("tasks", "at least one task")
-    unknown = [t for t in tasks if t not in zoo.heads]
-    if unknown:
-        raise InputError("tasks", f"unknown task(s) {unknown}; the zoo has {list(zoo.task_names)}")
+    tasks = zoo.check_tasks(tasks)
     if frozen_mask.shape != (layout.numel,) or frozen_mask.dtype != torch.bool:
         raise InputError("frozen_mask", f"expected a bool tensor of shape [{layout.numel}]")
 

@@ -111,12 +111,7 @@ class Evaluator:
 
     def __init__(self, zoo: Zoo, tasks: Sequence[str], samples_per_task: int, split: str = "test",
                  *, batch_size: int | None = 256, device: torch.device | str = "cpu"):
-        tasks = list(tasks)
-        if not tasks:
-            raise InputError("tasks", "at least one task")
-        unknown = [t for t in tasks if t not in zoo.heads]
-        if unknown:
-            raise InputError("tasks", f"unknown task(s) {unknown}; the zoo has {list(zoo.task_names)}")
+        tasks = list(zoo.check_tasks(tasks))
         if len(set(tasks)) != len(tasks):
             raise InputError("tasks", "each task at most once")
         if samples_per_task < 1:

@@ -88,7 +88,7 @@ import torch
 from . import spectral as _spectral
 from ..errors import InputError
 from .methods import LAMBDA_MAX, METHOD_NAMES, METHOD_RECORDS, TA_GRID
-from .taskvec import stream_seed
+from .taskvec import check_seed, check_stack, stream_seed
 from .taskvec import ParamLayout, group_of
 
 # tensor index -> [T, n_i] float32 slice of the task vectors (a view or a freshly computed tensor; the
@@ -139,20 +139,6 @@ def heuristic_lambda(n_tasks: int) -> float:
 
 
 # ----------------------------------------------------------------------------------- validation
-
-def _check_vectors(vectors, layout) -> torch.Tensor:
-    if not isinstance(layout, ParamLayout):
-        raise InputError("fusion.layout", f"must be a ParamLayout; got {type(layout).__name__}")
-    if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2 or not vectors.is_floating_point():
-        raise InputError("fusion.vectors", "must be a floating [T, P] tensor of task vectors")
-    if vectors.shape[0] < 1 or vectors.shape[1] != layout.numel:
-        raise InputError("fusion.vectors", f"shape {tuple(vectors.shape)} does not match [T >= 1, {layout.numel}]")
-    vectors = vectors.detach().to(torch.float32)
-    # Row sums catch any NaN/inf at a twentieth of the cost of an elementwise isfinite mask.
-    if not torch.isfinite(vectors.sum(1)).all():
-        raise InputError("fusion.vectors", "contains NaN or infinite entries (or values beyond float32 range)")
-    return vectors
-
 
 def _check_number(value, field: str, lo: float, hi: float, lo_open=False, hi_open=False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -355,8 +341,7 @@ def plan_merge(
     if not isinstance(options, Options):
         raise InputError("fusion", f"options must be a fusion.Options; got {type(options).__name__}")
     density, drop_rate = float(options.density), float(options.drop_rate)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
+    seed = check_seed(seed)
 
     if user_weights is not None:
         user_weights = torch.as_tensor(user_weights, dtype=torch.float32).reshape(-1)
@@ -491,7 +476,7 @@ def merge_recipe(
     unknown = sorted(set(options) - set(Options.__dataclass_fields__))
     if unknown:
         raise InputError("fusion", f"unknown option(s) {unknown}; known: {', '.join(Options.__dataclass_fields__)}")
-    v = _check_vectors(vectors, layout)
+    v = check_stack(vectors, layout, "fusion.vectors")
     slices = _stack_slices(v, layout)
     plan = plan_merge(slices, recipe, layout=layout, n_tasks=v.shape[0], lambda_=lambda_, options=Options(**options),
                       seed=seed, user_weights=user_weights)

@@ -68,7 +68,7 @@ import torch
 
 from .calibration import SYMBOL_GAIN_DB_RANGE
 from ..errors import InputError
-from .taskvec import ParamLayout, stream_seed
+from .taskvec import ParamLayout, check_seed, check_stack, stream_seed
 
 MODELS = ("gaussian", "correlated", "digital", "coded")
 SCALES = ("absolute", "per_tensor", "per_vector", "peak")
@@ -91,20 +91,6 @@ def _check_choice(value, allowed: tuple, field: str) -> str:
     return value
 
 
-def _check_vectors(clean, layout) -> torch.Tensor:
-    if not isinstance(layout, ParamLayout):
-        raise InputError("perturb.layout", f"must be a ParamLayout; got {type(layout).__name__}")
-    if not isinstance(clean, torch.Tensor) or clean.ndim != 2 or not clean.is_floating_point():
-        raise InputError("perturb.clean", "must be a floating [T, P] tensor of task vectors")
-    if clean.shape[0] < 1 or clean.shape[1] != layout.numel:
-        raise InputError("perturb.clean", f"shape {tuple(clean.shape)} does not match [T >= 1, {layout.numel}]")
-    clean = clean.detach().to(torch.float32)
-    # Row sums catch any NaN/inf at a twentieth of the cost of an elementwise isfinite mask.
-    if not torch.isfinite(clean.sum(1)).all():
-        raise InputError("perturb.clean", "contains NaN or infinite entries (or values beyond float32 range)")
-    return clean
-
-
 def _check_mse(mse, n_users: int) -> np.ndarray:
     try:
         arr = np.array(mse.detach().cpu() if isinstance(mse, torch.Tensor) else mse, dtype=np.float64)  # a copy: ours
@@ -115,12 +101,6 @@ def _check_mse(mse, n_users: int) -> np.ndarray:
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise InputError("perturb.mse", "every MSE must be finite and >= 0")
     return arr
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
-        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
-    return int(seed)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -574,7 +554,7 @@ def link(
     if not isinstance(spec, Spec):
         raise InputError("perturb", f"spec must be a perturb.Spec; got {type(spec).__name__}")
     model, scale, gain_db = spec.model, spec.scale, spec.gain_db
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     std = factor = sinr = None
     bits = 0
     if model in ("digital", "coded"):
@@ -661,7 +641,7 @@ def perturb(
     (per user, dB) and ``bits_per_param`` are used by ``digital``. See the module docstring. The
     whole-stack form of :func:`link` + :func:`perturb_slice_` (the same numbers, slice for slice).
     """
-    clean = _check_vectors(clean, layout)
+    clean = check_stack(clean, layout, "perturb.clean")
     mse = _check_mse(mse, clean.shape[0])
     needs_power = model in ("gaussian", "correlated") and scale != "absolute"
     power = reference_squares(clean, layout, scale) if needs_power else None

@@ -174,3 +174,32 @@ def stream_seed(seed: int, *keys: int) -> int:
     for k in keys:
         h = _splitmix64(h ^ (int(k) & _MASK64))
     return h >> 1
+
+
+def check_seed(seed) -> int:
+    """A run's seed as an int in [0, 2^63) (InputError on `seed`)."""
+    import numbers
+
+    from ..errors import InputError
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
+        raise InputError("seed", f"must be an integer in [0, 2^63); got {seed!r}")
+    return int(seed)
+
+
+def check_stack(vectors, layout: "ParamLayout", field: str) -> torch.Tensor:
+    """A [T, P] stack of task vectors for `layout`, as float32; refused by `field` (the stack's dotted name,
+    e.g. "fusion.vectors") or, for the layout, its section's ".layout"."""
+    from ..errors import InputError
+
+    if not isinstance(layout, ParamLayout):
+        raise InputError(field.rsplit(".", 1)[0] + ".layout", f"must be a ParamLayout; got {type(layout).__name__}")
+    if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2 or not vectors.is_floating_point():
+        raise InputError(field, "must be a floating [T, P] tensor of task vectors")
+    if vectors.shape[0] < 1 or vectors.shape[1] != layout.numel:
+        raise InputError(field, f"shape {tuple(vectors.shape)} does not match [T >= 1, {layout.numel}]")
+    vectors = vectors.detach().to(torch.float32)
+    # Row sums catch any NaN/inf at a twentieth of the cost of an elementwise isfinite mask.
+    if not torch.isfinite(vectors.sum(1)).all():
+        raise InputError(field, "contains NaN or infinite entries (or values beyond float32 range)")
+    return vectors

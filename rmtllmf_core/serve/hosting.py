@@ -323,9 +323,11 @@ def try_password(cfg: AccessConfig, password: str) -> tuple[bool, float]:
 
 @dataclass(frozen=True)
 class HeavyRequest:
-    """A Work the host accepted: within the caps, and whether the disk cache answers it alone."""
+    """A Work the host accepted: within the caps, and whether the disk cache answers it alone (`missing`:
+    how many of its runs the cache lacked when it was looked up; None where nobody looked)."""
     work: Any  # work.Work
     cached: bool
+    missing: int | None = None
 
     @property
     def key(self) -> str:
@@ -346,7 +348,8 @@ class HeavyRequest:
         if not self.cached and limits().engine_processes and (self.work.single or not ray_address()):
             from ..experiment.runtime import note_run_seconds
 
-            todo, start = self.work.missing(), time.perf_counter()
+            todo = self.missing if self.missing is not None else self.work.missing()  # looked up once, in `request`
+            start = time.perf_counter()
             out = engine_pool().run(self.work, progress)
             for _ in range(min(todo, 8)):  # the engine process's runs, as this server's estimates read them
                 note_run_seconds((time.perf_counter() - start) / todo)
@@ -368,7 +371,8 @@ def ray_address(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any]
 def request(work) -> HeavyRequest:
     """Check a Work against the host's caps (CapExceeded) and look it up in the disk cache."""
     check_work(work)
-    return HeavyRequest(work, cached=work.missing() == 0)
+    missing = work.missing()
+    return HeavyRequest(work, cached=missing == 0, missing=missing)
 
 
 def compute_queue() -> "jobs.JobQueue":

@@ -275,13 +275,14 @@ def short_title(title: str) -> str:
 
 def accuracy_bars(result: Result, conditions: Sequence[str] = (Condition.FINETUNED, Condition.CLEAN,
                                                                Condition.ATTACKED, Condition.DEFENDED),
-                  task_titles: Mapping[str, str] | None = None) -> go.Figure:
-    """Accuracy per task for each condition, side by side; tasks by their titles (`task_titles`)."""
+                  task_titles: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None) -> go.Figure:
+    """Accuracy per task for each condition, side by side; tasks by their titles (`task_titles`), conditions
+    by `labels` where given (e.g. "jammed, no defense" where the scenario has a jammer)."""
     task_titles = task_titles or {}
     labels = {Condition.FINETUNED: "individual fine-tuning", Condition.ZEROSHOT: "base (zero-shot)",
               Condition.CLEAN: "clean fusion", Condition.CLEAN_REALIGNED: "clean fusion + realign",
-              Condition.ATTACKED: "attacked, no defense",
-              Condition.DEFENDED: "attacked + defense"}
+              Condition.ATTACKED: "attacked, no defense", Condition.DEFENDED: "attacked + defense",
+              **(labels or {})}
     fig = go.Figure()
     for i, cond in enumerate(c for c in conditions if c in result.accuracy):
         acc = result.accuracy[cond]

@@ -196,6 +196,18 @@ class Zoo:
     def split(self, task: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data(task, split, n)
 
+    def check_tasks(self, tasks: Sequence[str]) -> tuple[str, ...]:
+        """`tasks` as a tuple, refused (InputError on `tasks`) when empty or naming a task this zoo lacks."""
+        from ..errors import InputError
+
+        tasks = tuple(tasks)
+        if not tasks:
+            raise InputError("tasks", "at least one task")
+        unknown = [t for t in tasks if t not in self.heads]
+        if unknown:
+            raise InputError("tasks", f"unknown task(s) {unknown}; the zoo has {list(self.task_names)}")
+        return tasks
+
     def split_size(self, task: str, split: str) -> int:
         """How many samples a task's split holds (without loading them, where the data source can say)."""
         size = getattr(self.data, "size", None)
