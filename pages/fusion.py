@@ -42,10 +42,12 @@ with controls:
     if realign:
         ed.slider("defense.shots_per_class", "Shots per class", step=1)
         if not presenter:
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns(3)
             with c1:
                 ed.number("defense.realign_steps", "Steps")
             with c2:
+                ed.number("defense.realign_batch_size", "Batch", help="samples per step; a step costs in proportion")
+            with c3:
                 ed.number("defense.realign_lr", "Learning rate", format="%.1e", step=1e-5)
             ed.select("defense.realign_precision", "Arithmetic",
                       format_func={"float32": "float32 (calibrated)",

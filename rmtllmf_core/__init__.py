@@ -49,7 +49,7 @@ _keep_freed_memory()
 
 from .errors import AssetError, CapExceeded, InputError, RmtllmfError  # noqa: E402
 
-ENGINE_VERSION = "0.8.0"
+ENGINE_VERSION = "0.9.0"
 
 # name -> the module that defines it (imported on first access: PEP 562)
 _PUBLIC = {

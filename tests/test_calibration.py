@@ -17,19 +17,19 @@ from rmtllmf_core.experiment.scenario import Scenario
 
 def fake_run(scenario: Scenario) -> SimpleNamespace:
     """A closed-form engine: the attacked share is a logistic in (gain - 10 log10 MSE) and realignment gives
-    back a share that grows with steps x lr; the same seed always gives the same numbers."""
+    back a share that grows with steps x lr x batch / 32; the same seed always gives the same numbers."""
     mse = {"none": 0.013, "worst_sum_rate": 0.21, "worst_strongest_user": 0.16}[scenario.wireless.attack]
     snr_db = scenario.perturb.symbol_gain_db - 10 * math.log10(mse) - 30.0
     attacked = 1 / (1 + math.exp(-snr_db / 2)) + 0.001 * scenario.seed
     d = scenario.defense
-    repair = 1 - math.exp(-d.realign_steps * d.realign_lr * 30) if d.realign else 0.0
+    repair = 1 - math.exp(-d.realign_steps * d.realign_lr * d.realign_batch_size / 32 * 30) if d.realign else 0.0
     defended = attacked + (1 - attacked) * repair if d.freeze or d.realign else attacked
     return SimpleNamespace(average_normalized={"clean": 0.95, "attacked": 0.95 * attacked, "defended": 0.95 * defended})
 
 
 def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
     record = calibrate.fit(("no_protection_ideal", "rmtllmf_worst_sum_rate"), seeds=(0, 1), run=fake_run,
-                             steps=(10, 100), lrs=(1e-4, 1e-3))
+                             steps=(10, 100), lrs=(1e-4, 1e-3), batch_sizes=(32,))
     v = record["values"]
     # the gain: the logistic's inverse at the paper's share (mean over seeds 0 and 1: +0.0005)
     target = calibration.PAPER_NUMBERS["no_protection_ideal"].ratio - 0.0005
@@ -43,6 +43,25 @@ def test_fit_finds_the_gain_and_the_budget_and_records_their_provenance():
     assert [f["name"] for f in prov["fitted"]] == ["no_protection_ideal", "rmtllmf_worst_sum_rate"]
     assert abs(prov["fitted"][0]["ours_mean"] - calibration.PAPER_NUMBERS["no_protection_ideal"].ratio) < 0.01
     assert prov["seeds"] == [0, 1] and prov["zoo"]["fingerprint"] and prov["trace"]
+    assert v["realign_batch_size"] == 32 and prov["grid"]["batch_sizes"] == [32]
+
+
+def test_the_budget_fit_prefers_fewer_samples_among_equal_fits():
+    # an engine that sees only steps x lr x batch, best at 100 x 1e-3 x 32 = 100 x 2e-3 x 16: of the two
+    # equal fits the one with fewer samples (16 a step) is kept; the grid is tried in order of cost
+    number = calibration.PAPER_NUMBERS["rmtllmf_ideal"]
+
+    def run(scenario):
+        d = scenario.defense
+        share = number.ratio - abs(d.realign_steps * d.realign_lr * d.realign_batch_size - 3.2)
+        return SimpleNamespace(average_normalized={"clean": 1.0, "defended": share, "attacked": 0.5})
+
+    trace = []
+    budget = calibrate._fit_budget(number, "absolute", 20.0, (100,), (1e-3, 2e-3), (32, 16), "float32", (0,),
+                                   "tiny", run, trace, lambda line: None)
+    assert (budget["realign_steps"], budget["realign_batch_size"], budget["realign_lr"]) == (100, 16, 2e-3)
+    assert [(t["realign_batch_size"], t["realign_lr"]) for t in trace] == [(16, 1e-3), (16, 2e-3), (32, 1e-3),
+                                                                           (32, 2e-3)]
 
 
 @pytest.mark.parametrize("names, words", [
@@ -60,8 +79,9 @@ def test_presets_and_defaults_take_the_fitted_values():
     for name in PRESETS:
         s = preset_scenario(name, tasks=("digits", "textures"))
         assert (s.perturb.scale, s.perturb.symbol_gain_db) == (v["scale"], v["symbol_gain_db"])
-        assert (s.defense.realign_steps, s.defense.realign_lr, s.defense.realign_precision) == (
-            v["realign_steps"], v["realign_lr"], v["realign_precision"])
+        assert (s.defense.realign_steps, s.defense.realign_lr, s.defense.realign_precision,
+                s.defense.realign_batch_size) == (v["realign_steps"], v["realign_lr"], v["realign_precision"],
+                                                  v["realign_batch_size"])
     # the schema's defaults are the default scenario
     assert Scenario.parse({"tasks": ["digits", "textures"]}) == preset_scenario("paper_ideal", tasks=("digits", "textures"))
 
@@ -113,6 +133,8 @@ def test_run_bad_preset_or_set_exits_2_naming_the_field(args, field, capsys):
     (["--seeds", "x"], "seeds"),
     (["--lrs", "0.5"], "lrs"),
     (["--precision", "float8"], "precision"),
+    (["--batch-sizes", "0"], "batch_sizes"),
+    (["--batch-sizes", "16,x"], "batch_sizes"),
 ])
 def test_calibrate_bad_input_exits_2_and_writes_nothing(args, field, capsys, tmp_path):
     out = tmp_path / "cal.json"

@@ -1,4 +1,5 @@
 """Defenses: freeze (R-MTLLMF), realign (R-MTLLMF), shrink and trim (ours)."""
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from rmtllmf_core.science import defense
 from rmtllmf_core.errors import InputError
 from rmtllmf_core.science.evaluate import Evaluator, average
 from rmtllmf_core.science.taskvec import EMBEDDING_GROUPS, ParamLayout, stack
+from rmtllmf_core.experiment.scenario import Scenario
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +200,14 @@ def test_realign_is_deterministic_from_the_seed(zoo, flats):
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert calls == pytest.approx([(i + 1) / 6 for i in range(6)])
+    # the batch is part of the budget: another batch, another trajectory; the scenario's field reaches it
+    d = defense.realign(zoo, fused, layout, zoo.task_names, dataclasses.replace(budget, batch_size=4),
+                        frozen_mask=mask, seed=7)
+    assert not torch.equal(a, d)
+    scenario = Scenario.parse({"tasks": ["digits"], "defense": {"realign_batch_size": 4}})
+    assert defense.Budget.of(scenario.defense).batch_size == 4
+    with pytest.raises(InputError, match="defense.realign_batch_size"):
+        dataclasses.replace(budget, batch_size=0)
 
 
 def test_realign_in_bfloat16_follows_float32_and_leaves_autocast_off(zoo, flats):

@@ -101,6 +101,26 @@ def test_class_token_features_equal_the_encoders_forward(train):
         assert not torch.equal(p, params[n])
 
 
+@pytest.mark.parametrize("variant", [{"quick_gelu": True}, {"ls_init_value": 0.5}, {"no_ln_pre": True}])
+def test_plain_forward_covers_open_clip_variants_or_falls_back(variant):
+    # QuickGELU and LayerScale are computed by `_vit_features`; an encoder it does not describe (no
+    # ln_pre: an Identity there) runs the module's own forward. Either way: the module's features
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from micro_zoo import EMBED_DIM, TEXT_CFG, VISION_CFG
+
+    vision = {**VISION_CFG, "layers": 2, **{k: v for k, v in variant.items() if k != "quick_gelu"}}
+    torch.manual_seed(5)
+    encoder = CLIP(EMBED_DIM, CLIPVisionCfg(**vision), CLIPTextCfg(**TEXT_CFG),
+                   quick_gelu=variant.get("quick_gelu", False)).visual.eval()
+    assert _pools_class_token(encoder) == ("no_ln_pre" not in variant)
+    x = torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(2))
+    params = {n: p.detach() + 0.01 for n, p in encoder.named_parameters()}
+    with torch.no_grad():
+        ours = features(encoder, params, x)
+        full = torch.func.functional_call(encoder, params, (x,))
+    assert torch.allclose(ours, full, atol=1e-5, rtol=1e-5)
+
+
 def test_features_fall_back_to_the_full_forward_when_other_tokens_matter():
     encoder = build_micro_clip(seed=3, layers=2).visual
     encoder.pool_type = "avg"  # the pooled output now reads every token of the last block

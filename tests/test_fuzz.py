@@ -20,7 +20,7 @@ import struct
 import annotated_types as at
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from safetensors.torch import save as st_save
@@ -271,6 +271,7 @@ GOOD_FILE = st_save({k: torch.full_like(v, 0.01) for k, v in SMALL_STATE.items()
 @given(st.one_of(st.binary(max_size=2000), values.map(lambda v: json.dumps(v, default=str).encode()),
                  st.builds(lambda h, b: struct.pack("<Q", len(h)) + h + b,
                            values.map(lambda v: json.dumps(v, default=str).encode()), st.binary(max_size=100))))
+@example(b'{"zoo": []}')  # a zoo that is no name once reached a dict lookup unchecked
 def test_scenario_upload_random_bytes(data):
     try:
         s = uploads.load_scenario_json(data, lim=LIM)

@@ -76,6 +76,10 @@ def test_caps_name_the_field_and_the_host_limit():
     assert err.value.field == "defense.realign_steps" and "at most 50" in str(err.value)
     # steps only matter when realignment is on
     check_scenario(base(**{"defense.realign": False, "defense.realign_steps": 500}), LIM)
+    with pytest.raises(CapExceeded) as err:
+        check_scenario(base(**{"defense.realign": True, "defense.realign_batch_size": 65}), HostLimits.parse({}))
+    assert err.value.field == "defense.realign_batch_size" and "at most 64" in str(err.value)
+    assert "max_realign_batch_size" in str(err.value)
     assert isinstance(err.value, InputError)  # the app shows it like any bad value
 
 

@@ -77,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="realignment steps tried (default: %(default)s)")
     c.add_argument("--lrs", default=",".join(f"{v:g}" for v in grid["lrs"]),
                    help="realignment learning rates tried (default: %(default)s)")
+    c.add_argument("--batch-sizes", default=",".join(map(str, grid["batch_sizes"])),
+                   help="realignment batch sizes tried, samples per step (default: %(default)s)")
     c.add_argument("--precision", default="float32",
                    help="defense.realign_precision the budget is fitted with: float32 (the same numbers on every "
                    "CPU) or bfloat16 (faster only on CPUs with bf16 units; default: %(default)s)")
@@ -115,9 +117,9 @@ def _default_fit() -> tuple[str, ...]:
 
 
 def _default_grid() -> dict:
-    from ..science.calibration import DEFAULT_LRS, DEFAULT_STEPS
+    from ..science.calibration import DEFAULT_BATCH_SIZES, DEFAULT_LRS, DEFAULT_STEPS
 
-    return {"steps": DEFAULT_STEPS, "lrs": DEFAULT_LRS}
+    return {"steps": DEFAULT_STEPS, "lrs": DEFAULT_LRS, "batch_sizes": DEFAULT_BATCH_SIZES}
 
 
 def load_fitted(path: str | None, zoo: str = "tiny", preset: str | None = None, changes=()):
@@ -421,11 +423,13 @@ def cmd_calibrate(args) -> int:
 
     record = calibrate.fit(
         _names(args.fit), zoo=args.zoo, scale=args.scale, seeds=_ints(args.seeds, "seeds"),
-        steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"), precision=args.precision,
+        steps=_ints(args.steps, "steps"), lrs=_floats(args.lrs, "lrs"),
+        batch_sizes=_ints(args.batch_sizes, "batch_sizes"), precision=args.precision,
         say=lambda line: print(line, flush=True))
     v = record["values"]
     print(f"fitted: perturb.scale={v['scale']} perturb.symbol_gain_db={v['symbol_gain_db']} "
-          f"defense.realign_steps={v['realign_steps']} defense.realign_lr={v['realign_lr']:g} "
+          f"defense.realign_steps={v['realign_steps']} defense.realign_batch_size={v['realign_batch_size']} "
+          f"defense.realign_lr={v['realign_lr']:g} "
           f"defense.realign_precision={v['realign_precision']}")
     for f in record["provenance"]["fitted"]:
         print(f"  on {f['name']}: paper {100 * f['paper']:.1f} / {100 * f['paper_baseline']:.1f} = "

@@ -510,7 +510,7 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
         return ev.logits(flat, tasks)
 
     recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr",
-                                   "realign_precision"})
+                                   "realign_precision", "realign_batch_size"})
     key = ("control", tuple(tasks), run_.n_eval, clean.digest, tuple(sorted(recipe.items())), CONTROL_REALIGN_SEED)
     return engine.logits(torch.empty(0), tasks, run_.n_eval, cache=run_.cache, key=key, compute=realigned)
 

@@ -89,6 +89,8 @@ class DefenseConfig(Config):
     shots_per_class: int = Field(10, ge=1, le=20)  # the paper's
     realign_steps: int = Field(_FITTED["realign_steps"], ge=1, le=500)
     realign_lr: float = Field(_FITTED["realign_lr"], gt=0.0, le=1e-2)
+    realign_batch_size: int = Field(_FITTED["realign_batch_size"], ge=1, le=256,
+                                    description="samples per realignment step (a step's cost grows with it)")
     realign_precision: RealignPrecision = Field(_FITTED["realign_precision"],
                                                 description="matmul arithmetic of the realignment (mixed precision)")
     # the receiver's denoisers of each received vector before fusion, in this order (science/denoise.py)

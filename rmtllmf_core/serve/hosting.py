@@ -49,6 +49,7 @@ class HostLimits(Config):
 
     max_combinations: int = Field(247, ge=1, le=100_000, description="task combinations in one tasks sweep")
     max_realign_steps: int = Field(200, ge=1, le=500, description="realignment steps of one run")
+    max_realign_batch_size: int = Field(64, ge=1, le=256, description="samples per realignment step")
     max_samples_per_task: int = Field(1000, ge=10, le=10_000, description="evaluation samples per task")
     max_sweep_points: int = Field(1500, ge=1, le=1_000_000, description="scenarios in one sweep")
     max_upload_bytes: int = Field(256 * 1024, ge=1024, le=2**30, description="an uploaded scenario file")
@@ -125,6 +126,9 @@ def check_scenario(scenario, lim: HostLimits | None = None) -> None:
     if d.realign and d.realign_steps > lim.max_realign_steps:
         raise _too_big("defense.realign_steps", "realignment steps per run", lim.max_realign_steps,
                        d.realign_steps, "max_realign_steps")
+    if d.realign and d.realign_batch_size > lim.max_realign_batch_size:
+        raise _too_big("defense.realign_batch_size", "samples per realignment step", lim.max_realign_batch_size,
+                       d.realign_batch_size, "max_realign_batch_size")
 
 
 def check_sweep(points: Sequence, lim: HostLimits | None = None) -> None:

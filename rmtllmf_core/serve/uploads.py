@@ -80,8 +80,9 @@ def load_scenario_json(data: Any, *, lim=None, field: str = "file"):
         raise InputError(field, f"a scenario file holds one JSON object (got {type(payload).__name__})")
     if isinstance(payload.get("scenario"), dict) and "tasks" not in payload:
         payload = payload["scenario"]  # a result file exported from the app carries its scenario
-    if "tasks" not in payload and payload.get("zoo", "tiny") in BUILTIN:  # every task of an embedded zoo, as
-        payload = with_zoo_tasks(payload)                                  # the CLI reads such a file
+    zoo = payload.get("zoo", "tiny")
+    if "tasks" not in payload and isinstance(zoo, str) and zoo in BUILTIN:  # every task of an embedded zoo,
+        payload = with_zoo_tasks(payload)                                    # as the CLI reads such a file
     scenario = Scenario.parse(payload)
     check_scenario(scenario, lim)
     return scenario

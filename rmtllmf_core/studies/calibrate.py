@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import ENGINE_VERSION
 from . import sweeps
-from ..science.calibration import (DEFAULT_FIT, DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS, GAIN_SEARCH_DB,
+from ..science.calibration import (DEFAULT_BATCH_SIZES, DEFAULT_FIT, DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS,
+    GAIN_SEARCH_DB,
     GAIN_TOLERANCE_DB, PAPER_BASELINE, PAPER_NUMBERS, UNCALIBRATED, PaperNumber)
 from ..science.defense import PRECISIONS
 from ..errors import InputError
@@ -44,7 +45,7 @@ def measure(number: PaperNumber, seeds: Sequence[int], zoo: str, overrides: dict
 
 def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str = "absolute",
         seeds: Sequence[int] = DEFAULT_SEEDS, steps: Sequence[int] = DEFAULT_STEPS, lrs: Sequence[float] = DEFAULT_LRS,
-        precision: str = "float32", run: Callable | None = None,
+        batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, precision: str = "float32", run: Callable | None = None,
         say: Callable[[str], None] = lambda line: None) -> dict:
     """Fit the reference amplitude on the first named number and, if a second (an R-MTLLMF one) is named,
     the realignment budget on it; returns the record `write` stores."""
@@ -55,15 +56,18 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
     seeds = _check_list("seeds", seeds, int, lambda s: 0 <= s < 2**32, "integers in [0, 2^32)")
     steps = _check_list("steps", steps, int, lambda s: 1 <= s <= 500, "integers in [1, 500]")
     lrs = _check_list("lrs", lrs, float, lambda v: 0 < v <= 1e-2, "numbers in (0, 0.01]")
+    batch_sizes = _check_list("batch_sizes", batch_sizes, int, lambda b: 1 <= b <= 256, "integers in [1, 256]")
     if precision not in PRECISIONS:
         raise InputError("precision", f"one of {', '.join(PRECISIONS)}; got {precision!r}")
     trace: list[dict] = []
     t0 = time.perf_counter()
     gain_number = PAPER_NUMBERS[names[0]]
     budget_number = PAPER_NUMBERS[names[1]] if len(names) > 1 else None
-    # where the budget starts when the gain's number depends on it: the most steps, the middle rate
-    budget = ({"realign_steps": max(steps), "realign_lr": sorted(lrs)[len(lrs) // 2]} if budget_number
-              else {"realign_steps": UNCALIBRATED["realign_steps"], "realign_lr": UNCALIBRATED["realign_lr"]})
+    # where the budget starts when the gain's number depends on it: the most steps, the middle rate, the
+    # largest batch
+    budget = ({"realign_steps": max(steps), "realign_lr": sorted(lrs)[len(lrs) // 2],
+               "realign_batch_size": max(batch_sizes)} if budget_number
+              else {k: UNCALIBRATED[k] for k in ("realign_steps", "realign_lr", "realign_batch_size")})
     budget["realign_precision"] = precision
     # coordinate descent: the gain on the first number, then the budget on the second; a second round
     # only where the first number itself depends on the budget (an R-MTLLMF one)
@@ -72,7 +76,8 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
     for _ in range(rounds):
         gain_db = _fit_gain(gain_number, scale, budget, seeds, zoo, run, trace, say)
         if budget_number:
-            budget = _fit_budget(budget_number, scale, gain_db, steps, lrs, precision, seeds, zoo, run, trace, say)
+            budget = _fit_budget(budget_number, scale, gain_db, steps, lrs, batch_sizes, precision, seeds, zoo, run,
+                                 trace, say)
     over = {"perturb.scale": scale, "perturb.symbol_gain_db": gain_db,
             **{f"defense.{k}": v for k, v in budget.items()}}
     fitted = [_fitted_entry(n, measure(n, seeds, zoo, over, run)) for n in (gain_number, budget_number) if n]
@@ -87,7 +92,8 @@ def fit(fit_names: Sequence[str] = DEFAULT_FIT, *, zoo: str = "tiny", scale: str
             "engine_version": ENGINE_VERSION,
             "command": "python -m rmtllmf_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
             if sys.argv and sys.argv[0].endswith("__main__.py") else "rmtllmf_core.studies.calibrate.fit(...)",
-            "grid": {"steps": list(steps), "lrs": list(lrs), "gain_search_db": list(GAIN_SEARCH_DB)},
+            "grid": {"steps": list(steps), "lrs": list(lrs), "batch_sizes": list(batch_sizes),
+                     "gain_search_db": list(GAIN_SEARCH_DB)},
             "seconds": round(time.perf_counter() - t0, 1),
             "date": time.strftime("%Y-%m-%d"),
             "trace": trace,
@@ -109,7 +115,8 @@ def _fit_gain(number: PaperNumber, scale: str, budget: dict, seeds, zoo: str, ru
         return float(np.mean(shares))
 
     say(f"fitting perturb.symbol_gain_db ({scale} scale) on '{number.name}' over seeds {list(seeds)}"
-        + (f" with {budget['realign_steps']} realignment steps at lr {budget['realign_lr']:g}"
+        + (f" with {budget['realign_steps']} realignment steps of {budget['realign_batch_size']} samples at lr "
+           f"{budget['realign_lr']:g}"
            if number.defense != "none" else ""))
     lo, hi = GAIN_SEARCH_DB
     f_lo, f_hi = share(lo), share(hi)
@@ -125,25 +132,27 @@ def _fit_gain(number: PaperNumber, scale: str, budget: dict, seeds, zoo: str, ru
     return round(0.5 * (lo + hi), 1)
 
 
-def _fit_budget(number: PaperNumber, scale: str, gain_db: float, steps, lrs, precision: str, seeds, zoo: str, run,
-                trace: list, say) -> dict:
-    """The grid's (steps, lr) whose mean share of `number` is closest to the paper's; the cheaper among equals."""
-    say(f"fitting defense.realign_steps and realign_lr on '{number.name}' at {gain_db} dB")
+def _fit_budget(number: PaperNumber, scale: str, gain_db: float, steps, lrs, batch_sizes, precision: str, seeds,
+                zoo: str, run, trace: list, say) -> dict:
+    """The grid's (batch, steps, lr) whose mean share of `number` is closest to the paper's; the cheaper
+    (fewer samples in all, steps x batch) among equals."""
+    say(f"fitting defense.realign_steps, realign_batch_size and realign_lr on '{number.name}' at {gain_db} dB")
     best = None
-    for n_steps in sorted(steps):
+    for n_steps, batch in sorted(((s, b) for s in steps for b in batch_sizes), key=lambda sb: (sb[0] * sb[1], sb)):
         for lr in sorted(lrs):
             over = {"perturb.scale": scale, "perturb.symbol_gain_db": gain_db,
                     "defense.realign_steps": n_steps, "defense.realign_lr": lr,
-                    "defense.realign_precision": precision}
+                    "defense.realign_batch_size": batch, "defense.realign_precision": precision}
             mean = float(np.mean(shares := measure(number, seeds, zoo, over, run)))
             trace.append({"fits": "realign", "symbol_gain_db": gain_db, "realign_steps": n_steps, "realign_lr": lr,
-                          "mean": mean, "per_seed": shares})
-            say(f"  {n_steps:4d} steps, lr {lr:.0e}: {number.title} {100 * mean:5.1f}% of clean "
+                          "realign_batch_size": batch, "mean": mean, "per_seed": shares})
+            say(f"  {n_steps:4d} steps of {batch:3d}, lr {lr:.0e}: {number.title} {100 * mean:5.1f}% of clean "
                 f"(target {100 * number.ratio:.1f}%)")
             err = abs(mean - number.ratio)
             if best is None or err < best[0] - 1e-9:  # strictly better: among equals the cheaper stays
-                best = (err, n_steps, lr)
-    return {"realign_steps": best[1], "realign_lr": best[2], "realign_precision": precision}
+                best = (err, n_steps, batch, lr)
+    return {"realign_steps": best[1], "realign_lr": best[3], "realign_batch_size": best[2],
+            "realign_precision": precision}
 
 
 def _fitted_entry(number: PaperNumber, shares: list[float]) -> dict:

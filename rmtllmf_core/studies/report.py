@@ -257,7 +257,8 @@ def render_markdown(zoo, base, table, summary, ablation, checks, alignment) -> s
         "Paper: CLIP ViT-B/16 on eight real datasets. Ours: the zoo named above, noise model "
         f"`{base.perturb.model}` with `{base.perturb.scale}` scaling at a reference amplitude of "
         f"{base.perturb.symbol_gain_db} dB, lambda mode `{base.fusion.lambda_mode}`, "
-        f"{base.defense.shots_per_class} shots per class, {base.defense.realign_steps} realignment steps at lr "
+        f"{base.defense.shots_per_class} shots per class, {base.defense.realign_steps} realignment steps of "
+        f"{base.defense.realign_batch_size} samples at lr "
         f"{base.defense.realign_lr:g}.", "",
         f"Fitted by `{prov.get('command', 'calibrate')}` on {fitted}, over seeds {prov.get('seeds', '-')}: the "
         "reference amplitude and the realignment budget. Every other row is a prediction. Numbers are "
