@@ -41,9 +41,9 @@ def main() -> int:
                     "scenario's alone)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = ap.parse_args()
-    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     if args.threads:
         torch.set_num_threads(args.threads)
+    print_header(None)  # where it ran: torch build, CPU flags, threads (benchmarks/where.py)
     from rmtllmf_core.science import defense, fusion
     from rmtllmf_core.experiment.pipeline import Engine
     from rmtllmf_core.experiment.scenario import DefenseConfig

@@ -301,9 +301,9 @@ def realign(zoo: Zoo, flat: torch.Tensor, layout: ParamLayout, tasks: Sequence[s
       start is a trained model and the budget is a few dozen steps, where a warm-up would waste most;
     - batches: `batch_size` samples drawn without replacement from a fresh seeded permutation each
       epoch (`seed` -> torch.Generator), so the result is a deterministic function of the inputs
-      (for a fixed torch build and thread count). Cost grows with steps x batch_size (on one core the
-      tiny zoo's step is FLOP-bound: 22 ms for 16 samples, 45 ms for 32); the calibrated 100 steps of
-      16 make two epochs of a 10-shot, 8-task, 10-class set;
+      (for a fixed torch build and thread count). Cost grows with steps x batch_size (a tiny-zoo step on one
+      thread: 19.7 ms for 16 samples, 34.9 ms for 32, `benchmarks/bench_zoo.py --threads 1 --batch-sizes
+      16,32`); the calibrated 100 steps of 16 make two epochs of a 10-shot, 8-task, 10-class set;
     - model: the zoo's own encoder through `evaluate.features` (no copy of the model),
       with one trainable leaf per parameter tensor (`_trainable_tensors`): gradients land per tensor,
       so backward never scatters slices into a [P]-sized flat gradient (the same numbers, bit for

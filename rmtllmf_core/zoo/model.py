@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,14 +132,15 @@ def _vit_spec(encoder: torch.nn.Module) -> _VitSpec | None:
                     layer_scale=scales == {(LayerScale, LayerScale)}, project=encoder.proj is not None)
 
 
-_SPECS: dict[int, tuple[torch.nn.Module, _VitSpec | None]] = {}
+_SPECS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[_VitSpec | None]]" = weakref.WeakKeyDictionary()
 
 
 def _spec_of(encoder: torch.nn.Module) -> _VitSpec | None:
-    hit = _SPECS.get(id(encoder))
-    if hit is None or hit[0] is not encoder:
-        hit = _SPECS[id(encoder)] = (encoder, _vit_spec(encoder))
-    return hit[1]
+    """`_vit_spec`, once per encoder (a dropped encoder's entry goes with it)."""
+    hit = _SPECS.get(encoder)
+    if hit is None:
+        hit = _SPECS[encoder] = (_vit_spec(encoder),)
+    return hit[0]
 
 
 def _pools_class_token(encoder: torch.nn.Module) -> bool:
