@@ -84,7 +84,7 @@ def to_input(images_u8: np.ndarray, mean: torch.Tensor = MEAN, std: torch.Tensor
 @dataclass(frozen=True)
 class _VitSpec:
     """What `_vit_features` needs to know of an open_clip VisionTransformer beyond its parameters."""
-    patch: int
+    patch: tuple[int, int]  # conv1's stride (= its kernel: one token per patch)
     width: int
     heads: int
     layers: int
@@ -111,7 +111,8 @@ def _vit_spec(encoder: torch.nn.Module) -> _VitSpec | None:
              and not getattr(encoder, "final_ln_after_pool", False) and not encoder.output_tokens
              and type(encoder.transformer) is Transformer and encoder.transformer.batch_first
              and not encoder.transformer.grad_checkpointing and len(blocks) > 0
-             and encoder.conv1.bias is None and type(encoder.patch_dropout) is torch.nn.Identity)
+             and encoder.conv1.bias is None and encoder.conv1.stride == encoder.conv1.kernel_size
+             and encoder.conv1.padding == (0, 0) and type(encoder.patch_dropout) is torch.nn.Identity)
     if not plain:
         return None
     norms = [encoder.ln_pre, encoder.ln_post] + [n for b in blocks for n in (b.ln_1, b.ln_2)]
@@ -127,7 +128,7 @@ def _vit_spec(encoder: torch.nn.Module) -> _VitSpec | None:
           and all(not isinstance(b.ls_1, LayerScale) or not (b.ls_1.inplace or b.ls_2.inplace) for b in blocks))
     if not ok:
         return None
-    return _VitSpec(patch=encoder.conv1.stride[0], width=encoder.conv1.out_channels, heads=blocks[0].attn.num_heads,
+    return _VitSpec(patch=tuple(encoder.conv1.stride), width=encoder.conv1.out_channels, heads=blocks[0].attn.num_heads,
                     layers=len(blocks), eps=norms[0].eps, quick_gelu=acts == {QuickGELU},
                     layer_scale=scales == {(LayerScale, LayerScale)}, project=encoder.proj is not None)
 
