@@ -3,7 +3,8 @@ eq. 7-8) and the logit-ratio hypothesis test (paper eq. 9-12).
 
 Every model here is a flat parameter vector [P] of the image encoder (see `taskvec.ParamLayout`).
 An `Evaluator` is built once per (zoo, tasks, samples, split) and runs the zoo's *own* encoder
-(`zoo.model.features`) with the flat vector's views as parameters: no copy of the model per call, and one batched forward pass for all tasks under `torch.inference_mode`.
+(`zoo.model.features`) with the flat vector's views as parameters: no copy of the model per call,
+and one batched forward pass for all tasks under `torch.inference_mode`.
 
 On a GPU (`compute_device`: $RMTLLMF_DEVICE) the evaluation images and heads live on the device, the
 flat vector is copied there per call, and the forward pass runs under bf16 autocast; logits come

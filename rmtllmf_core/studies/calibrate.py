@@ -14,8 +14,7 @@ import numpy as np
 from .. import ENGINE_VERSION
 from . import sweeps
 from ..science.calibration import (DEFAULT_BATCH_SIZES, DEFAULT_FIT, DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS,
-    GAIN_SEARCH_DB,
-    GAIN_TOLERANCE_DB, PAPER_BASELINE, PAPER_NUMBERS, UNCALIBRATED, PaperNumber)
+    GAIN_SEARCH_DB, GAIN_TOLERANCE_DB, PAPER_BASELINE, PAPER_NUMBERS, UNCALIBRATED, PaperNumber)
 from ..science.defense import PRECISIONS
 from ..errors import InputError
 from ..science.perturb import SCALES
