@@ -172,7 +172,7 @@ def accuracy_figure(key: str, shown: tuple[str, ...], presenter: bool, received:
     acc = plots.style(result_plots.accuracy_bars(_res, list(shown), task_titles=titles, labels=names),
                       presenter=presenter, height=420)
     acc.update_xaxes(title=None)  # the tasks name themselves
-    return acc
+    return plots.frozen(acc)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -181,7 +181,20 @@ def cosine_figure(key: str, presenter: bool, minus_clean: bool, _res: Result):
                                                                       task_titles=_titles(_res))),
                       presenter=presenter, height=400)
     cos.update_layout(title="Cosine similarity of the task vectors")
-    return cos
+    return plots.frozen(cos)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def accuracy_tables(key: str, _res: Result):
+    """The result's accuracy per task: as shown (percent, an Arrow table: st.dataframe would convert a
+    pandas one on every run of every session) and as exported (fractions). Read-only once built."""
+    import pyarrow as pa
+
+    tasks, acc = _res.tasks, _res.accuracy
+    shown = pd.DataFrame({"task": tasks, **{f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * acc[c][t] for t in tasks]
+                                            for c in acc}})
+    fractions = pd.DataFrame({"task": tasks, **{c: [acc[c][t] for t in tasks] for c in acc}})
+    return pa.Table.from_pandas(shown, preserve_index=False), fractions
 
 
 def _titles(res: Result) -> dict[str, str]:
@@ -190,7 +203,6 @@ def _titles(res: Result) -> dict[str, str]:
 
 
 def draw(res: Result, from_cache: bool) -> None:
-    tasks = res.tasks
     avg = res.average_normalized
     # labels follow the scenario: no "attacked" without a jammer, no "+ defense" without one
     d = scn.defense
@@ -239,9 +251,7 @@ def draw(res: Result, from_cache: bool) -> None:
     ui.chart(fig_cos, "chart.cosine")
     st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 
-    table = pd.DataFrame({"task": tasks, **{
-        f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * res.accuracy[c][t] for t in tasks]
-        for c in res.accuracy}})
+    table, fractions = accuracy_tables(res.key, res)
     frozen = " + ".join(g.replace("_", " ") for g in scn.defense.freeze_groups) if scn.defense.freeze else "nothing"
     st.caption(f"frozen: {frozen} · "
                f"{'from the result cache' if from_cache else 'computed'} · "
@@ -249,9 +259,8 @@ def draw(res: Result, from_cache: bool) -> None:
     if not presenter:
         with st.expander("Accuracy per task (table)"):
             st.dataframe(table, hide_index=True, width="stretch",
-                         column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[1:]})
-    fractions = pd.DataFrame({"task": tasks, **{c: [res.accuracy[c][t] for t in tasks] for c in res.accuracy}})
-    ui.export("fusion", tables={"accuracy per task": fractions}, data=res.to_json(),
+                         column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.column_names[1:]})
+    ui.export("fusion", tables={"accuracy per task": fractions}, data=res.to_json,
               figures={"accuracy": fig_acc, "cosine": fig_cos})
 
 

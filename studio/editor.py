@@ -50,6 +50,13 @@ class Editor:
         self.aliases: dict[str, str] = {}
         self.top = st.container()    # errors whose control is not on this page
         self._data = self.base.to_dict()
+        # Error slots under the widgets, only where an error can land: a widget reports an edit only on a
+        # run after the one that drew it, so a page's first run in a session (a new tab, a shared link) has
+        # none to show but the link's refusals. Without the ~25 empty slots a cached Fusion page is cheaper
+        # to serve (bench_load: server CPU per session).
+        drawn = f"studio.editor_drawn.{scope}.{self.rev}"
+        self.with_slots = drawn in st.session_state or bool(state.link_errors())
+        st.session_state[drawn] = True
 
     # ---- binding ---------------------------------------------------------------------------
     def key(self, path: str) -> str:
@@ -70,7 +77,8 @@ class Editor:
             except KeyError:
                 kwargs["help"] = None
         value = widget(shown, key=self.key(path), **kwargs)
-        self.slots[path] = st.empty()  # the error slot, right under the widget
+        if self.with_slots:
+            self.slots[path] = st.empty()  # the error slot, right under the widget
         for alias in aliases:
             self.aliases[alias] = path
         if not _same(value, shown if compare is ... else compare):
@@ -139,7 +147,8 @@ class Editor:
 
     def slot(self, path: str) -> None:
         """An error slot for a path edited by a custom control (drawn just before this call)."""
-        self.slots[path] = st.empty()
+        if self.with_slots:
+            self.slots[path] = st.empty()
 
     # ---- validation ------------------------------------------------------------------------
     def commit(self, fixup: Callable[[Scenario, dict], dict] | None = None) -> Scenario:

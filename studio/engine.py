@@ -216,7 +216,7 @@ def run(scn: Scenario, *, label: str = "Computing the fused models", keep_status
     from rmtllmf_core.serve import hosting
 
     work = Work.single_run(scn)
-    missing(work)                  # the zoo, loaded once per server
+    key(work)                      # the zoo, loaded once per server
     req = hosting.request(work)    # the caps, and one lookup of the key
     if req.cached:
         return req.run(), True
@@ -228,7 +228,7 @@ def sweep(work: Work, *, label: str) -> list[dict]:
     progress bar."""
     from rmtllmf_core.serve import hosting
 
-    missing(work)
+    key(work)
     req = hosting.request(work)
     if req.cached:
         return req.run()

@@ -1,6 +1,8 @@
 """The engine's scenario presets (data in rmtllmf_core.experiment.presets) as sidebar buttons."""
 from __future__ import annotations
 
+import functools
+
 from rmtllmf_core.experiment.presets import PRESET_TITLES, SCENARIO_PRESETS, preset_scenario
 from rmtllmf_core.experiment.scenario import Scenario
 
@@ -22,4 +24,11 @@ def active(current: Scenario) -> str | None:
 
 def apply(name: str, current: Scenario) -> Scenario:
     """The preset on the current users' tasks (raises InputError if they do not fit)."""
-    return preset_scenario(name, tasks=current.tasks, zoo=current.zoo)
+    return _preset(name, tuple(current.tasks), current.zoo)
+
+
+@functools.lru_cache(maxsize=256)
+def _preset(name: str, tasks: tuple[str, ...], zoo: str) -> Scenario:
+    """A preset on some tasks, validated once (Scenario is frozen: shared safely; the sidebar asks on
+    every run of every session which preset is active)."""
+    return preset_scenario(name, tasks=tasks, zoo=zoo)

@@ -113,8 +113,17 @@ def set_scenario(new: Scenario, *, from_outside: bool = False) -> None:
         ss[REVISION] += 1
 
 
+QUERY_MEMO = "studio.query_memo"    # (the scenario it was made from, its link parameters)
+
+
 def query() -> dict[str, str]:
-    params = codec.to_query(scenario(), default_scenario())
+    """The link parameters of the session's scenario (its difference from the default). Made once per
+    scenario: the sidebar's share link, the Export menu and the URL all ask for it on every run."""
+    scn = scenario()
+    memo = st.session_state.get(QUERY_MEMO)
+    if memo is None or memo[0] is not scn:
+        memo = st.session_state[QUERY_MEMO] = (scn, codec.to_query(scn, default_scenario()))
+    params = dict(memo[1])
     if presenter():
         params[PRESENTER] = "1"
     return params

@@ -1,6 +1,7 @@
 """Small drawing helpers shared by the pages (no science, no engine calls)."""
 from __future__ import annotations
 
+import functools
 import io
 import json
 from typing import Callable, Mapping, Sequence
@@ -56,10 +57,16 @@ def task_title(name: str, zoo: str | None = None) -> str:
     """A task's human title from the zoo card of `zoo` (default: the session's; its name when the card
     does not know it)."""
     try:
-        info = engine.zoo_card(zoo or state.scenario().zoo)["tasks"].get(name) or {}
+        titles = _task_titles(zoo or state.scenario().zoo)
     except RmtllmfError:  # a zoo that does not load: the page shows that error elsewhere
-        info = {}
-    return info.get("title", name)
+        return name
+    return titles.get(name, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _task_titles(zoo: str) -> dict[str, str]:
+    """A served zoo's task titles, read once (pages ask for them per option of every task list)."""
+    return {t: info.get("title", t) for t, info in engine.zoo_card(zoo)["tasks"].items() if isinstance(info, dict)}
 
 
 def chart(fig, key: str) -> None:
@@ -85,8 +92,9 @@ def json_bytes(data) -> bytes:
 def export(name: str, *, tables: Mapping[str, object] | None = None, data: object = None,
            figures: Mapping[str, object] | None = None) -> None:
     """One 'Export' menu: tables as CSV (machine-readable: fractions, never percent; each row carries the
-    view's share link and the engine version), the result as JSON, figures as self-contained HTML. Each
-    file is made when its button is clicked, not on every run of every session."""
+    view's share link and the engine version), the result as JSON (`data`, or a function that makes it),
+    figures as self-contained HTML. Each file is made when its button is clicked, not on every run of
+    every session."""
     from rmtllmf_core import ENGINE_VERSION
 
     provenance = {"scenario_link": state.share_link(), "engine_version": ENGINE_VERSION}
@@ -96,7 +104,8 @@ def export(name: str, *, tables: Mapping[str, object] | None = None, data: objec
                                file_name=f"{name}-{_slug(label)}.csv",
                                mime="text/csv", on_click="ignore", key=f"export.{name}.{_slug(label)}.csv")
         if data is not None:
-            st.download_button("Result (JSON)", _later(json_bytes, data), file_name=f"{name}.json",
+            st.download_button("Result (JSON)", _later(lambda d: json_bytes(d() if callable(d) else d), data),
+                               file_name=f"{name}.json",
                                mime="application/json", on_click="ignore", key=f"export.{name}.json")
         for label, fig in (figures or {}).items():
             st.download_button(f"{label} (HTML)", _html(fig), file_name=f"{name}-{_slug(label)}.html",

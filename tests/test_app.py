@@ -198,6 +198,19 @@ def test_a_bad_link_error_sits_with_the_controls():
     assert [e.value for e in controls.error] == errors(at)  # the controls' column, by the jammer input
 
 
+def test_a_fresh_view_draws_no_error_slots_yet_an_edit_shows_its_error_with_the_controls():
+    """A page's first run in a session (a new tab, a shared link: nothing edited yet) draws no empty error
+    slots under its widgets, which cost a cached page a good share of its server time; from the next
+    run on they are there, and an edit's error lands with the controls."""
+    at = open_app()
+    fresh = len(at.get("empty"))
+    at.run()
+    assert len(at.get("empty")) >= fresh + 10
+    widget(at, "number_input", "wireless.d_max_m").set_value(50.0).run()
+    controls = next(c for c in at.columns if len(c.multiselect))
+    assert errors(at) and [e.value for e in controls.error] == errors(at)
+
+
 def test_a_bad_widget_value_shows_an_error_and_keeps_the_last_valid_scenario():
     at = open_app()
     valid = scenario_of(at)

@@ -196,3 +196,21 @@ def test_the_time_left_of_a_resumed_sweep_is_within_30_percent_after_three_runs(
             guess = float(re.search(r"about (\d+) s left", said[-1]).group(1))
             assert abs(guess - true_left) <= 0.3 * true_left, (guess, true_left)
     assert said[-1] == ""                                     # done: nothing left to say
+
+
+def test_a_frozen_figure_shows_and_exports_what_the_figure_would():
+    """A figure cached for every session hands Streamlit the dict it made once: the same chart, and
+    a caller that edits the dict it got does not change what the next session sees."""
+    import json
+
+    import plotly.io as pio
+    import plotly.tools
+
+    fig = plots.style(plots.eigenmode_bars([3e-13, 1e-13], budget_w=4e-13))
+    frozen = plots.frozen(fig)
+    as_streamlit = lambda f: json.loads(pio.to_json(plotly.tools.return_figure_from_figure_or_data(f, True),
+                                                    validate=False))
+    assert as_streamlit(frozen) == as_streamlit(fig)
+    frozen.to_dict()["layout"] = {}
+    assert as_streamlit(frozen) == as_streamlit(fig)
+    assert b"<html" in plots.figure_html(frozen).lower()
