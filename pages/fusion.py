@@ -185,14 +185,17 @@ def cosine_figure(key: str, presenter: bool, minus_clean: bool, _res: Result):
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def accuracy_tables(key: str, _res: Result):
-    """The result's accuracy per task: as shown (percent, an Arrow table: st.dataframe would convert a
-    pandas one on every run of every session) and as exported (fractions). Read-only once built."""
+def accuracy_tables(key: str, received: str, _res: Result):
+    """The result's accuracy per task: as shown (percent, the tasks' titles, the conditions named as in the
+    chart; an Arrow table: st.dataframe would convert a pandas one on every run of every session) and as
+    exported (fractions, the tasks' and conditions' names). Read-only once built."""
     import pyarrow as pa
 
-    tasks, acc = _res.tasks, _res.accuracy
-    shown = pd.DataFrame({"task": tasks, **{f"{plots.CONDITION_LABELS.get(c, c)} (%)": [100 * acc[c][t] for t in tasks]
-                                            for c in acc}})
+    tasks, acc, titles = _res.tasks, _res.accuracy, _titles(_res)
+    names = {**plots.CONDITION_LABELS, Condition.ATTACKED: f"{received}, no defense",
+             Condition.DEFENDED: f"{received} + defense"}
+    shown = pd.DataFrame({"task": [titles[t] for t in tasks],
+                          **{f"{names.get(c, c)} (%)": [100 * acc[c][t] for t in tasks] for c in acc}})
     fractions = pd.DataFrame({"task": tasks, **{c: [acc[c][t] for t in tasks] for c in acc}})
     return pa.Table.from_pandas(shown, preserve_index=False), fractions
 
@@ -251,7 +254,7 @@ def draw(res: Result, from_cache: bool) -> None:
     ui.chart(fig_cos, "chart.cosine")
     st.caption("Defended: the vectors the defense fuses, with the frozen parts reset to the base model's.")
 
-    table, fractions = accuracy_tables(res.key, res)
+    table, fractions = accuracy_tables(res.key, received.lower(), res)
     frozen = " + ".join(g.replace("_", " ") for g in scn.defense.freeze_groups) if scn.defense.freeze else "nothing"
     st.caption(f"frozen: {frozen} · "
                f"{'from the result cache' if from_cache else 'computed'} · "
