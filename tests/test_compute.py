@@ -39,12 +39,6 @@ def test_a_run_in_an_engine_process_comes_back_and_is_cached(pool):
     assert seen and seen[-1][0] == pytest.approx(1.0) and all(0 <= f <= 1 for f, _ in seen)
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling classes")
-def test_engine_processes_run_in_the_batch_scheduling_class(pool):
-    pool.run(Work.single_run(light(seed=41)))   # a process that has answered has set its class
-    assert {os.sched_getscheduler(p.process.pid) for p in pool._all} == {os.SCHED_BATCH}
-
-
 def test_cancel_stops_the_run_and_the_process_serves_the_next(pool):
     def cancel(fraction, message):
         raise jobs.JobCancelled("the computation was cancelled")
