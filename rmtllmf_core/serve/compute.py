@@ -20,9 +20,7 @@ and the queue thread only relays messages:
 
 Engine processes run with `torch_threads` threads each (default: the cores but one, shared among
 the host's concurrent jobs), at the server's own CPU priority (at nice 5 the 24-session load test
-starved them: cold runs took two minutes), in Linux's batch scheduling class (the same share, fewer
-preemptions by the pages' wake-ups: bench_load's 12 cold runs took 36.1 CPU s against 38.8 without it,
-cold p95 27.2 against 29.8 s, one run each) and in a session of their own, so that a kernel that
+starved them: cold runs took two minutes) and in a session of their own, so that a kernel that
 shares the CPU among sessions (Linux's autogroup) gives the computations as much as the pages.
 """
 from __future__ import annotations
@@ -240,7 +238,6 @@ def _serve(conn, torch_threads: int, nice: int) -> None:
         os.nice(nice)
     except OSError:
         pass
-    _batch_class()
     from . import jobs as _jobs  # noqa: F401  (sets the OpenMP wait policy before torch loads)
     import torch
 
@@ -282,15 +279,6 @@ def _serve(conn, torch_threads: int, nice: int) -> None:
             _send(conn, reply)
         except OSError:  # the server is gone (its end of the connection closed): so is this process
             return
-
-
-def _batch_class() -> None:
-    """Put this process in Linux's batch scheduling class: the same share of the CPU as the server's
-    pages, but not treated as interactive, so the scheduler preempts it less and its caches stay warm."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or not allowed: the default class
-        pass
 
 
 def _progress(conn, *, answer: bool) -> Callable[[float, str], None]:
