@@ -64,12 +64,20 @@ def _point(results: dict | None) -> None:
             st.switch_page("pages/fusion.py")
         if b3.button("Set up your own scenario", icon=":material/cell_tower:", width="stretch", key="home.scenario"):
             st.switch_page("pages/scenario.py")
-    fig = plots.style(result_plots.channel_bars(results), presenter=presenter, height=260 if presenter else 360)
+    with chart:
+        ui.chart(headline_figure(tuple((name, r.key) for name, r in results.items()), presenter, results),
+                 "chart.home")
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def headline_figure(keys: tuple, presenter: bool, _results: dict):
+    """The channels' bars, built once per (runs, view) for every session: building and styling the figure
+    cost two thirds of the server's time on this page, the landing page of every visitor. Read-only."""
+    fig = plots.style(result_plots.channel_bars(_results), presenter=presenter, height=260 if presenter else 360)
     if presenter:  # no title (the metrics say it), the legend above the bars
         fig.update_layout(title=None, margin=dict(t=10), legend=dict(orientation="h", y=1.02, yanchor="bottom",
                                                                      x=0, xanchor="left", font=dict(size=16)))
-    with chart:
-        ui.chart(fig, "chart.home")
+    return plots.frozen(fig)
 
 
 _first = _stored()
