@@ -13,6 +13,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from rmtllmf_core.experiment.result import Condition
+from rmtllmf_core.studies import plots as result_plots
 
 CONDITION_LABELS = {
     Condition.FINETUNED: "individual fine-tuning",
@@ -60,8 +61,8 @@ def style(fig: go.Figure, *, presenter: bool = False, height: int = 380) -> go.F
         font=dict(size=20 if presenter else 13),
         margin=dict(l=10, r=10, t=50, b=10),
         legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),  # never over an axis
-        template="plotly_white",
     )
+    result_plots.themed(fig)
     # the small margins above need axis titles to push the plot in (presenter mode's larger text was cut)
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(automargin=True)

@@ -7,11 +7,18 @@ import json
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
+import plotly.io as pio
 import streamlit as st
 
 from rmtllmf_core.errors import RmtllmfError
+from rmtllmf_core.studies import plots as result_plots
 
 from . import engine, plots, state
+
+# The app's figures all wear one template (`plots.style`): as plotly's default it is added, already validated,
+# when a figure is serialised, instead of validated anew on every figure (~7 ms each,
+# `rmtllmf_core.studies.plots.themed`). Set after `import streamlit`, which makes its own theme the default.
+pio.templates.default = result_plots.TEMPLATE
 
 ATTACK_LABELS = {
     "none": "none (ideal channel)",

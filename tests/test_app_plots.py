@@ -214,3 +214,18 @@ def test_a_frozen_figure_shows_and_exports_what_the_figure_would():
     frozen.to_dict()["layout"] = {}
     assert as_streamlit(frozen) == as_streamlit(fig)
     assert b"<html" in plots.figure_html(frozen).lower()
+
+
+def test_figures_wear_the_template_whether_or_not_it_is_plotlys_default(monkeypatch):
+    """The app makes its template plotly's default once (studio/ui.py: no validation per figure); a process that has not
+    (the CLI's report, a library user) gets it set on each figure: the same figure either way."""
+    import plotly.io as pio
+
+    from rmtllmf_core.studies import plots as core
+    from studio import ui  # noqa: F401  (the app's frame imports it: it sets the default)
+
+    assert pio.templates.default == core.TEMPLATE
+    app = plots.style(plots.eigenmode_bars([3e-13, 1e-13], budget_w=4e-13)).to_dict()
+    monkeypatch.setattr(pio.templates, "default", "plotly")
+    other = plots.style(plots.eigenmode_bars([3e-13, 1e-13], budget_w=4e-13)).to_dict()
+    assert app == other and app["layout"]["template"]["layout"]["paper_bgcolor"] == "white"

@@ -13,10 +13,24 @@ DASH = {"none": "dot", "rmtllmf": "solid", "freeze": "dash", "realign": "dashdot
         "trim": "longdashdot"}
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white",
-                      legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=50, b=60))
+TEMPLATE = "plotly_white"
+
+
+def themed(fig: go.Figure) -> go.Figure:
+    """The figures' look, plotly's TEMPLATE. Setting a template on a figure validates all of it, about 7 ms a
+    figure; a process whose plotly default already is that template (the app sets it once, `studio/plots`)
+    gets the same figure, the template added unvalidated when it is serialised."""
+    import plotly.io as pio
+
+    if pio.templates.default != TEMPLATE:
+        fig.update_layout(template=TEMPLATE)
     return fig
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y,
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=50, b=60))
+    return themed(fig)
 
 
 DEFENSE_LABELS = {"none": "no defense", "freeze": "freeze only", "realign": "realign only",
@@ -152,7 +166,7 @@ def _sweep_figure(rows: Sequence[Mapping], *, x: str, panels: Sequence[str], x_t
         fig.update_yaxes(title_text="H0 rejected (% of samples)", rangemode="tozero", row=2, col=1)
         fig.update_xaxes(title_text=("mean MSE over the users (log)" if rejection_x == "mean_mse" else x_title),
                          type="log" if rejection_x == "mean_mse" else None, row=2, col=1)
-    fig.update_layout(title=title, template="plotly_white", height=720 if has_rejection else 440,
+    themed(fig).update_layout(title=title, height=720 if has_rejection else 440,
                       legend=dict(orientation="h", y=-0.12, yanchor="top"),
                       margin=dict(l=60, r=20, t=100 if any("<br>" in titles.get(a, a) for a in panels) else 70, b=60))
     return fig
@@ -263,7 +277,7 @@ def cosine_heatmaps(result: Result, titles: Sequence[str] = ("clean", "received"
                                     if len(tasks) <= 4 else {})),
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=60))
+    themed(fig).update_layout(margin=dict(l=60, r=20, t=50, b=60))
     return fig
 
 
@@ -410,7 +424,7 @@ def resilience_curves(table: Sequence[Mapping]) -> go.Figure:
                           row=1, col=i)
         fig.update_xaxes(type="log", tickvals=[1, 2, 4, 8], title_text="airtime budget (x)", row=1, col=i)
     fig.update_yaxes(range=[0, 105], title_text="avg normalised accuracy (%)", row=1, col=1)
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=70, b=60), legend=dict(orientation="h", y=-0.25),
+    themed(fig).update_layout(margin=dict(l=60, r=20, t=70, b=60), legend=dict(orientation="h", y=-0.25),
                       title="Protection versus airtime")
     return fig
 
