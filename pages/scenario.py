@@ -142,6 +142,19 @@ table = pd.DataFrame({
     "MSE": [u["mse"] for u in users],
 })
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def placement_figure(x_m: tuple, y_m: tuple, names: tuple, mse: tuple, hover: tuple, target, ring_m, presenter: bool):
+    """The users' placement, built once per drop and view for every session and rerun (building a plotly
+    figure costs more than the uplink it shows). Read-only once built."""
+    return plots.frozen(plots.placement_map(list(x_m), list(y_m), list(names), color_values=list(mse),
+                                            hover=list(hover), highlight=target, ring_m=ring_m, presenter=presenter))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def eigenmode_figure(eigen_w: tuple, budget_w: float, presenter: bool):
+    return plots.frozen(plots.eigenmode_bars(list(eigen_w), budget_w=budget_w, presenter=presenter))
+
+
 with view:
     warning = engine.channel_warning(scn.wireless)
     if warning:  # the channel alone leaves the task vectors as noise: say so before anything is fused
@@ -161,9 +174,8 @@ with view:
         hover = [f"{i + 1}. {n}<br>SIC #{u['sic_rank'] + 1}, {u['distance_m']:.0f} m<br>SINR {u['sinr_db']:.1f} dB, MSE {u['mse']:.4f}"
                  for i, (n, u) in enumerate(zip(names, users))]
         ring = None if scn.wireless.distances_m is not None else (scn.wireless.d_min_m, scn.wireless.d_max_m)
-        fig_map = plots.placement_map([u["x_m"] for u in users], [u["y_m"] for u in users], names,
-                                      color_values=[u["mse"] for u in users], hover=hover, highlight=target,
-                                      ring_m=ring, presenter=presenter)
+        fig_map = placement_figure(tuple(u["x_m"] for u in users), tuple(u["y_m"] for u in users), tuple(names),
+                                   tuple(u["mse"] for u in users), tuple(hover), target, ring, presenter)
         ui.chart(fig_map, "chart.placement")
     else:
         fig_map = None
@@ -183,7 +195,7 @@ with view:
     )
     fig_eig = None
     if up["jammer_trace_w"] > 0:
-        fig_eig = plots.eigenmode_bars(up["jammer_eigen_w"], budget_w=budget, presenter=presenter)
+        fig_eig = eigenmode_figure(tuple(up["jammer_eigen_w"]), budget, presenter)
         ui.chart(fig_eig, "chart.eigenmodes")
     else:
         st.caption("No jammer covariance in this scenario (attack 'none' or a zero budget).")
