@@ -142,6 +142,7 @@ table = pd.DataFrame({
     "MSE": [u["mse"] for u in users],
 })
 
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def placement_figure(x_m: tuple, y_m: tuple, names: tuple, mse: tuple, hover: tuple, target, ring_m, presenter: bool):
     """The users' placement, built once per drop and view for every session and rerun (building a plotly

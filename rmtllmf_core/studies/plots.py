@@ -18,7 +18,7 @@ TEMPLATE = "plotly_white"
 
 def themed(fig: go.Figure) -> go.Figure:
     """The figures' look, plotly's TEMPLATE. Setting a template on a figure validates all of it, about 7 ms a
-    figure; a process whose plotly default already is that template (the app sets it once, `studio/plots`)
+    figure; a process whose plotly default already is that template (the app sets it once, `studio/ui.py`)
     gets the same figure, the template added unvalidated when it is serialised."""
     import plotly.io as pio
 
