@@ -117,8 +117,9 @@ main()
 
 
 def start_server(port: int, cache_dir: str, log_path: Path, extra_env: dict,
-                 profile: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "RMTLLMF_CACHE_DIR": cache_dir, "PYTHONPATH": str(ROOT), **extra_env}
+                 profile: str | None = None, tree: Path = ROOT) -> subprocess.Popen:
+    """`streamlit run app.py` of the checkout `tree` (default: this one) on HOST:port."""
+    env = {**os.environ, "RMTLLMF_CACHE_DIR": cache_dir, "PYTHONPATH": str(tree), **extra_env}
     launcher = ["-c", LAUNCHER] if extra_env else ["-m", "streamlit"]
     cmd = [sys.executable, *launcher, "run", "app.py", "--server.address", HOST, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
@@ -126,7 +127,7 @@ def start_server(port: int, cache_dir: str, log_path: Path, extra_env: dict,
         cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--subprocesses", "--rate", "50",
                "--format", "raw", "--output", profile, "--", *cmd]
     log = open(log_path, "w")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_server(proc: subprocess.Popen, profiling: bool = False) -> None:

@@ -56,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                    stdout=subprocess.DEVNULL)
     port = bl.free_port()
     print(f"serving {tree}/app.py on {bl.HOST}:{port}, cache {cache}")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", bl.HOST,
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=tree, env=env, stdout=open(Path(cache) / "server.log", "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = bl.start_server(port, cache, Path(cache) / "server.log", {}, tree=tree)
     rows = []
     try:
         bl.wait_healthy(port, proc, 120)
