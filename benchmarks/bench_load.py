@@ -291,6 +291,14 @@ def cpu_snapshot(server_pid: int) -> dict[str, dict[int, float]]:
             "engine": {p: cpu_seconds(p) for p in descendants(server_pid)}}
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The CPU weight of the process's session under Linux autogroup (its nice), None where unreadable."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().rsplit("nice", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_used(before: dict, after: dict) -> dict[str, float]:
     """CPU seconds used between two snapshots, per part (a process started in between counts from 0)."""
     return {part: round(sum(s - before[part].get(p, 0.0) for p, s in after[part].items()), 1) for part in after}
@@ -455,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         report["wall_s"] = round(time.monotonic() - t0, 1)
         report["cpu_s_during_load"] = {**cpu_used(snap0, cpu_snapshot(proc.pid)),
                                        "load_generator": round(time.process_time() - gen0, 1)}
+        # the host's `pages_nice`: how much of the CPU the pages yield to the computations
+        report["autogroup_nice"] = {"server": autogroup_nice(proc.pid),
+                                    "engine": sorted({autogroup_nice(p) for p in descendants(proc.pid)} - {None})}
 
         # People who gave up waiting come back later: a new tab with the same link must show the
         # result (from the cache, or by joining the computation still in flight).
@@ -554,6 +565,7 @@ def summary_table(report: dict) -> str:
                        ("CPU seconds during the load (server, engine processes, load generator)",
                         "cpu_s_during_load"),
                        ("server CPU per session served (ms)", "server_cpu_ms_per_session"),
+                       ("CPU priority, autogroup nice (server, engine processes)", "autogroup_nice"),
                        ("server errors", "server_errors"),
                        ("lost results", "lost_results"), ("bad links without a message", "invalid_without_message"),
                        ("cold runs that waited in line", "cold_runs_that_waited_in_line")):

@@ -101,3 +101,30 @@ def test_a_sweep_waits_at_its_checkpoints_for_the_server():
         assert len(pool._free) == 1 and len(pool._all) == 1   # the surplus process was closed
     finally:
         pool.close()
+
+
+def test_yield_to_engines_lowers_only_a_session_of_its_own(tmp_path, monkeypatch):
+    """The server gives up CPU weight (autogroup nice) to the engine processes only where it leads its own
+    session and the kernel shares the CPU by session; it never raises its weight, and a shell's session
+    it was started from is left alone."""
+    group, enabled = tmp_path / "autogroup", tmp_path / "enabled"
+    group.write_text("/autogroup-42 nice 0\n")
+    enabled.write_text("1\n")
+    monkeypatch.setattr(compute, "AUTOGROUP", group)
+    monkeypatch.setattr(compute, "AUTOGROUP_ENABLED", enabled)
+    monkeypatch.setattr(compute.os, "getsid", lambda pid: 1)            # a shell leads the session
+    assert "shares its session" in compute.yield_to_engines(3)
+    assert group.read_text().endswith("nice 0\n")
+    monkeypatch.setattr(compute.os, "getsid", lambda pid: os.getpid())  # the server leads it
+    assert compute.yield_to_engines(0).startswith("pages at the engines' priority")
+    assert group.read_text().endswith("nice 0\n")
+    assert compute.yield_to_engines(3) == "pages at autogroup nice 3, engine processes at 0"
+    assert group.read_text() == "3"
+    group.write_text("/autogroup-42 nice 7\n")                          # already lower: kept
+    assert compute.yield_to_engines(3) == "pages at autogroup nice 7, engine processes at 0"
+    assert group.read_text().endswith("nice 7\n")
+    enabled.write_text("0\n")
+    assert "does not share the CPU by session" in compute.yield_to_engines(3)
+    group.unlink()
+    enabled.write_text("1\n")
+    assert "not usable" in compute.yield_to_engines(3)

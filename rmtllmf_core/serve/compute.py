@@ -21,7 +21,10 @@ and the queue thread only relays messages:
 Engine processes run with `torch_threads` threads each (default: the cores but one, shared among
 the host's concurrent jobs), at the server's own CPU priority (at nice 5 the 24-session load test
 starved them: cold runs took two minutes) and in a session of their own, so that a kernel that
-shares the CPU among sessions (Linux's autogroup) gives the computations as much as the pages.
+shares the CPU among sessions (Linux's autogroup) gives each computation as much as the pages.
+A server that leads its own session (a service manager's start, `setsid`) can then yield a little
+more (`yield_to_engines`, the host's `pages_nice`): a computation is what its user waits for, and a
+cached page needs a few milliseconds of CPU.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Client, Listener
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RmtllmfError
@@ -191,6 +195,31 @@ class EnginePool:
             for p in self._all:
                 p.close()
             self._all, self._free = [], []
+
+
+AUTOGROUP = Path("/proc/self/autogroup")            # this session's CPU share under autogroup
+AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def yield_to_engines(nice: int) -> str:
+    """Lower the CPU weight of this server's session to `nice` (Linux autogroup), so that the engine
+    processes, each in a session of its own at nice 0, get more of the CPU while the pages are busy.
+    Only where this process leads its own session: a server started from a shell shares the shell's
+    session, whose other programs it must not slow down. Raising one's own nice needs no privilege.
+    Returns what happened, for the server log."""
+    if nice <= 0:
+        return "pages at the engines' priority (pages_nice = 0)"
+    if os.getsid(0) != os.getpid():
+        return "pages at the engines' priority: the server shares its session (started from a shell)"
+    try:
+        if AUTOGROUP_ENABLED.read_text().strip() != "1":
+            return "pages at the engines' priority: the kernel does not share the CPU by session"
+        current = int(AUTOGROUP.read_text().rsplit("nice", 1)[1])
+        if current < nice:
+            AUTOGROUP.write_text(str(int(nice)))
+    except (OSError, ValueError, IndexError) as exc:
+        return f"pages at the engines' priority: {AUTOGROUP} not usable ({exc})"
+    return f"pages at autogroup nice {max(current, nice)}, engine processes at 0"
 
 
 def default_threads(max_running: int, cores: int | None = None) -> int:

@@ -59,8 +59,11 @@ class HostLimits(Config):
                                                  "two on two cores)")
     max_queued_jobs: int = Field(64, ge=1, le=10_000, description="jobs waiting in line, all sessions")
     max_queued_per_session: int = Field(4, ge=1, le=1000, description="jobs waiting in line, one session")
-    engine_processes: bool = Field(True, description="compute in engine processes of their own, at a lower "
-                                   "priority than the pages (False: in the server's threads)")
+    engine_processes: bool = Field(True, description="compute in engine processes of their own, each in a "
+                                   "session of its own (False: in the server's threads)")
+    pages_nice: int = Field(3, ge=0, le=19, description="CPU weight the pages give up to the engine processes "
+                            "(Linux autogroup nice of the server's session, where the server leads one; 0: "
+                            "equal shares)")
     warm_on_start: bool = Field(True, description="compute the landing view's and the Story's runs when the "
                                 "server starts with a cache that lacks them")
 
@@ -396,12 +399,13 @@ def engine_pool():
     """The process-wide engine processes (`compute.EnginePool`), sized from this host's limits: one
     computing per concurrent job (parked sweeps wait in theirs, uncounted); the cores shared among them."""
     global _pool
-    from .compute import EnginePool, default_threads
+    from .compute import EnginePool, default_threads, yield_to_engines
 
     with _pool_lock:
         if _pool is None:
             lim = limits()
             _pool = EnginePool(lim.max_concurrent_jobs, torch_threads=default_threads(lim.max_concurrent_jobs))
+            log.info("CPU priority: %s", yield_to_engines(lim.pages_nice))
         return _pool
 
 
