@@ -1,4 +1,6 @@
 """run(scenario): validation, determinism, the cache, subsets and every attack, on the micro zoo."""
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,60 @@ def test_device_choice_is_validated_and_the_cpu_keeps_its_cache_keys(zoo, monkey
     if engine.device.type == "cpu":
         assert engine.fingerprint == zoo.fingerprint
     assert evaluate.device_tag(torch.device("cuda", 0)) == "cuda/amp_bf16"
+
+
+def _forget(engine):
+    """Drop the engine's in-memory memos: the next run computes every piece again."""
+    engine._memo.clear()
+    engine._logits.clear()
+
+
+def test_side_branches_give_the_one_line_numbers(zoo, monkeypatch):
+    """The fine-tuned/zero-shot predictions, the control and the attacked evaluation computed beside the
+    main line give, bit for bit, what one line on one thread gives; and they did run beside it."""
+    from rmtllmf_core.science import evaluate
+
+    engine = pipeline.get_engine(zoo.name)
+    assert evaluate._pools_class_token(engine.zoo.encoder)  # the micro zoo is a plain ViT: branches apply
+    s = scenario(zoo, **{"evaluation.clean_realign_control": True})
+    where = []
+    real = pipeline._noise_free
+    monkeypatch.setattr(pipeline, "_noise_free", lambda run_: (where.append(threading.current_thread().name),
+                                                                real(run_))[1])
+    _forget(engine)
+    branched = pipeline.run(s, use_cache=False)
+    assert where and where[0].startswith("rmtllmf-branch")
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(pipeline, "SMALL_ENCODER_PARAMS", 0)  # no branches: one line
+    torch.set_num_threads(1)
+    try:
+        _forget(engine)
+        one_line = pipeline.run(s, use_cache=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert where[-1] == threading.current_thread().name
+    assert strip(branched) == strip(one_line)
+    assert branched.accuracy["clean_realigned"] is not None
+
+
+def test_a_run_computes_on_one_thread_and_gives_the_count_back(zoo):
+    engine = pipeline.get_engine(zoo.name)
+    threads = torch.get_num_threads()
+    seen = []
+    torch.set_num_threads(2)
+    try:
+        _forget(engine)
+        pipeline.run(scenario(zoo), use_cache=False, progress=lambda f, m: seen.append(torch.get_num_threads()))
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_side_branch_error_reaches_the_caller(zoo, monkeypatch):
+    def broken(run_):
+        raise InputError("tasks", "a side branch failed")
+
+    monkeypatch.setattr(pipeline, "_noise_free", broken)
+    with pytest.raises(InputError, match="side branch"):
+        pipeline.run(scenario(zoo, seed=7), use_cache=False)

@@ -8,10 +8,13 @@ of values that do not depend on the noise: the chosen lambda, the logits of any 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 import torch
@@ -260,6 +263,21 @@ class _Run:
     progress: Progress
     timing: dict
     clock: float
+    side: ThreadPoolExecutor | None = None  # the run's side branches (`_branches`), None: one line
+    stop: threading.Event = field(default_factory=threading.Event)  # the main line failed: side work stops
+
+    def branch(self, fn: Callable[..., Any], *args) -> Callable[[], Any]:
+        """fn(*args) beside the main line where the run has side branches, else now; the returned call
+        gives its value (raising what it raised)."""
+        if self.side is None:
+            value = fn(*args)
+            return lambda: value
+        return self.side.submit(fn, *args).result
+
+    def check_stop(self, fraction: float = 0.0) -> None:
+        """A side branch's progress: it stops at its next step once the main line has failed."""
+        if self.stop.is_set():
+            raise _Stopped()
 
     @property
     def tasks(self) -> list[str]:
@@ -304,20 +322,81 @@ class _Received:
 def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: ResultCache | None = None) -> Result:
     """One run, stage by stage: wireless -> clean side (lambda, clean fusion) -> perturb -> fuse the
     received vectors -> defend -> evaluate. The stages stream the task vectors one parameter tensor at
-    a time ([T, n_i] slices, `fusion.Slices`) and build flat encoders one at a time in a [P] buffer."""
-    run_ = _Run(scenario, engine, cache, progress, {}, time.perf_counter())
-    uplink = _wireless(run_)
-    clean = _clean_side(run_)
-    channel = _perturb(run_, clean, uplink)
-    logits = {Condition.CLEAN: clean.logits}
-    grams = _fuse_and_defend(run_, clean, channel, logits)
-    control = _control(run_, clean)
-    if control is not None:
-        logits[Condition.CLEAN_REALIGNED] = control
-    progress(0.9, "evaluate")
-    out = _evaluate(run_, clean, uplink, logits, grams)
-    run_.lap("evaluate", 1.0)
+    a time ([T, n_i] slices, `fusion.Slices`) and build flat encoders one at a time in a [P] buffer.
+
+    Three pieces of work do not wait on the main line and run beside it (`_branches`): the fine-tuned
+    and zero-shot predictions, the clean-realigned control, and the attacked fusion's evaluation (beside
+    the defense). Memoised pieces cost nothing there."""
+    with _branches(engine) as side:
+        run_ = _Run(scenario, engine, cache, progress, {}, time.perf_counter(), side=side)
+        try:
+            noise_free = run_.branch(_noise_free, run_)
+            uplink = _wireless(run_)
+            clean = _clean_side(run_)
+            control = run_.branch(_control, run_, clean)
+            channel = _perturb(run_, clean, uplink)
+            logits = {Condition.CLEAN: clean.logits}
+            grams = _fuse_and_defend(run_, clean, channel, logits)
+            if (value := control()) is not None:
+                logits[Condition.CLEAN_REALIGNED] = value
+            noise_free()
+        except BaseException:
+            run_.stop.set()
+            raise
+        progress(0.9, "evaluate")
+        out = _evaluate(run_, clean, uplink, logits, grams)
+        run_.lap("evaluate", 1.0)
     return out
+
+
+SMALL_ENCODER_PARAMS = 10_000_000  # the tiny zoo's encoder has 0.84 M
+
+
+class _Stopped(Exception):
+    """A side branch given up because the run's main line failed (never seen outside `compute`)."""
+
+
+@contextlib.contextmanager
+def _branches(engine: Engine):
+    """Side branches for a run, where they pay: on the CPU, for a small encoder whose forward pass swaps
+    no parameters (`evaluate.module_lock` is then free). Such an encoder's products are too small to split
+    over threads (a second thread buys 1.03-1.15x; two independent pieces side by side 1.7-1.9x,
+    benchmarks/bench_threads.py), so the run computes on one torch thread in every branch, whether or not
+    a branch has work: the result's bits do not depend on what the cache held, nor on the machine's
+    cores (the server's engine processes and the sweep workers run on one thread too). The thread count
+    is the process's: two engines computing at once in one process share it. Elsewhere (a GPU, a large
+    encoder) one line, at the process's thread count."""
+    if not (engine.device.type == "cpu" and engine.layout.numel <= SMALL_ENCODER_PARAMS
+            and evaluate._pools_class_token(engine.zoo.encoder)):
+        yield None
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # every side branch has ended before the thread count comes back (a branch's bits depend on it)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rmtllmf-branch") as side:
+            yield side
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _logits(run_: _Run, flat: torch.Tensor, cache: ResultCache | None = None) -> dict:
+    """`Engine.logits` of the fused tasks, half of them on a side branch where the run has them (a task's
+    logits do not depend on which tasks share its evaluation: each image is encoded on its own)."""
+    tasks, n = run_.tasks, run_.n_eval
+    if run_.side is None or len(tasks) < 2:
+        return run_.engine.logits(flat, tasks, n, cache=cache)
+    first = run_.branch(lambda: run_.engine.logits(flat, tasks[:len(tasks) // 2], n, cache=cache))
+    rest = run_.engine.logits(flat, tasks[len(tasks) // 2:], n, cache=cache)
+    return {**first(), **rest}
+
+
+def _noise_free(run_: _Run) -> None:
+    """The fine-tuned and zero-shot predictions of the fused tasks (memoised, on disk too): `_evaluate`
+    reads them."""
+    for t in run_.tasks:
+        run_.engine.individual(t, run_.n_eval, run_.cache)
+        run_.engine.zeroshot(t, run_.n_eval, run_.cache)
 
 
 def _wireless(run_: _Run):
@@ -344,7 +423,7 @@ def _clean_side(run_: _Run) -> _Clean:
     run_.lap("lambda", 0.2)
     fused = engine.encoder_flat(slices, run_.plan(slices, lam), each=stats)
     digest = flat_digest(fused)
-    logits = engine.logits(fused, tasks, run_.n_eval, cache=run_.cache)
+    logits = _logits(run_, fused, cache=run_.cache)
     return _Clean(slices=slices, power=power, gram=gram, lam=lam, logits=logits, digest=digest)
 
 
@@ -469,7 +548,10 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
     fused = engine.encoder_flat(channel.received, run_.plan(channel.received, clean.lam, channel.user_weights),
                                 each=received_stats)
     run_.lap("fuse", 0.3)
-    logits[Condition.ATTACKED] = engine.logits(fused, tasks, run_.n_eval)
+    undefended = not (channel.cheap_defenses or d.freeze or d.realign)
+    # evaluated beside the defense, on a copy where the defense changes `fused` in place
+    attacked = run_.branch(engine.logits, fused if undefended or run_.side is None else fused.clone(), tasks,
+                           run_.n_eval)
     if channel.cheap_defenses:
         fused = engine.encoder_flat(channel.restored, run_.plan(channel.restored, clean.lam, channel.user_weights),
                                     out=fused, each=defended_gram)
@@ -479,8 +561,9 @@ def _fuse_and_defend(run_: _Run, clean: _Clean, channel: _Received, logits: dict
         fused = defense.realign(engine.zoo, fused, layout, tasks, **_realign_options(run_), inplace=True,
                                 device=engine.device, progress=lambda f: run_.progress(0.3 + 0.3 * f, "realign"))
     run_.lap("defend", 0.6)
-    undefended = not (channel.cheap_defenses or d.freeze or d.realign)
-    logits[Condition.DEFENDED] = logits[Condition.ATTACKED] if undefended else engine.logits(fused, tasks, run_.n_eval)
+    defended = None if undefended else _logits(run_, fused)
+    logits[Condition.ATTACKED] = attacked()
+    logits[Condition.DEFENDED] = logits[Condition.ATTACKED] if undefended else defended
     return {"received": received_gram,
             "defended": defended_gram if d.freeze or channel.cheap_defenses else received_gram}
 
@@ -506,7 +589,7 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
         if d.freeze:
             defense.freeze_(start, engine.zoo.base_state, layout, d.freeze_groups)
         flat = defense.realign(engine.zoo, start, layout, tasks, **_realign_options(run_, CONTROL_REALIGN_SEED),
-                               inplace=True, device=engine.device)
+                               inplace=True, device=engine.device, progress=run_.check_stop)
         return ev.logits(flat, tasks)
 
     recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr",

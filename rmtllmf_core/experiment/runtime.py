@@ -165,13 +165,22 @@ def _unpack_logits(stored: Any, tasks: tuple[str, ...], ev: "evaluate.Evaluator"
     return out
 
 
+_LRU_LOCK = threading.Lock()  # a run's side branches (pipeline._branches) share its engine's memos
+
+
 def _lru(store: OrderedDict, key, compute, size: int):
-    if key in store:
+    """store[key], computed (outside the lock: it may itself use a memo) and kept where missing; the
+    oldest entries dropped beyond `size`. Two threads missing one key at once both compute it."""
+    with _LRU_LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()
+    with _LRU_LOCK:
+        store[key] = value
         store.move_to_end(key)
-        return store[key]
-    value = store[key] = compute()
-    while len(store) > size:
-        store.popitem(last=False)
+        while len(store) > size:
+            store.popitem(last=False)
     return value
 
 

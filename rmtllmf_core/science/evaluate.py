@@ -76,8 +76,13 @@ def device_buffers(module: torch.nn.Module, device: torch.device) -> dict[str, t
     return {n: b.to(device) for n, b in module.named_buffers()}
 
 
-def module_lock(module: torch.nn.Module) -> threading.RLock:
-    """The lock that serialises every functional call on `module` (shared with `defense.realign`)."""
+def module_lock(module: torch.nn.Module) -> "threading.RLock | contextlib.nullcontext":
+    """The lock that serialises every functional call on `module` (shared with `defense.realign`). None is
+    needed where `features` computes the encoder's forward pass itself (a plain open_clip ViT,
+    `_vit_features`: it swaps no parameters), so evaluations and realignments of one zoo can run side by
+    side (`pipeline._branches`)."""
+    if _pools_class_token(module):
+        return contextlib.nullcontext()
     with _LOCKS_GUARD:
         lock = _LOCKS.get(module)
         if lock is None:
