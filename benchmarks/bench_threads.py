@@ -7,8 +7,8 @@ evaluation of the defended encoder on 200 test images per task), done
 - one after the other, with torch on 1, 2, ... threads (intra-op parallelism: each product split
   over the threads);
 - side by side in two Python threads, torch on one thread each (the two runs are independent).
-The plain open_clip ViT forward (`zoo.model._vit_features`) swaps no parameters, so the side-by-side
-runs skip the per-module lock that `functional_call` needs (for this measurement only).
+The plain open_clip ViT forward (`zoo.model._vit_features`) swaps no parameters, so the two need no
+lock (`evaluate.module_lock` is free for it): what a run's side branches rely on (`pipeline._branches`).
 
 Numbers: the accuracies of whole runs (three presets, one seed each; every condition, every task)
 computed in fresh processes and caches at each `--threads` count, compared with the one-thread run.
@@ -18,7 +18,6 @@ bits; this says whether the accuracies a user sees do.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -78,22 +77,16 @@ def speed(zoo_name: str, counts: list[int]) -> None:
               f"{time.perf_counter() - t:.2f} s ({time.process_time() - c:.2f} s cpu)")
     torch.set_num_threads(1)
     if not evaluate._pools_class_token(zoo.encoder):
-        print("side by side: skipped (this encoder's forward swaps parameters into the module)")
+        print("side by side: skipped (this encoder's forward swaps parameters into the module: one at a time)")
         return
-    unlocked = lambda module: contextlib.nullcontext()  # noqa: E731  (the plain-ViT forward needs no lock)
-    saved = defense.module_lock, evaluate.module_lock
-    defense.module_lock = evaluate.module_lock = unlocked
-    try:
-        t, c = time.perf_counter(), time.process_time()
-        threads = [threading.Thread(target=defend, args=(s,)) for s in (1, 2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        print(f"two runs side by side in two Python threads, 1 torch thread each: {time.perf_counter() - t:.2f} s "
-              f"({time.process_time() - c:.2f} s cpu)")
-    finally:
-        defense.module_lock, evaluate.module_lock = saved
+    t, c = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=defend, args=(s,)) for s in (1, 2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    print(f"two runs side by side in two Python threads, 1 torch thread each: {time.perf_counter() - t:.2f} s "
+          f"({time.process_time() - c:.2f} s cpu)")
 
 
 def numbers(zoo: str, counts: list[int]) -> None:

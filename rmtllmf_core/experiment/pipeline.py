@@ -324,9 +324,11 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
     received vectors -> defend -> evaluate. The stages stream the task vectors one parameter tensor at
     a time ([T, n_i] slices, `fusion.Slices`) and build flat encoders one at a time in a [P] buffer.
 
-    Three pieces of work do not wait on the main line and run beside it (`_branches`): the fine-tuned
-    and zero-shot predictions, the clean-realigned control, and the attacked fusion's evaluation (beside
-    the defense). Memoised pieces cost nothing there."""
+    Where the run has side branches (`_branches`: a small encoder on the CPU), three pieces of work that
+    do not wait on the main line run beside it: the fine-tuned and zero-shot predictions, the
+    clean-realigned control, and the attacked fusion's evaluation (beside the defense, on a copy of its
+    buffer); each other evaluation puts half of its tasks on a side branch (`_logits`). Memoised pieces
+    cost nothing there. A few [P] buffers then live at once; a large encoder keeps one line."""
     with _branches(engine) as side:
         run_ = _Run(scenario, engine, cache, progress, {}, time.perf_counter(), side=side)
         try:
@@ -350,6 +352,7 @@ def compute(scenario: Scenario, engine: Engine, *, progress: Progress, cache: Re
 
 
 SMALL_ENCODER_PARAMS = 10_000_000  # the tiny zoo's encoder has 0.84 M
+SIDE_BRANCHES = True  # off in a sweep's worker processes (studies/work.py): there the pool is the parallelism
 
 
 class _Stopped(Exception):
@@ -364,7 +367,8 @@ def _branches(engine: Engine):
     benchmarks/bench_threads.py), so the run computes on one torch thread in every branch, whether or not
     a branch has work: the result's bits do not depend on what the cache held, nor on the machine's
     cores (the server's engine processes and the sweep workers run on one thread too). The thread count
-    is the process's: two engines computing at once in one process share it. Elsewhere (a GPU, a large
+    is the process's: two engines computing at once in one process share it. A sweep's workers
+    (`SIDE_BRANCHES` off) compute one line on one thread: the same bits. Elsewhere (a GPU, a large
     encoder) one line, at the process's thread count."""
     if not (engine.device.type == "cpu" and engine.layout.numel <= SMALL_ENCODER_PARAMS
             and evaluate._pools_class_token(engine.zoo.encoder)):
@@ -374,7 +378,8 @@ def _branches(engine: Engine):
     torch.set_num_threads(1)
     try:
         # every side branch has ended before the thread count comes back (a branch's bits depend on it)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rmtllmf-branch") as side:
+        with (ThreadPoolExecutor(max_workers=2, thread_name_prefix="rmtllmf-branch") if SIDE_BRANCHES
+              else contextlib.nullcontext()) as side:
             yield side
     finally:
         torch.set_num_threads(threads)

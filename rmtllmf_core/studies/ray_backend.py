@@ -91,6 +91,7 @@ def _point(data: dict, setup: Callable[[], Any] | None, gpu: bool) -> dict:
     if gpu:
         os.environ["RMTLLMF_DEVICE"] = "cuda"
     torch.set_num_threads(1)  # Ray gives each task one CPU
+    pipeline.SIDE_BRANCHES = False  # and a run's side branches would take more (the same bits without)
     if setup is not None and setup not in _setup_done:
         setup()
         _setup_done.add(setup)

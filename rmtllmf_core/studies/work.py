@@ -321,7 +321,10 @@ def _main_script_hidden(worker_setup):
 def _worker_init(setup: Callable[[], Any] | None) -> None:
     import torch
 
+    from ..experiment import pipeline
+
     torch.set_num_threads(1)  # the pool is the parallelism; one thread per worker does not oversubscribe
+    pipeline.SIDE_BRANCHES = False  # nor do a run's side branches (the same bits: pipeline._branches)
     if setup is not None:
         setup()
 
