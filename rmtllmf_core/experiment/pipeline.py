@@ -363,7 +363,7 @@ class _Stopped(Exception):
 def _branches(engine: Engine):
     """Side branches for a run, where they pay: on the CPU, for a small encoder whose forward pass swaps
     no parameters (`evaluate.module_lock` is then free). Such an encoder's products are too small to split
-    over threads (a second thread buys 1.03-1.15x; two independent pieces side by side 1.7-1.9x,
+    over threads (a second thread buys 1.03-1.28x; two independent pieces side by side 1.7-2.0x,
     benchmarks/bench_threads.py), so the run computes on one torch thread in every branch, whether or not
     a branch has work: the result's bits do not depend on what the cache held, nor on the machine's
     cores (the server's engine processes and the sweep workers run on one thread too). The thread count
