@@ -261,6 +261,10 @@ def test_side_branches_give_the_one_line_numbers(zoo, monkeypatch):
     _forget(engine)
     branched = pipeline.run(s, use_cache=False)
     assert where and where[0].startswith("rmtllmf-branch")
+    monkeypatch.setattr(pipeline, "SIDE_BRANCHES", False)  # as in a sweep's workers: one line, one thread
+    _forget(engine)
+    assert strip(pipeline.run(s, use_cache=False)) == strip(branched)
+    assert where[-1] == threading.current_thread().name
     threads = torch.get_num_threads()
     monkeypatch.setattr(pipeline, "SMALL_ENCODER_PARAMS", 0)  # no branches: one line
     torch.set_num_threads(1)
