@@ -266,13 +266,13 @@ class _Run:
     side: ThreadPoolExecutor | None = None  # the run's side branches (`_branches`), None: one line
     stop: threading.Event = field(default_factory=threading.Event)  # the main line failed: side work stops
 
-    def branch(self, fn: Callable[..., Any], *args) -> Callable[[], Any]:
-        """fn(*args) beside the main line where the run has side branches, else now; the returned call
-        gives its value (raising what it raised)."""
+    def branch(self, fn: Callable[..., Any], *args, **kwargs) -> Callable[[], Any]:
+        """fn(*args, **kwargs) beside the main line where the run has side branches, else now; the
+        returned call gives its value (raising what it raised)."""
         if self.side is None:
-            value = fn(*args)
+            value = fn(*args, **kwargs)
             return lambda: value
-        return self.side.submit(fn, *args).result
+        return self.side.submit(fn, *args, **kwargs).result
 
     def check_stop(self, fraction: float = 0.0) -> None:
         """A side branch's progress: it stops at its next step once the main line has failed."""
@@ -391,7 +391,7 @@ def _logits(run_: _Run, flat: torch.Tensor, cache: ResultCache | None = None) ->
     tasks, n = run_.tasks, run_.n_eval
     if run_.side is None or len(tasks) < 2:
         return run_.engine.logits(flat, tasks, n, cache=cache)
-    first = run_.branch(lambda: run_.engine.logits(flat, tasks[:len(tasks) // 2], n, cache=cache))
+    first = run_.branch(run_.engine.logits, flat, tasks[:len(tasks) // 2], n, cache=cache)
     rest = run_.engine.logits(flat, tasks[len(tasks) // 2:], n, cache=cache)
     return {**first(), **rest}
 
