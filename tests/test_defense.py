@@ -163,6 +163,31 @@ def _noisy_fused(flats, std=0.03, seed=0):
     return base + 0.5 * vectors.sum(0) + std * torch.randn(base.shape, generator=g)
 
 
+def test_few_shot_set_holds_each_classs_first_pool_samples_however_the_pool_is_ordered(zoo):
+    tasks = zoo.task_names[:2]
+    k = 3
+
+    def expected(data):
+        rows = []
+        for t in tasks:
+            x, y = data(t, "pool", None)
+            rows += [x[(y == c).nonzero().squeeze(1)[:k]] for c in range(zoo.heads[t].shape[0])]
+        return torch.cat(rows)
+
+    interleaved = defense._few_shot_set(zoo, tasks, k)  # reads the first k x classes samples alone
+    assert torch.equal(interleaved[0], expected(zoo.data))
+
+    def by_class(task, split, n=None):  # a pool sorted by class: its first k x classes hold one class
+        x, y = zoo.data(task, split, None)
+        order = torch.sort(y, stable=True).indices
+        return (x[order], y[order]) if n is None else (x[order][:n], y[order][:n])
+
+    sorted_zoo = dataclasses.replace(zoo, data=by_class)
+    images, labels, task_index, _, _ = defense._few_shot_set(sorted_zoo, tasks, k)
+    assert torch.equal(images, expected(by_class))
+    assert labels.tolist() == [c for t in tasks for c in range(zoo.heads[t].shape[0]) for _ in range(k)]
+
+
 def test_realign_leaves_frozen_entries_and_inputs_untouched(zoo, flats):
     layout, base, _ = flats
     fused = defense.freeze(_noisy_fused(flats), base, layout, EMBEDDING_GROUPS)

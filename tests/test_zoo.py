@@ -50,6 +50,36 @@ def test_generator_is_deterministic_balanced_and_prefix_stable(task):
     assert a.std() > 5  # not blank
 
 
+def test_a_split_grows_by_its_missing_chunks_alone():
+    full, labels = T.generate("vehicles", 3, "test", 150)
+    tail, tail_labels = T.generate("vehicles", 3, "test", 150, start=T.CHUNK)
+    assert tail.tobytes() == full[T.CHUNK:].tobytes() and np.array_equal(tail_labels, labels[T.CHUNK:])
+    with pytest.raises(ValueError, match="multiple"):
+        T.generate("vehicles", 3, "test", 150, start=10)
+
+
+def test_procedural_data_generates_what_is_read_and_grows_to_the_same_bytes(monkeypatch, tmp_path):
+    from rmtllmf_core.zoo import data as D
+
+    monkeypatch.setenv("RMTLLMF_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = T.generate
+    monkeypatch.setattr(T, "generate", lambda *a, **k: calls.append((a[3], k.get("start", 0))) or real(*a, **k))
+    data = D.ProceduralData(T.TASK_NAMES, 5, {"test": 40}, use_disk_cache=True)
+    x50, _ = data("digits", "test", 50)
+    assert calls == [(T.CHUNK, 0)]  # one chunk of the 400, not the split
+    x300, y300 = data("digits", "test", 300)
+    assert calls[1:] == [(k, k - T.CHUNK) for k in range(2 * T.CHUNK, 300, T.CHUNK)] + [(320, 256)]
+    xall, yall = data("digits", "test")
+    ref = torch.from_numpy(real("digits", 5, "test", 400)[0]).permute(0, 3, 1, 2).float().div_(255.0)
+    ref = ((ref - D.MEAN) / D.STD).contiguous()
+    assert torch.equal(xall, ref) and torch.equal(x300, ref[:300]) and torch.equal(x50, ref[:50])
+    assert yall.tolist() == [i % 10 for i in range(400)] and torch.equal(y300, yall[:300])
+    calls.clear()  # a new process reads the chunks from the disk cache
+    again, _ = D.ProceduralData(T.TASK_NAMES, 5, {"test": 40}, use_disk_cache=True)("digits", "test")
+    assert calls == [] and torch.equal(again, ref)
+
+
 def test_tasks_are_different_domains():
     means = np.stack([T.generate(t, 0, "val", 100)[0].reshape(100, -1).mean(0) for t in T.TASK_NAMES])
     means = means - means.mean(0)

@@ -207,8 +207,12 @@ def _few_shot_set(zoo: Zoo, tasks: tuple[str, ...], shots_per_class: int):
     images, labels, task_index, offsets, heads = [], [], [], [], []
     offset = 0
     for i, t in enumerate(tasks):
-        x, y = zoo.split(t, "pool", None)
         head = zoo.heads[t]
+        # the first shots x classes samples hold every class's first shots where classes interleave (the
+        # procedural tasks), and nothing more is generated or read; else the whole split
+        x, y = zoo.split(t, "pool", min(zoo.split_size(t, "pool"), shots_per_class * head.shape[0]))
+        if int(torch.bincount(y, minlength=head.shape[0]).min()) < shots_per_class:
+            x, y = zoo.split(t, "pool", None)
         for c in range(head.shape[0]):
             idx = (y == c).nonzero().squeeze(1)[:shots_per_class]
             if len(idx) < shots_per_class:

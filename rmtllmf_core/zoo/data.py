@@ -1,7 +1,8 @@
-"""Task data at load time: procedural splits, generated on first use and cached (memory + disk).
+"""Task data at load time: procedural splits, generated chunk by chunk as far as they are read, and
+cached (memory + disk).
 
 The disk cache lives in `$RMTLLMF_CACHE_DIR` or `$XDG_CACHE_HOME/rmtllmf` or `~/.cache/rmtllmf`,
-one `.npy` per (generator version, generator source digest, task, seed, split, size); it is only an accelerator: a
+one `.npy` per (generator version, generator source digest, task, seed, split, chunk); it is only an accelerator: a
 missing, unreadable or wrong-shaped cache file is regenerated, never trusted blindly (`.npy`
 read with allow_pickle=False).
 """
@@ -46,8 +47,16 @@ def generator_digest() -> str:
     return _GENERATOR_DIGEST
 
 
-def _cached_generate(task: str, seed: int, split: str, n: int, use_disk: bool) -> np.ndarray:
-    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{generator_digest()}|{task}|{seed}|{split}|{n}".encode()).hexdigest()[:24]
+def _cached_generate(task: str, seed: int, split: str, start: int, stop: int, use_disk: bool) -> np.ndarray:
+    """Samples start..stop-1 of a split (`start` a multiple of `tasks.CHUNK`), chunk by chunk: one `.npy`
+    per chunk, so a split that grows reads the chunks it had and generates only the new ones."""
+    return np.concatenate([_cached_chunk(task, seed, split, first, min(stop, first + T.CHUNK), use_disk)
+                           for first in range(start, stop, T.CHUNK)])
+
+
+def _cached_chunk(task: str, seed: int, split: str, first: int, stop: int, use_disk: bool) -> np.ndarray:
+    n = stop - first
+    key = hashlib.sha256(f"{T.GENERATOR_VERSION}|{generator_digest()}|{task}|{seed}|{split}|{first}|{n}".encode()).hexdigest()[:24]
     path = cache_dir() / "zoo-data" / f"{task}-{split}-{key}.npy"
     if use_disk and path.is_file():
         try:
@@ -56,7 +65,7 @@ def _cached_generate(task: str, seed: int, split: str, n: int, use_disk: bool) -
                 return arr
         except (OSError, ValueError):
             pass
-    imgs, _ = T.generate(task, seed, split, n)
+    imgs, _ = T.generate(task, seed, split, stop, start=first)
     if use_disk:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,22 +95,32 @@ class ProceduralData:
         self.use_disk = use_disk_cache
         self._mem: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def size(self, task: str, split: str) -> int:
         return self.per_class[split] * len(T.TASKS[task].class_names)
 
-    def _full(self, task: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prefix(self, task: str, split: str, want: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `want` samples or more: a split is generated in whole chunks as far as a caller
+        has asked (a cold run reads 50 of the 200 validation samples a task and 200 of 400 test
+        ones), and grows by its missing chunks. One lock per split: two splits generate side by side."""
         with self._lock:
-            if (task, split) not in self._mem:
-                n = self.size(task, split)
-                imgs = _cached_generate(task, self.seed, split, n, self.use_disk)
-                x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0)
-                if self.image_size != x.shape[-1]:
-                    x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-                x = ((x - self.mean) / self.std).contiguous()
-                y = torch.arange(n, dtype=torch.int64) % len(T.TASKS[task].class_names)
+            lock = self._locks.setdefault((task, split), threading.Lock())
+        with lock:
+            x, y = self._mem.get((task, split), (None, None))
+            have = 0 if y is None else len(y)
+            if y is None or have < want:
+                stop = min(self.size(task, split), -(-max(want, 1) // T.CHUNK) * T.CHUNK)
+                imgs = _cached_generate(task, self.seed, split, have, stop, self.use_disk)
+                new = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0)
+                if self.image_size != new.shape[-1]:
+                    new = F.interpolate(new, size=(self.image_size, self.image_size), mode="bilinear",
+                                        align_corners=False)
+                new = ((new - self.mean) / self.std).contiguous()
+                x = new if x is None else torch.cat([x, new])
+                y = torch.arange(stop, dtype=torch.int64) % len(T.TASKS[task].class_names)
                 self._mem[(task, split)] = (x, y)
-            return self._mem[(task, split)]
+            return x, y
 
     def __call__(self, task: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if task not in self.task_names:
@@ -111,7 +130,6 @@ class ProceduralData:
         size = self.size(task, split)
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= size):
             raise InputError("n", f"must be an integer in [0, {size}] for {task}/{split}, got {n!r}")
-        x, y = self._full(task, split)
-        if n is None:
-            return x.clone(), y.clone()
-        return x[:n].clone(), y[:n].clone()
+        want = size if n is None else int(n)
+        x, y = self._prefix(task, split, want)
+        return x[:want].clone(), y[:want].clone()

@@ -571,22 +571,30 @@ def split_sizes(per_class: dict[str, int], n_classes: int) -> dict[str, int]:
     return {s: k * n_classes for s, k in per_class.items()}
 
 
-def generate(task: str, seed: int, split: str, n: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [n, 32, 32, 3], labels int64 [n]) for a task split; deterministic in its arguments.
+CHUNK = 64  # samples per seeded stream: a split is a sequence of chunks, each generated on its own
+
+
+def generate(task: str, seed: int, split: str, n: int, chunk: int = CHUNK,
+             start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [n - start, 32, 32, 3], labels int64 [n - start]): samples start..n-1 of a task split;
+    deterministic in its arguments.
 
     Generated in chunks of `chunk` samples, each with its own seeded stream, so that the first
-    samples do not depend on n (a prefix of a longer split is the shorter split).
+    samples do not depend on n (a prefix of a longer split is the shorter split), and a split can grow
+    by its missing chunks alone: `start` is a multiple of `chunk`.
     """
+    if start % chunk or not 0 <= start <= n:
+        raise ValueError(f"start must be a multiple of {chunk} in [0, {n}], got {start}")
     spec = TASKS[task]
     C = len(spec.class_names)
-    labels = (np.arange(n) % C).astype(np.int64)
-    out = np.empty((n, 32, 32, 3), np.uint8)
+    labels = (np.arange(start, n) % C).astype(np.int64)
+    out = np.empty((n - start, 32, 32, 3), np.uint8)
     t_idx = TASK_NAMES.index(task)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        full = np.arange(start, start + chunk) % C
+    for first in range(start, n, chunk):
+        stop = min(n, first + chunk)
+        full = np.arange(first, first + chunk) % C
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-            [GENERATOR_VERSION, int(seed), t_idx, SPLIT_INDEX[split], start // chunk])))
+            [GENERATOR_VERSION, int(seed), t_idx, SPLIT_INDEX[split], first // chunk])))
         imgs = spec.render(rng, full.astype(np.int64))
-        out[start:stop] = imgs[: stop - start]
+        out[first - start:stop - start] = imgs[: stop - first]
     return out, labels
