@@ -387,7 +387,8 @@ def _branches(engine: Engine):
 
 def _logits(run_: _Run, flat: torch.Tensor, cache: ResultCache | None = None) -> dict:
     """`Engine.logits` of the fused tasks, half of them on a side branch where the run has them (a task's
-    logits do not depend on which tasks share its evaluation: each image is encoded on its own)."""
+    logits do not depend on which tasks share its evaluation: each image is encoded on its own). The
+    control calls it from a side branch: the one branch that waits on another, so the two never both wait."""
     tasks, n = run_.tasks, run_.n_eval
     if run_.side is None or len(tasks) < 2:
         return run_.engine.logits(flat, tasks, n, cache=cache)
@@ -587,7 +588,6 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
     engine, d, tasks, layout = run_.engine, run_.scenario.defense, run_.tasks, run_.engine.layout
     if not (d.realign and run_.scenario.evaluation.clean_realign_control):
         return None
-    ev = engine.evaluator(run_.n_eval)
 
     def realigned():  # the clean fusion is rebuilt (its buffer was released after its evaluation)
         start = engine.encoder_flat(clean.slices, run_.plan(clean.slices, clean.lam))
@@ -595,7 +595,7 @@ def _control(run_: _Run, clean: _Clean) -> dict | None:
             defense.freeze_(start, engine.zoo.base_state, layout, d.freeze_groups)
         flat = defense.realign(engine.zoo, start, layout, tasks, **_realign_options(run_, CONTROL_REALIGN_SEED),
                                inplace=True, device=engine.device, progress=run_.check_stop)
-        return ev.logits(flat, tasks)
+        return _logits(run_, flat)  # half of it on the other side branch: the run's last piece of work
 
     recipe = d.model_dump(include={"freeze", "freeze_groups", "shots_per_class", "realign_steps", "realign_lr",
                                    "realign_precision", "realign_batch_size"})
