@@ -10,6 +10,7 @@ The earlier commit is checked out into a temporary git worktree and run with thi
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -29,8 +30,10 @@ FIGURES = {  # what bench_engine prints -> our label
 
 
 def bench(tree: Path, extra: list[str]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench_engine.py"), "--no-sweep", *extra],
-                         cwd=tree, capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="bench-against-cache-") as cache:  # an earlier bench_engine kept
+        env = {**os.environ, "RMTLLMF_CACHE_DIR": cache}                   # the task data's disk cache
+        out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench_engine.py"), "--no-sweep", *extra],
+                             cwd=tree, capture_output=True, text=True, check=True, env=env).stdout
     return {k: float(re.search(p, out).group(1)) for k, p in FIGURES.items()}
 
 
