@@ -77,8 +77,10 @@ def _task_titles(zoo: str) -> dict[str, str]:
 
 
 def chart(fig, key: str) -> None:
-    """A plotly figure as styled by `plots.style` (not re-themed: the page shows what Export saves)."""
-    st.plotly_chart(fig, key=key, config=PLOT_CONFIG, width="stretch", theme=None)
+    """A plotly figure as styled by `plots.style` (not re-themed: the page shows what Export saves). In
+    presenter mode without plotly's toolbar: on a projector it covered the legends above the plots."""
+    config = {**PLOT_CONFIG, "displayModeBar": False} if state.presenter() else PLOT_CONFIG
+    st.plotly_chart(fig, key=key, config=config, width="stretch", theme=None)
 
 
 def csv_bytes(rows: Sequence[Mapping] | pd.DataFrame, provenance: Mapping[str, str] | None = None) -> bytes:

@@ -266,12 +266,17 @@ def test_a_bad_scenario_file_shows_an_error(content, word, default):
 def test_presenter_mode_hides_advanced_controls_and_is_in_the_link():
     at = open_app()
     assert any("advanced" in e.label for e in at.expander)
+    assert at.get("plotly_chart") and all("displayModeBar" not in json.loads(c.proto.config)
+                                          for c in at.get("plotly_chart"))
     at.sidebar.toggle(key="presenter").set_value(True).run()
     assert not at.exception
     assert not any("advanced" in e.label for e in at.expander)
     assert at.query_params.get("presenter") == "1"
     again = open_app(query={"presenter": "1"})
     assert again.sidebar.toggle(key="presenter").value is True
+    # charts without plotly's toolbar, which covered the legends above them on a projector
+    configs = [json.loads(c.proto.config) for c in again.get("plotly_chart")]
+    assert configs and all(c.get("displayModeBar") is False for c in configs)
 
 
 def test_placement_table_edits_move_the_users():
