@@ -39,9 +39,10 @@ def _point(results: dict | None) -> None:
     results = results if results is not None else _stored()
     ideal, p1 = results["Ideal channel"], results["Worst case:<br>sum rate (P1)"]
     if ideal is None or p1 is None:  # the headline needs these two; the third channel joins the chart later
+        ready = (ideal is not None) + (p1 is not None)
         st.info("The headline runs (the paper's three channels, with and without R-MTLLMF) are being computed on "
-                "this server's first start; they appear here when ready. The other pages work meanwhile.",
-                icon=":material/hourglass_top:")
+                f"this server's first start ({ready} of the first 2 ready); they appear here when ready. The other "
+                "pages work meanwhile.", icon=":material/hourglass_top:")
         return
     results = {name: r for name, r in results.items() if r is not None}
     if len(results) == len(CHANNELS) and not _ready:  # all landed: one last rerun of the page stops the polling

@@ -420,6 +420,18 @@ def test_the_story_walks_its_steps_with_numbers_from_its_runs(monkeypatch):
     assert len(home.get("plotly_chart")) == 1 and home.button(key="home.story")
 
 
+@pytest.mark.parametrize("landed", [(), ("sum rate",)])
+def test_home_says_how_many_headline_runs_have_landed_on_a_first_start(monkeypatch, landed):
+    from studio import engine
+
+    # the P1 run landed or not, the ideal one not yet: Home waits for both (its value is only tested for None)
+    monkeypatch.setattr(engine, "stored", lambda scn: object() if any(
+        w in scn.wireless.attack.replace("_", " ") for w in landed) else None)
+    at = open_app("home")
+    assert not at.metric and not at.get("plotly_chart")
+    assert [i.value for i in at.info if "headline runs" in i.value][0].count(f"({len(landed)} of the first 2 ready)") == 1
+
+
 def test_a_cached_results_figures_are_built_once_for_every_session(light, default, monkeypatch):
     from rmtllmf_core.studies import plots as core
 
