@@ -55,15 +55,15 @@ def warm_up(name: str) -> None:
 def _load_quietly(load: Callable, name: str) -> None:
     time.sleep(WARM_UP_DELAY_S)
     try:
+        from rmtllmf_core.serve import hosting
+
+        lim = hosting.limits()
+        if lim.engine_processes:  # the first cold runs find their engine processes ready; they import torch
+            hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)  # and load the zoo while we do
         load(name)
         import gc
 
         gc.freeze()  # the zoo, torch and the libraries live as long as the server: no collection walks them again
-        from rmtllmf_core.serve import hosting
-
-        lim = hosting.limits()
-        if lim.engine_processes:  # the first cold runs find their engine processes ready
-            hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)
         if lim.warm_on_start:
             _warm_story(name)
     except Exception:  # the page that needs the zoo shows the error when it asks for it

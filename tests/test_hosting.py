@@ -554,3 +554,24 @@ def test_the_host_sends_sweeps_to_a_configured_cluster_only():
     assert hosting.ray_address({}, {}) is None
     assert hosting.ray_address({"RMTLLMF_RAY_ADDRESS": "head:6379"}, {}) == "head:6379"
     assert hosting.ray_address({}, {"compute": {"ray_address": "auto"}}) == "auto"
+
+
+def test_the_warm_up_starts_the_engine_processes_before_the_server_loads_the_zoo(monkeypatch):
+    """They import torch and load the zoo while the server does: Home's first chart on a fresh cache came
+    3 s sooner (bench_app.py's home_chart_fresh_cache_s, median of three, 25.0 -> 21.6 s)."""
+    from studio import engine
+
+    order = []
+
+    class Pool:
+        def warm(self, name, count):
+            order.append(("engine processes", name, count))
+
+    monkeypatch.setattr(engine, "WARM_UP_DELAY_S", 0.0)
+    monkeypatch.setattr(hosting, "limits", lambda: hosting.HostLimits(engine_processes=True, warm_on_start=True,
+                                                                       max_concurrent_jobs=2))
+    monkeypatch.setattr(hosting, "engine_pool", Pool)
+    monkeypatch.setattr(engine, "_warm_story", lambda name: order.append(("story", name)))
+    monkeypatch.setattr("gc.freeze", lambda: None)  # the test process's objects stay collectable
+    engine._load_quietly(lambda name: order.append(("server loads", name)), "tiny")
+    assert order == [("engine processes", "tiny", 2), ("server loads", "tiny"), ("story", "tiny")]
