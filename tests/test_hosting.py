@@ -558,8 +558,8 @@ def test_the_host_sends_sweeps_to_a_configured_cluster_only():
 
 def test_the_warm_up_starts_the_engine_processes_before_the_server_loads_the_zoo(monkeypatch):
     """They import torch and load the zoo while the server does: Home's first chart on a fresh cache came
-    sooner (bench_app.py's home_chart_fresh_cache_s: 24.5-25.9 s in four runs before, 21.3-24.9 s in six
-    after, median 21.6 s; docs/benchmarks.md)."""
+    sooner (bench_app.py's home_chart_fresh_cache_s: medians 24.8 s in six runs before and 21.6 s in six
+    after; docs/benchmarks.md)."""
     from studio import engine
 
     order = []
