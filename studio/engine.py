@@ -59,7 +59,10 @@ def _load_quietly(load: Callable, name: str) -> None:
 
         lim = hosting.limits()
         if lim.engine_processes:  # the first cold runs find their engine processes ready; they import torch
-            hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)  # and load the zoo while we do
+            try:                  # and load the zoo while we do
+                hosting.engine_pool().warm(name, count=lim.max_concurrent_jobs)
+            except Exception:  # the server still loads the zoo; a cold run starts them and says what fails
+                pass
         load(name)
         import gc
 

@@ -576,3 +576,12 @@ def test_the_warm_up_starts_the_engine_processes_before_the_server_loads_the_zoo
     monkeypatch.setattr("gc.freeze", lambda: None)  # the test process's objects stay collectable
     engine._load_quietly(lambda name: order.append(("server loads", name)), "tiny")
     assert order == [("engine processes", "tiny", 2), ("server loads", "tiny"), ("story", "tiny")]
+
+    class Broken:
+        def warm(self, name, count):
+            raise OSError("cannot start a process")
+
+    order.clear()
+    monkeypatch.setattr(hosting, "engine_pool", Broken)  # the server still loads the zoo and warms the story
+    engine._load_quietly(lambda name: order.append(("server loads", name)), "tiny")
+    assert order == [("server loads", "tiny"), ("story", "tiny")]
