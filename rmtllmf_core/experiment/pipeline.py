@@ -385,15 +385,21 @@ def _branches(engine: Engine):
         torch.set_num_threads(threads)
 
 
-def _logits(run_: _Run, flat: torch.Tensor, cache: ResultCache | None = None) -> dict:
+def _logits(run_: _Run, flat: torch.Tensor, cache: ResultCache | None = None, digest: str | None = None) -> dict:
     """`Engine.logits` of the fused tasks, half of them on a side branch where the run has them (a task's
     logits do not depend on which tasks share its evaluation: each image is encoded on its own). The
-    control calls it from a side branch: the one branch that waits on another, so the two never both wait."""
-    tasks, n = run_.tasks, run_.n_eval
+    control calls it from a side branch: the one branch that waits on another, so the two never both wait.
+    `flat` is hashed once (`digest`, if the caller has it) for both halves' memo keys."""
+    tasks, n = tuple(run_.tasks), run_.n_eval
+    digest = digest or flat_digest(flat)
+
+    def part(some: tuple) -> dict:  # Engine.logits' own content key, its digest computed once
+        return run_.engine.logits(flat, some, n, cache=cache, key=("logits", some, n, digest))
+
     if run_.side is None or len(tasks) < 2:
-        return run_.engine.logits(flat, tasks, n, cache=cache)
-    first = run_.branch(run_.engine.logits, flat, tasks[:len(tasks) // 2], n, cache=cache)
-    rest = run_.engine.logits(flat, tasks[len(tasks) // 2:], n, cache=cache)
+        return part(tasks)
+    first = run_.branch(part, tasks[:len(tasks) // 2])
+    rest = part(tasks[len(tasks) // 2:])
     return {**first(), **rest}
 
 
@@ -429,7 +435,7 @@ def _clean_side(run_: _Run) -> _Clean:
     run_.lap("lambda", 0.2)
     fused = engine.encoder_flat(slices, run_.plan(slices, lam), each=stats)
     digest = flat_digest(fused)
-    logits = _logits(run_, fused, cache=run_.cache)
+    logits = _logits(run_, fused, cache=run_.cache, digest=digest)
     return _Clean(slices=slices, power=power, gram=gram, lam=lam, logits=logits, digest=digest)
 
 
